@@ -1,0 +1,137 @@
+"""The runtime API: open a package, predict P(fake) for images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fakedet.errors import FakedetError, ImageError
+from fakedet.package import ModelPackage
+
+from .imageio import load_image, source_name
+from .preprocess import preprocess_image
+from .scoring import fake_logits, sigmoid
+from .selection import Choice, choose, make_backend
+
+
+@dataclass
+class Prediction:
+    source: str
+    score: float | None = None  # P(fake)
+    logit: float | None = None
+    is_fake: bool | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Detector:
+    """A model package loaded on a backend.
+
+        det = Detector.open("model.fdet")            # backend="auto"
+        for p in det.predict(["a.jpg", "b.png"]):
+            print(p.source, p.score, p.is_fake, p.error)
+    """
+
+    def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None):
+        self.package = package
+        self.manifest = package.manifest
+        self.choice = choice
+        self.backend = backend
+        self.batch_size = max(1, int(batch_size))
+        self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
+
+    @classmethod
+    def open(
+        cls,
+        path_or_package,
+        backend: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 8,
+        threshold: float | None = None,
+        **backend_options,
+    ) -> "Detector":
+        pkg = path_or_package if isinstance(path_or_package, ModelPackage) else ModelPackage.open(path_or_package)
+        choice = choose(pkg, backend, precision)
+        runner = make_backend(choice, pkg, **backend_options)
+        runner.activate()
+        return cls(pkg, choice, runner, batch_size, threshold)
+
+    # ---- prediction -------------------------------------------------------
+    def _prepare(self, item) -> np.ndarray:
+        name = source_name(item)
+        img = load_image(item, self.manifest.input.preprocess.max_pixels)
+        return preprocess_image(img, self.manifest.input, name)
+
+    def predict(self, items, batch_size: int | None = None) -> list[Prediction]:
+        """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
+        its error in its Prediction; the others are scored."""
+        items = list(items)
+        preds = [Prediction(source=source_name(it)) for it in items]
+        tensors: dict[int, np.ndarray] = {}
+        for i, it in enumerate(items):
+            try:
+                tensors[i] = self._prepare(it)
+            except ImageError as e:
+                preds[i].error = e.problem
+            except FakedetError as e:
+                preds[i].error = str(e)
+        self._score(tensors, preds, batch_size or self.batch_size)
+        return preds
+
+    def predict_tensors(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed float32 batch -> P(fake) per row."""
+        return sigmoid(fake_logits(self.backend.infer(batch), self.manifest.output))
+
+    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int) -> None:
+        fixed = self.backend.input_spec.fixed_batch()
+        if fixed:
+            batch_size = fixed
+        by_shape: dict[tuple, list[int]] = {}
+        for i, t in tensors.items():
+            by_shape.setdefault(t.shape, []).append(i)
+        for idx in by_shape.values():
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start : start + batch_size]
+                batch = np.stack([tensors[i] for i in chunk])
+                n = len(chunk)
+                if fixed and n < fixed:
+                    batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - n, axis=0)])
+                try:
+                    logits = fake_logits(self.backend.infer(batch), self.manifest.output)[:n]
+                except Exception as e:  # a failing batch costs its items, not the run
+                    for i in chunk:
+                        preds[i].error = f"inference failed: {str(e).splitlines()[0][:200]}"
+                    continue
+                probs = sigmoid(logits)
+                for i, lg, p in zip(chunk, logits, probs):
+                    preds[i].logit = float(lg)
+                    preds[i].score = float(p)
+                    preds[i].is_fake = bool(p >= self.threshold)
+
+    def describe(self) -> str:
+        return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"
+
+    def close(self) -> None:
+        self.backend.close()
+        self.package.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def iter_images(paths) -> list[Path]:
+    from .imageio import expand_paths
+
+    return expand_paths([Path(os.fspath(p)) for p in paths])

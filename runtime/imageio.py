@@ -1,0 +1,148 @@
+"""Robust image decoding to 8-bit RGB: one bad file is an ImageError for that file, nothing more."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from fakedet.errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm"}
+)
+
+DEFAULT_MAX_PIXELS = 89_478_485
+
+# Pillow's own bomb check fires only at 2x its limit; we check the declared size
+# ourselves before decoding, so lift Pillow's and keep one rule.
+Image.MAX_IMAGE_PIXELS = None
+
+_SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I;16BS", "I;16LS", "I;16NS"}
+
+
+def source_name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<bytes:{len(source)}>"
+    if isinstance(source, np.ndarray):
+        return f"<array:{'x'.join(map(str, source.shape))}>"
+    if isinstance(source, Image.Image):
+        return f"<image:{source.width}x{source.height}>"
+    return f"<{type(source).__name__}>"
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB. Alpha is dropped (as the training loaders do);
+    16-bit and 32-bit greyscale keep their top 8 bits."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in _SIXTEEN_BIT or mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        if mode == "I" and arr.size and arr.max() <= 255 and arr.min() >= 0:
+            arr8 = arr.astype(np.uint8)
+        else:
+            arr8 = (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
+        return Image.fromarray(np.repeat(arr8[..., None], 3, axis=2), "RGB")
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.size and np.nanmax(arr) <= 1.0:
+            arr = arr * 255.0
+        arr8 = np.clip(np.nan_to_num(np.rint(arr)), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(arr8[..., None], 3, axis=2), "RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if mode == "PA":
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def _open(source, name: str) -> Image.Image:
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_dir():
+            raise ImageError(name, "is a directory, not an image")
+        if not p.exists():
+            raise ImageError(name, "no such file")
+        if p.stat().st_size == 0:
+            raise ImageError(name, "empty file (0 bytes)")
+        return Image.open(p)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(name, "empty input (0 bytes)")
+        return Image.open(io.BytesIO(bytes(source)))
+    raise ImageError(name, f"cannot read an image from {type(source).__name__}")
+
+
+def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode a path, bytes, numpy array (HxW or HxWx3/4 uint8) or PIL image to 8-bit RGB.
+
+    EXIF orientation is applied. Raises ImageError naming the source and the problem."""
+    name = source_name(source)
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        return _from_array(source, name)
+    else:
+        try:
+            img = _open(source, name)
+        except ImageError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageError(name, "not an image (unrecognised format)") from None
+        except (OSError, ValueError) as e:
+            raise ImageError(name, f"cannot open: {e}") from None
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (decompression-bomb guard)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower():
+            msg = f"truncated file ({msg})"
+        raise ImageError(name, f"cannot decode: {msg}") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a malformed EXIF block must not cost the image; use it unrotated
+        pass
+    try:
+        return to_rgb(img)
+    except (OSError, ValueError) as e:
+        raise ImageError(name, f"cannot convert mode {img.mode} to RGB: {e}") from None
+
+
+def _from_array(arr: np.ndarray, name: str) -> Image.Image:
+    if arr.dtype != np.uint8:
+        raise ImageError(name, f"arrays must be uint8 RGB (HxWx3), got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or min(arr.shape[:2]) < 1:
+        raise ImageError(name, f"arrays must be HxWx3 uint8 RGB, got shape {arr.shape}")
+    return Image.fromarray(np.ascontiguousarray(arr[..., :3]), "RGB")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def expand_paths(paths, recursive: bool = True) -> list:
+    """Directories become their image files (sorted, recursively); files are kept as
+    given, whatever their extension, so a wrong file is reported rather than skipped."""
+    out = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            out.extend(sorted(q for q in it if q.is_file() and is_image_file(q)))
+        else:
+            out.append(p)
+    return out
