@@ -24,11 +24,7 @@ class Sample:
     path: Path
     label: int  # 0 real, 1 fake
     generator: str  # folder path above the class folder ("" at the top), or CSV column
-
-    @property
-    def key(self) -> str:
-        """The path relative to its class folder: pairs a real image with its reconstruction."""
-        return self.path.stem
+    key: str = ""  # path inside the class folder without suffix: pairs a real image with its reconstruction
 
 
 def _from_folder(root: Path) -> list[Sample]:
@@ -46,7 +42,7 @@ def _from_folder(root: Path) -> list[Sample]:
         files = sorted(p for p in cdir.rglob("*") if p.is_file() and is_image_file(p))
         if not files:
             raise DataError(f"{cdir}: class folder holds no images")
-        samples.extend(Sample(p, label, gen) for p in files)
+        samples.extend(Sample(p, label, gen, p.relative_to(cdir).with_suffix("").as_posix()) for p in files)
     if not samples:
         raise DataError(
             f"{root}: no class folders found (expected 0_real/ and 1_fake/, possibly under generator folders)"
@@ -68,7 +64,7 @@ def _from_csv(path: Path) -> list[Sample]:
             p = Path(row["path"])
             if not p.is_absolute():
                 p = path.parent / p
-            samples.append(Sample(p, LABEL_WORDS[lab], (row.get("generator") or "").strip()))
+            samples.append(Sample(p, LABEL_WORDS[lab], (row.get("generator") or "").strip(), p.stem))
     if not samples:
         raise DataError(f"{path}: CSV lists no images")
     return samples

@@ -96,8 +96,8 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             raise
         except UnidentifiedImageError:
             raise ImageError(name, "not an image (unrecognised format)") from None
-        except (OSError, ValueError) as e:
-            raise ImageError(name, f"cannot open: {e}") from None
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ImageError(name, f"cannot open: {_describe(e)}") from None
     w, h = img.size
     if w * h > max_pixels:
         raise ImageError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (decompression-bomb guard)")
@@ -106,10 +106,7 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
             warnings.simplefilter("ignore")
             img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        msg = str(e) or type(e).__name__
-        if "truncated" in msg.lower():
-            msg = f"truncated file ({msg})"
-        raise ImageError(name, f"cannot decode: {msg}") from None
+        raise ImageError(name, f"cannot decode: {_describe(e)}") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not cost the image; use it unrotated
@@ -118,6 +115,11 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         return to_rgb(img)
     except (OSError, ValueError) as e:
         raise ImageError(name, f"cannot convert mode {img.mode} to RGB: {e}") from None
+
+
+def _describe(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    return f"truncated file ({msg})" if "truncated" in msg.lower() else msg
 
 
 def _from_array(arr: np.ndarray, name: str) -> Image.Image:

@@ -1,0 +1,173 @@
+"""`fakedet predict` and `fakedet info`: numpy, Pillow and the chosen backend only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fakedet.errors import BackendUnavailable, FakedetError, PackageError
+from fakedet.package import ModelPackage
+
+from .imageio import expand_paths
+from .selection import BACKENDS, PRECISIONS, choose
+
+CHUNK = 256  # images decoded and scored per step, so huge folders stream
+
+
+@click.command(
+    "predict",
+    epilog="""\b
+Examples:
+  fakedet predict model.fdet photo.jpg
+  fakedet predict model.fdet photos/ uploads/ --batch 16
+  fakedet predict model.fdet photos/ --json > scores.jsonl
+  fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
+\b
+Directories are searched recursively for images; files named on the command line
+are always tried, so a non-image is reported rather than silently skipped.
+Exit codes: 0 every image scored, 1 some images failed (each says why), 2 usage
+or package errors.""",
+)
+@click.argument("package", type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--backend", default="auto", show_default=True, type=click.Choice(("auto",) + BACKENDS),
+              help="Inference backend; auto picks the fastest that can run here.")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(("auto",) + PRECISIONS),
+              help="Which artifact precision to run.")
+@click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
+def predict(package, paths, backend, precision, batch_size, threshold, threads, as_json, quiet) -> int:
+    """Score images with a model package: P(fake) per image.
+
+    PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
+    carries a fakedet manifest. PATHS are image files and/or directories.
+    """
+    from .detector import Detector
+
+    items = expand_paths(paths)
+    if not items:
+        raise FakedetError(f"no images found in {', '.join(map(str, paths))}")
+    options = {"threads": threads} if threads else {}
+    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    if not quiet:
+        click.echo(f"fakedet: {det.describe()}", err=True)
+    failed = scored = fakes = 0
+    if not as_json:
+        click.echo(f"{'P(fake)':>8}  {'verdict':<7}  path")
+    try:
+        for start in range(0, len(items), CHUNK):
+            for p in det.predict(items[start : start + CHUNK]):
+                if p.ok:
+                    scored += 1
+                    fakes += int(bool(p.is_fake))
+                else:
+                    failed += 1
+                if as_json:
+                    d = p.to_dict()
+                    d["path"] = d.pop("source")
+                    click.echo(json.dumps(d))
+                elif p.ok:
+                    click.echo(f"{p.score:8.4f}  {'FAKE' if p.is_fake else 'real':<7}  {p.source}")
+                else:
+                    click.echo(f"{'-':>8}  {'ERROR':<7}  {p.source}: {p.error}")
+            sys.stdout.flush()
+    finally:
+        det.close()
+    if not quiet:
+        click.echo(
+            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}), {failed} failed, "
+            f"{len(items)} total",
+            err=True,
+        )
+    return 1 if failed else 0
+
+
+def _backend_lines(pkg: ModelPackage) -> list[str]:
+    lines = []
+    try:
+        c = choose(pkg, "auto")
+        lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
+    except BackendUnavailable as e:
+        lines.append(f"auto -> nothing can run it here: {e}")
+    for b in BACKENDS:
+        try:
+            c = choose(pkg, b)
+            lines.append(f"{b:<9} yes: {c.artifact.file} ({c.precision})")
+        except BackendUnavailable as e:
+            lines.append(f"{b:<9} no: {str(e).split('; the package has')[0]}")
+    try:
+        from .selection import explain  # plan-by-plan reasoning, where available
+    except ImportError:
+        explain = None
+    if explain is not None:
+        lines.extend(explain(pkg))
+    return lines
+
+
+@click.command(
+    "info",
+    epilog="""\b
+Examples:
+  fakedet info model.fdet
+  fakedet info model.fdet --json
+  fakedet info exported.onnx""",
+)
+@click.argument("package", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest and checks as JSON.")
+@click.option("--no-verify", is_flag=True, help="Skip re-hashing the artifacts.")
+def info(package, as_json, no_verify) -> int:
+    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here."""
+    pkg = ModelPackage.open(package)
+    problems = []
+    checks = {}
+    for art in pkg.manifest.artifacts:
+        if no_verify:
+            checks[art.file] = "not verified"
+            continue
+        try:
+            pkg.verify_artifact(art)
+            checks[art.file] = "ok"
+        except PackageError as e:
+            checks[art.file] = "HASH MISMATCH"
+            problems.append(str(e))
+    backends = _backend_lines(pkg)
+    m = pkg.manifest
+    if as_json:
+        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))
+    else:
+        pre = m.input.preprocess
+        click.echo(f"package      {pkg.source}")
+        click.echo(f"name         {m.name} ({m.architecture}), schema v{m.schema_version}")
+        size = "native size" if pre.policy == "whole-image" else f"{pre.size[0]}x{pre.size[1]}"
+        click.echo(f"input        {m.input.name} {m.input.dtype} {m.input.layout} {m.input.channel_order}, "
+                   f"dynamic {','.join(m.input.dynamic_axes) or 'none'}")
+        click.echo(f"preprocess   {pre.policy} {size}, {pre.interpolation}, small images: {pre.small_images}, "
+                   f"mean {list(m.input.mean)} std {list(m.input.std)}")
+        click.echo(f"output       {m.output.name} ({m.output.kind})")
+        click.echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
+        for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
+            if key in m.provenance:
+                val = m.provenance[key]
+                click.echo(f"{key:<12} {json.dumps(val) if isinstance(val, (dict, list)) else val}"[:300])
+        click.echo("artifacts")
+        for art in m.artifacts:
+            extra = ""
+            if art.kind == "trt-plan":
+                a = art.attrs
+                extra = f" TRT {a.get('trt_version')} sm{str(a.get('compute_capability', '')).replace('.', '')} {a.get('precision')}"
+            click.echo(f"  {art.kind:<22} {art.file:<36} {art.size / 1e6:8.2f} MB  {checks[art.file]}{extra}")
+        click.echo("here")
+        for line in backends:
+            click.echo(f"  {line}")
+    pkg.close()
+    if problems:
+        for p in problems:
+            click.echo(f"fakedet: error: {p}", err=True)
+        return 2
+    return 0

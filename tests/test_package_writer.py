@@ -1,0 +1,81 @@
+"""Atomic package writes and manifest validation."""
+
+import json
+
+import pytest
+
+from fakedet.atomic import sha256_file
+from fakedet.errors import InputSpecError, PackageError
+from fakedet.manifest import Artifact, Manifest
+from fakedet.package import ModelPackage, PackageWriter
+
+
+def _manifest():
+    return Manifest(name="m")
+
+
+def test_commit_and_reopen(tmp_path):
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc")
+    dest = tmp_path / "m.fdet"
+    with PackageWriter(dest, _manifest()) as w:
+        w.add_file(src, "a.onnx", "onnx-fp32")
+    pkg = ModelPackage.open(dest)
+    (art,) = pkg.manifest.artifacts
+    assert art.sha256 == sha256_file(src) and art.size == 3
+    pkg.verify()
+
+
+def test_failure_inside_writer_leaves_nothing(tmp_path):
+    dest = tmp_path / "m.fdet"
+    with pytest.raises(RuntimeError):
+        with PackageWriter(dest, _manifest()) as w:
+            w.staged_path("a.onnx").write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert not dest.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_update_keeps_old_until_commit_and_links_unchanged(tmp_path):
+    dest = tmp_path / "m.fdet"
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"v1")
+    with PackageWriter(dest, _manifest()) as w:
+        w.add_file(src, "a.onnx", "onnx-fp32")
+    old = ModelPackage.open(dest)
+    w = PackageWriter(dest, old.manifest, base=old)
+    w.staged_path("b.cache").write_text("TRT-100300-EntropyCalibration2\n")
+    w.add_file(None, "b.cache", "trt-calibration-cache", method="entropy")
+    assert [a.file for a in ModelPackage.open(dest).manifest.artifacts] == ["a.onnx"]  # not yet
+    w.commit()
+    new = ModelPackage.open(dest)
+    assert sorted(a.file for a in new.manifest.artifacts) == ["a.onnx", "b.cache"]
+    new.verify()
+    assert new.manifest.artifact("trt-calibration-cache").attrs == {"method": "entropy"}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_manifest_round_trip_and_errors():
+    m = Manifest(name="x")
+    m.put_artifact(Artifact("plans/p.plan", "trt-plan", "0" * 64, 10, {"trt_version": "10.3.0"}))
+    again = Manifest.from_json(m.to_json())
+    assert again.to_dict() == m.to_dict()
+    d = m.to_dict()
+    with pytest.raises(InputSpecError, match="unknown artifact kind"):
+        Manifest.from_dict(dict(d, artifacts=[dict(d["artifacts"][0], kind="pickle")]))
+    with pytest.raises(InputSpecError, match="leaves the package"):
+        Manifest.from_dict(dict(d, artifacts=[dict(d["artifacts"][0], file="../x")]))
+    with pytest.raises(InputSpecError, match="missing required field 'input'"):
+        Manifest.from_dict({k: v for k, v in d.items() if k != "input"})
+
+
+def test_not_a_package(tmp_path):
+    with pytest.raises(PackageError, match="no manifest.json"):
+        ModelPackage.open(tmp_path)
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(PackageError, match="not a model package"):
+        ModelPackage.open(tmp_path / "x.txt")
+    (tmp_path / "bad.onnx").write_bytes(b"junk")
+    with pytest.raises(PackageError, match="not a loadable ONNX"):
+        ModelPackage.open(tmp_path / "bad.onnx")
+    assert json.loads(json.dumps({"ok": 1}))
