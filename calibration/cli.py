@@ -1,0 +1,103 @@
+"""`fakedet calibrate`: INT8 calibration with an accuracy guard."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from .ranges import METHODS
+from .trt_cache import ALGORITHMS, DEFAULT_TRT_VERSION, trt_version_number
+
+
+def _trt_version(ctx, param, value):
+    try:
+        return trt_version_number(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.command(
+    "calibrate",
+    epilog="""\b
+Examples:
+  fakedet calibrate r50.fdet --data calib/ --eval-data heldout/
+  fakedet calibrate r50.fdet --data calib/ --method percentile --samples 512 --seed 1
+  fakedet calibrate r50.fdet --data calib/ --eval-data heldout/ --max-auc-drop 0.002 --trt-version 8.6.1
+  fakedet calibrate other.onnx --input-spec spec.json --data calib/ --eval-data heldout/ -o other.fdet
+
+\b
+Adds to the package (atomically): model.int8.onnx (QDQ INT8 for TensorRT >= 8 and
+ONNX Runtime), calibration.cache (TensorRT native cache for implicit INT8, TensorRT <= 10),
+calibration.json + calibration.png (ranges, data digest, accuracy guard, score shift).
+Data folders: 0_real/ and 1_fake/ (optionally under generator folders) or a CSV;
+calibration data may also be a plain folder of images. Results are keyed by model hash,
+data digest, method and options: an unchanged run reuses them, any change recalibrates.""",
+)
+@click.argument("package", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Calibration images.")
+@click.option("--method", type=click.Choice(METHODS), default="entropy", show_default=True,
+              help="Range method: entropy (KL, 2048 bins), percentile, minmax, or mse (least quantization error).")
+@click.option("--samples", type=click.IntRange(1), default=256, show_default=True,
+              help="Calibration images to use (stratified over real/fake and generators).")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight scales per output channel.")
+@click.option("--eval-data", type=click.Path(exists=True, path_type=Path),
+              help="Held-out labelled images for the accuracy guard (both classes).")
+@click.option("--eval-samples", type=click.IntRange(2), default=None, help="Cap on held-out images [default: all].")
+@click.option("--max-auc-drop", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+              help="Largest FP32 -> INT8 AUC drop accepted; above it layers fall back to float.")
+@click.option("--max-float-layers", type=click.IntRange(0), default=8, show_default=True,
+              help="Most layer groups the fallback may keep in float.")
+@click.option("--sensitivity", is_flag=True, help="Run the per-layer sensitivity analysis even when the guard passes.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing calibration images.")
+@click.option("--num-bins", type=click.IntRange(128), default=2048, show_default=True,
+              help="Histogram bins (entropy, percentile, mse).")
+@click.option("--percentile", type=click.FloatRange(50, 100), default=99.999, show_default=True,
+              help="Percentile for --method percentile.")
+@click.option("--trt-version", callback=_trt_version, default=str(DEFAULT_TRT_VERSION), show_default=True,
+              help="TensorRT version in the cache header: 100300, 10.3, 8.6.1 ...")
+@click.option("--trt-calibrator", type=click.Choice(list(ALGORITHMS)), default="entropy2", show_default=True,
+              help="Calibrator named in the cache header (trtexec and DeepStream use entropy2).")
+@click.option("--input-spec", type=click.Path(exists=True, path_type=Path),
+              help="For a bare ONNX classifier: the preprocessing/output spec (as for `fakedet package`).")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path),
+              help="Write the calibrated package here [default: update PACKAGE in place].")
+@click.option("--force", is_flag=True, help="Recalibrate even if an identical calibration is in the package.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def calibrate(package, data, method, samples, per_channel, eval_data, eval_samples, max_auc_drop, max_float_layers,
+              sensitivity, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, force, quiet):  # fmt: skip
+    """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
+    calibration cache and a report, guarded against accuracy loss."""
+    from .pipeline import Options
+    from .pipeline import calibrate as run
+
+    logging.basicConfig(level=logging.WARNING, format="fakedet: %(message)s")
+    opts = Options(
+        data=data, method=method, samples=samples, per_channel=per_channel, eval_data=eval_data,
+        eval_samples=eval_samples, max_auc_drop=max_auc_drop, max_float_layers=max_float_layers,
+        sensitivity=sensitivity, seed=seed, num_bins=num_bins, percentile=percentile, trt_version=trt_version,
+        trt_calibrator=trt_calibrator, force=force, progress=not quiet,
+    )  # fmt: skip
+    res = run(package, opts, input_spec=input_spec, out=out)
+    if res.reused:
+        click.echo(f"reusing calibration in {res.dest} (key {res.key[:16]})")
+        return 0
+    rep = res.report
+    g = rep["guard"]
+    if rep["ranges_reused"]:
+        click.echo(f"reusing calibration ranges (key {rep['ranges_key'][:16]}); recomputing QDQ model and guard")
+    click.echo(f"calibrated {res.dest}: {rep['method']}, {rep['samples']} images, data {rep['data_digest'][:12]}, key {res.key[:16]}")
+    if "final" in g:
+        f = g["final"]
+        click.echo(
+            f"guard: AUC fp32 {f['fp32']['auc']:.4f} -> int8 {f['int8']['auc']:.4f} (drop {f['auc_drop']:+.4f}, "
+            f"budget {max_auc_drop}); AP {f['fp32']['ap']:.4f} -> {f['int8']['ap']:.4f}; "
+            f"mean |dP| {f['shift']['mean_abs_dp']:.4f}; agreement {f['shift']['decision_agreement']:.3f}"
+        )
+    else:
+        s = g["fidelity_on_calibration_set"]["shift"]
+        click.echo(f"guard skipped (no --eval-data); on calibration images: mean |dP| {s['mean_abs_dp']:.4f}")
+    if rep["kept_float"]:
+        click.echo(f"kept in float (most sensitive first): {', '.join(rep['kept_float'])}")
+    return 0

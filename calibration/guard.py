@@ -1,0 +1,140 @@
+"""Accuracy guard: FP32 against INT8 on held-out data, per-layer sensitivity, and the
+mixed-precision fallback that keeps the most sensitive layer groups in float until the
+AUC drop is within budget."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+
+from fakedet.manifest import OutputSpec
+from fakedet.runtime.metrics import accuracy_at, average_precision, roc_auc
+from fakedet.runtime.scoring import fake_logits, sigmoid
+
+from .surgery import keep_float, layer_groups
+
+log = logging.getLogger("fakedet.calibration")
+
+
+def session(model):
+    """An ORT CPU session from a path or an in-memory ModelProto."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    src = model if isinstance(model, (str, bytes)) else (str(model) if hasattr(model, "__fspath__") else model.SerializeToString())
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def logits_of(model, batches, output: OutputSpec) -> np.ndarray:
+    sess = session(model)
+    name = sess.get_inputs()[0].name
+    out = [fake_logits(sess.run(None, {name: b})[0], output) for b in batches]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width probability bins, weighted by bin size."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    err = 0.0
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            err += sel.mean() * abs(labels[sel].mean() - probs[sel].mean())
+    return float(err)
+
+
+def score_shift(l32: np.ndarray, l8: np.ndarray, threshold: float) -> dict:
+    p32, p8 = sigmoid(l32), sigmoid(l8)
+    dp = np.abs(p8 - p32)
+    s32 = float(np.std(l32))
+    return {
+        "mean_abs_dp": float(dp.mean()),
+        "p99_abs_dp": float(np.quantile(dp, 0.99)),
+        "max_abs_dp": float(dp.max()),
+        "mean_abs_dlogit": float(np.abs(l8 - l32).mean()),
+        "logit_spread_ratio": float(np.std(l8) / s32) if s32 > 0 else None,  # < 1: INT8 squashes confidences
+        "decision_agreement": float(np.mean((p32 >= threshold) == (p8 >= threshold))),
+        "distinct_scores_fp32": int(np.unique(p32).size),
+        "distinct_scores_int8": int(np.unique(p8).size),
+    }
+
+
+def compare(labels: np.ndarray | None, l32: np.ndarray, l8: np.ndarray, threshold: float) -> dict:
+    """Everything the report says about INT8 against FP32 on one set of images."""
+    out = {"images": int(l32.size), "threshold": threshold, "shift": score_shift(l32, l8, threshold)}
+    if labels is not None and set(np.unique(labels)) == {0, 1}:
+        p32, p8 = sigmoid(l32), sigmoid(l8)
+        for tag, p in (("fp32", p32), ("int8", p8)):
+            out[tag] = {
+                "auc": roc_auc(labels, p),
+                "ap": average_precision(labels, p),
+                **accuracy_at(labels, p, threshold),
+                "ece": expected_calibration_error(labels, p),
+            }
+        out["auc_drop"] = out["fp32"]["auc"] - out["int8"]["auc"]
+        out["ap_drop"] = out["fp32"]["ap"] - out["int8"]["ap"]
+    return out
+
+
+def sensitivity(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output: OutputSpec, progress=True) -> list[dict]:
+    """Keep one layer group in float at a time; measure the logit error against FP32 (and AUC)."""
+    groups = layer_groups(fp32_model)
+    rows = []
+    it = groups
+    if progress:
+        with contextlib.suppress(ImportError):
+            from tqdm import tqdm
+
+            it = tqdm(groups, desc="layer sensitivity", unit="layer", leave=False)
+    for grp in it:
+        m = keep_float(qdq_model, fp32_model, grp.nodes)
+        l8 = logits_of(m, batches, output)
+        row = {**grp.to_dict(), "logit_mse": float(np.mean((l8 - l32) ** 2))}
+        if labels is not None:
+            row["auc"] = roc_auc(labels, sigmoid(l8))
+        rows.append(row)
+    return sorted(rows, key=lambda r: r["logit_mse"])
+
+
+def fallback(
+    qdq_model,
+    fp32_model,
+    batches,
+    labels: np.ndarray,
+    l32: np.ndarray,
+    output: OutputSpec,
+    threshold: float,
+    max_auc_drop: float,
+    max_float_groups: int,
+    progress: bool = True,
+):
+    """Greedy mixed precision. Returns (model, result dict)."""
+    l8 = logits_of(qdq_model, batches, output)
+    first = compare(labels, l32, l8, threshold)
+    result = {"initial": first, "max_auc_drop": max_auc_drop, "kept_float": [], "sensitivity": [], "steps": []}
+    if first["auc_drop"] <= max_auc_drop:
+        result.update(final=first, passed=True)
+        return qdq_model, result
+    log.warning(
+        "INT8 AUC drop %.4f exceeds --max-auc-drop %.4f: running per-layer sensitivity", first["auc_drop"], max_auc_drop
+    )
+    ranking = sensitivity(qdq_model, fp32_model, batches, l32, labels, output, progress)
+    result["sensitivity"] = ranking
+    kept: list[dict] = []
+    model, final = qdq_model, first
+    for row in ranking[:max_float_groups]:
+        kept.append(row)
+        model = keep_float(qdq_model, fp32_model, [n for r in kept for n in r["nodes"]])
+        final = compare(labels, l32, logits_of(model, batches, output), threshold)
+        result["steps"].append({"kept_float": [r["name"] for r in kept], "auc_drop": final["auc_drop"]})
+        log.info("keeping %s in float: AUC drop %.4f", row["name"], final["auc_drop"])
+        if final["auc_drop"] <= max_auc_drop:
+            break
+    result["kept_float"] = [{"name": r["name"], "op_type": r["op_type"], "nodes": r["nodes"]} for r in kept]
+    result["final"] = final
+    result["passed"] = bool(final["auc_drop"] <= max_auc_drop)
+    return model, result

@@ -1,0 +1,298 @@
+"""`fakedet calibrate` as a function: calibration set -> ranges -> QDQ INT8 + TensorRT cache
+-> accuracy guard (with mixed-precision fallback) -> artifacts added to the package atomically.
+
+Everything is keyed: ranges by model hash + input spec + data digest + method (+ its
+parameters, samples, seed); the whole result additionally by per-channel, the eval data,
+the AUC budget and the cache format. A change of any recalibrates; equal keys reuse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fakedet.atomic import sha256_file
+from fakedet.errors import FakedetError, PackageError
+from fakedet.manifest import Manifest
+from fakedet.package import ModelPackage, PackageWriter, embed_manifest
+
+from . import ranges as ranges_mod
+from .dataset import load_set
+from .guard import compare, fallback, logits_of, sensitivity
+from .qdq import quantize_qdq
+from .report import score_figure
+from .surgery import keep_float, name_nodes
+from .trt_cache import DEFAULT_TRT_VERSION, format_cache
+
+log = logging.getLogger("fakedet.calibration")
+
+INT8_FILE = "model.int8.onnx"
+CACHE_FILE = "calibration.cache"
+REPORT_FILE = "calibration.json"
+FIGURE_FILE = "calibration.png"
+FP32_FILE = "model.onnx"
+ALGO_VERSION = "fakedet-calibration-1"
+
+
+class GuardFailed(FakedetError):
+    """INT8 stayed outside the AUC budget even with the fallback; nothing was written."""
+
+    exit_code = 1
+
+
+@dataclass
+class Options:
+    data: Path
+    method: str = "entropy"
+    samples: int = 256
+    per_channel: bool = True
+    eval_data: Path | None = None
+    max_auc_drop: float = 0.005
+    seed: int = 0
+    force: bool = False
+    num_bins: int = ranges_mod.DEFAULT_NUM_BINS
+    percentile: float = ranges_mod.DEFAULT_PERCENTILE
+    eval_samples: int | None = None
+    trt_version: int = DEFAULT_TRT_VERSION
+    trt_calibrator: str = "entropy2"
+    max_float_layers: int = 8
+    sensitivity: bool = False  # run the per-layer analysis even when the guard passes
+    batch_size: int = 8
+    progress: bool = True
+
+
+@dataclass
+class Result:
+    dest: Path
+    key: str
+    reused: bool
+    report: dict = field(default_factory=dict)
+
+
+def _key(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path):
+    """(manifest, fp32 path, base package or None, destination)."""
+    if input_spec is not None:
+        import onnx
+
+        from fakedet.spec_file import load_spec_file
+
+        if source.suffix.lower() != ".onnx" or not source.is_file():
+            raise PackageError(source, "--input-spec wraps a bare .onnx file; this is not one")
+        spec = load_spec_file(input_spec)
+        manifest = Manifest(
+            name=spec.name or source.stem,
+            architecture=spec.architecture or "unknown",
+            input=spec.input,
+            output=spec.output,
+            threshold=spec.threshold,
+            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"},
+        )
+        try:
+            model = onnx.load(str(source))
+        except Exception as e:
+            raise PackageError(source, f"not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        embed_manifest(model, manifest, "onnx-fp32")
+        fp32 = work / FP32_FILE
+        onnx.save(model, str(fp32))
+        return manifest, fp32, None, out or source.with_suffix(".fdet")
+    pkg = ModelPackage.open(source)
+    art = pkg.manifest.artifact("onnx-fp32")
+    if art is None:
+        raise PackageError(source, "has no onnx-fp32 artifact to calibrate (fakedet export writes one)")
+    fp32 = pkg.path_of(art)  # verifies its sha256
+    if out is None:
+        if not pkg.source.is_dir():
+            raise PackageError(source, "is not a package directory; give -o NAME.fdet for the calibrated package")
+        out = pkg.source
+    return pkg.manifest, fp32, pkg, out
+
+
+def _existing(dest: Path) -> ModelPackage | None:
+    try:
+        return ModelPackage.open(dest) if dest.is_dir() else None
+    except FakedetError:
+        return None
+
+
+def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> dict | None:
+    if pkg is None:
+        return None
+    arts = [a for a in pkg.manifest.artifacts_of("calibration-report") if a.file == REPORT_FILE]
+    if not arts:
+        return None
+    art = arts[0]
+    try:
+        pkg.verify_artifact(art)
+        rep = json.loads((pkg.root / art.file).read_text(encoding="utf-8"))
+    except (FakedetError, OSError, ValueError):
+        return None
+    if rep.get("ranges_key") != ranges_key:
+        return None
+    return {k: float(v) for k, v in rep.get("ranges", {}).items()}
+
+
+def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None = None, out: str | Path | None = None) -> Result:
+    import onnx
+
+    source = Path(source)
+    with tempfile.TemporaryDirectory(prefix="fakedet-calibrate-") as tmp:
+        work = Path(tmp)
+        manifest, fp32_path, base, dest = _open_source(
+            source, Path(input_spec) if input_spec else None, Path(out) if out else None, work
+        )
+        params = ranges_mod.method_params(opts.method, opts.num_bins, opts.percentile)
+        # data first: a bad set fails here, before any model work
+        eval_set = None
+        if opts.eval_data is not None:
+            eval_set = load_set(opts.eval_data, manifest.input, opts.eval_samples, opts.seed, True, "evaluation", opts.progress)
+        calib = load_set(opts.data, manifest.input, opts.samples, opts.seed, False, "calibration", opts.progress)
+        model_sha = sha256_file(fp32_path)
+        ranges_inputs = {
+            "algo": ALGO_VERSION,
+            "model_sha256": model_sha,
+            "input": manifest.input.to_dict(),
+            "data_digest": calib.digest,
+            "method": opts.method,
+            "params": params,
+            "samples": opts.samples,
+            "seed": opts.seed,
+        }
+        ranges_key = _key(ranges_inputs)
+        key = _key(
+            {
+                **ranges_inputs,
+                "ranges_key": ranges_key,
+                "per_channel": opts.per_channel,
+                "eval_digest": eval_set.digest if eval_set else None,
+                "max_auc_drop": opts.max_auc_drop if eval_set else None,
+                "max_float_layers": opts.max_float_layers,
+                "trt": [opts.trt_version, opts.trt_calibrator],
+                "output": manifest.output.to_dict(),
+                "threshold": manifest.threshold.value,
+                "onnxruntime": _ort_version(),
+            }
+        )
+        existing = _existing(dest)
+        old = existing.manifest.artifact("onnx-int8-qdq") if existing else None
+        if old is not None and old.attrs.get("calibration_key") == key and not opts.force:
+            existing.verify()
+            return Result(dest, key, True, {"key": key})
+
+        # ---- ranges ----------------------------------------------------------------
+        named = onnx.load(str(fp32_path))
+        name_nodes(named)
+        named_path = work / "fp32.named.onnx"
+        onnx.save(named, str(named_path))
+        amax = None if opts.force else _old_ranges(existing, ranges_key)
+        ranges_reused = amax is not None
+        if not ranges_reused:
+            amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params, opts.progress)
+
+        # ---- QDQ + guard -------------------------------------------------------------
+        qdq_path = work / "qdq.onnx"
+        quantize_qdq(named_path, amax, opts.per_channel, qdq_path)
+        qdq = onnx.load(str(qdq_path))
+        thr = manifest.threshold.value
+        if eval_set is not None:
+            batches = list(eval_set.batches(opts.batch_size))
+            labels = eval_set.labels
+            l32 = logits_of(named_path, batches, manifest.output)
+            final_model, guard = fallback(
+                qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers, opts.progress
+            )
+            if opts.sensitivity and not guard["sensitivity"]:
+                guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
+            l8 = logits_of(final_model, batches, manifest.output)
+            fig_labels = labels
+        else:
+            log.warning("no --eval-data: accuracy guard skipped; INT8 fidelity is measured on the calibration images")
+            batches = list(calib.batches(opts.batch_size))
+            l32 = logits_of(named_path, batches, manifest.output)
+            final_model = qdq
+            l8 = logits_of(qdq, batches, manifest.output)
+            lab = calib.labels
+            fig_labels = lab if set(np.unique(lab)) == {0, 1} else None
+            guard = {"skipped": "no --eval-data", "fidelity_on_calibration_set": compare(fig_labels, l32, l8, thr)}
+            guard["kept_float"], guard["passed"] = [], None
+        if guard.get("passed") is False:
+            f = guard["final"]
+            raise GuardFailed(
+                f"INT8 AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop {opts.max_auc_drop} even with "
+                f"{len(guard['kept_float'])} layer group(s) in float; nothing was written "
+                f"(try --method entropy/percentile, more --samples, or a larger --max-float-layers)"
+            )
+
+        # ---- artifacts -------------------------------------------------------------
+        float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
+        float_tensors = {t for n in named.graph.node if n.name in float_nodes for t in n.output}
+        cache_ranges = {k: v for k, v in amax.items() if k not in float_tensors}
+        attrs = {
+            "calibration_key": key,
+            "model_sha256": model_sha,
+            "data_digest": calib.digest,
+            "method": opts.method,
+            "samples": len(calib),
+            "per_channel": opts.per_channel,
+            "seed": opts.seed,
+        }
+        report = {
+            "key": key,
+            "ranges_key": ranges_key,
+            "ranges_reused": ranges_reused,
+            "method": opts.method,
+            "method_params": params,
+            "samples": len(calib),
+            "samples_asked": opts.samples,
+            "seed": opts.seed,
+            "per_channel": opts.per_channel,
+            "model_sha256": model_sha,
+            "data_digest": calib.digest,
+            "calibration_data": calib.summary(),
+            "eval_data": eval_set.summary() if eval_set else None,
+            "quantization": {
+                "library": f"onnxruntime {_ort_version()} quantize_static (QDQ)",
+                "activations": "int8 symmetric, zero-point 0",
+                "weights": f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}",
+                "placement": "inputs and outputs of convs, relus, adds, pools (conv output at the relu range); one Q/DQ pair per consumer; none on outputs",
+            },
+            "trt_cache": {
+                "file": CACHE_FILE,
+                "version": opts.trt_version,
+                "calibrator": opts.trt_calibrator,
+                "tensors": len(cache_ranges),
+                "omitted_float_tensors": sorted(float_tensors & set(amax)),
+            },
+            "guard": guard,
+            "kept_float": [g["name"] for g in guard["kept_float"]],
+            "ranges": amax,
+        }
+        out_manifest = base.manifest.copy() if base is not None else manifest.copy()
+        with PackageWriter(dest, out_manifest, base=base) as w:
+            if base is None:
+                w.add_file(fp32_path, FP32_FILE, "onnx-fp32")
+            embed_manifest(final_model, out_manifest, "onnx-int8-qdq")
+            onnx.save(final_model, str(w.staged_path(INT8_FILE)))
+            w.add_file(None, INT8_FILE, "onnx-int8-qdq", **attrs, kept_float=report["kept_float"])
+            w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
+            w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
+                       calibrator=opts.trt_calibrator)  # fmt: skip
+            score_figure(w.staged_path(FIGURE_FILE), l32, l8, fig_labels, f"{manifest.name}: FP32 vs INT8 ({opts.method})")
+            w.staged_path(REPORT_FILE).write_text(json.dumps(report, indent=2, default=float) + "\n")
+            w.add_file(None, REPORT_FILE, "calibration-report", **attrs, figure=FIGURE_FILE)
+            w.add_file(None, FIGURE_FILE, "calibration-report", format="png", report=REPORT_FILE)
+        return Result(dest, key, False, report)

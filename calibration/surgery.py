@@ -1,0 +1,192 @@
+"""Graph edits on a QDQ model that ONNX Runtime's quantizer does not offer.
+
+ORT's nodes_to_exclude leaves an excluded node reading a fake-quantized input, and leaves
+the Q/DQ pair on its output for its neighbours: a layer whose activation range is ruined
+stays ruined. Keeping a *layer group* (a weighted op, add or pool plus the pointwise ops
+fused into it: ReLU, clip, BN...) in float here means: its nodes read the FP32 model's
+float inputs and weights, and its outputs carry no Q/DQ. TensorRT reads that the same way
+(a layer without Q/DQ on its inputs runs in float)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+POINTWISE_FOLLOWERS = {
+    "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Elu", "Selu",
+    "Tanh", "BatchNormalization", "Identity", "Gelu", "Erf",
+}  # fmt: skip
+GROUP_HEADS = {
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat",
+    "MaxPool", "AveragePool", "GlobalAveragePool",
+}  # fmt: skip
+
+
+@dataclass
+class LayerGroup:
+    name: str  # the head node's name
+    op_type: str
+    nodes: list[str]
+    outputs: list[str]  # tensors leaving the group (FP32 names)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "op_type": self.op_type, "nodes": self.nodes}
+
+
+def name_nodes(model) -> None:
+    """Give every node a unique name (quantization and sensitivity refer to nodes by name)."""
+    seen = set()
+    for i, n in enumerate(model.graph.node):
+        if not n.name or n.name in seen:
+            base = f"{n.op_type}_{i}"
+            n.name = base if base not in seen else f"{base}_{len(seen)}"
+        seen.add(n.name)
+
+
+def _consumers(graph) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            if t:
+                out.setdefault(t, []).append(n)
+    return out
+
+
+def _producers(graph) -> dict:
+    return {t: n for n in graph.node for t in n.output if t}
+
+
+def layer_groups(model) -> list[LayerGroup]:
+    """Groups of the FP32 graph: each head op with the chain of single-consumer pointwise ops after it."""
+    g = model.graph
+    cons = _consumers(g)
+    groups: list[LayerGroup] = []
+    for n in g.node:
+        if n.op_type not in GROUP_HEADS:
+            continue
+        nodes, cur = [n.name], n
+        while True:
+            users = cons.get(cur.output[0], []) if cur.output else []
+            if len(users) == 1 and users[0].op_type in POINTWISE_FOLLOWERS and len(cur.output) == 1:
+                cur = users[0]
+                nodes.append(cur.name)
+            else:
+                break
+        groups.append(LayerGroup(n.name, n.op_type, nodes, [t for t in cur.output if t]))
+    return groups
+
+
+def _replace_uses(graph, old: str, new: str) -> None:
+    for n in graph.node:
+        for i, t in enumerate(n.input):
+            if t == old:
+                n.input[i] = new
+
+
+def remove_qdq(graph, q) -> None:
+    """Drop a QuantizeLinear and its DequantizeLinear consumers; their users read the float tensor."""
+    src = q.input[0]
+    outputs = {o.name for o in graph.output}
+    cons = _consumers(graph)
+    dqs = [d for d in cons.get(q.output[0], []) if d.op_type == "DequantizeLinear"]
+    if len(dqs) != len(cons.get(q.output[0], [])):
+        return  # the quantized tensor feeds something else: leave it
+    prod = _producers(graph)
+    for d in dqs:
+        out = d.output[0]
+        if out in outputs and src in prod:
+            # keep the graph output's name: the float producer writes it directly
+            p = prod[src]
+            for i, t in enumerate(p.output):
+                if t == src:
+                    p.output[i] = out
+            _replace_uses(graph, src, out)
+            src = out
+        else:
+            _replace_uses(graph, out, src)
+    for node in [q, *dqs]:
+        graph.node.remove(node)
+
+
+def float_graph_outputs(model) -> None:
+    """No Q/DQ on the model's outputs: a logit rounded to 8 bits squashes confidences."""
+    g = model.graph
+    prod = _producers(g)
+    for o in [o.name for o in g.output]:
+        d = prod.get(o)
+        if d is not None and d.op_type == "DequantizeLinear":
+            q = _producers(g).get(d.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                remove_qdq(g, q)
+
+
+def _prune(model) -> None:
+    """Remove Q/DQ nodes whose outputs nobody reads, then unused initializers."""
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    changed = True
+    while changed:
+        changed = False
+        used = {t for n in g.node for t in n.input} | outputs
+        for n in list(g.node):
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output):
+                g.node.remove(n)
+                changed = True
+    used = {t for n in g.node for t in n.input} | outputs
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+
+
+def keep_float(qdq_model, fp32_model, node_names) -> object:
+    """A copy of `qdq_model` with the given FP32 nodes computing in float."""
+    names = set(node_names)
+    m = copy.deepcopy(qdq_model)
+    g = m.graph
+    fp32_nodes = {n.name: n for n in fp32_model.graph.node}
+    fp32_inits = {i.name: i for i in fp32_model.graph.initializer}
+    have_inits = {i.name for i in g.initializer}
+    for n in g.node:
+        if n.name not in names:
+            continue
+        f = fp32_nodes[n.name]
+        for i, t in enumerate(f.input):
+            if t in fp32_inits:
+                if t not in have_inits:
+                    copy_name = f"{t}__float"
+                    if copy_name not in have_inits:
+                        init = copy.deepcopy(fp32_inits[t])
+                        init.name = copy_name
+                        g.initializer.append(init)
+                        have_inits.add(copy_name)
+                    t = copy_name
+            n.input[i] = t
+    # outputs of the float nodes carry no Q/DQ
+    for n in [n for n in g.node if n.name in names]:
+        for t in n.output:
+            for c in list(_consumers(g).get(t, [])):
+                if c.op_type == "QuantizeLinear":
+                    remove_qdq(g, c)
+    _prune(m)
+    return m
+
+
+def unshare_qdq_params(model) -> None:
+    """Give each QuantizeLinear of a tensor read by several Qs its own scale and zero-point
+    initializers, so ORT's common-subexpression elimination cannot merge the dedicated
+    Q/DQ pairs back into one Q feeding several DQs (a shape its QDQ fusion skips)."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    for t, users in _consumers(g).items():
+        qs = [u for u in users if u.op_type == "QuantizeLinear"]
+        for k, q in enumerate(qs[1:], 1):
+            for pos in (1, 2):
+                if pos >= len(q.input) or q.input[pos] not in inits:
+                    continue
+                name = f"{q.input[pos]}__q{k}"
+                if name not in inits:
+                    dup = copy.deepcopy(inits[q.input[pos]])
+                    dup.name = name
+                    g.initializer.append(dup)
+                    inits[name] = dup
+                q.input[pos] = name

@@ -1,0 +1,426 @@
+"""Aligned datasets: each real image reconstructed through a latent-diffusion autoencoder.
+
+x in [0,1] -> x*2-1 -> encode -> posterior sample (per-image seed) or mean -> decode
+-> (y/2+0.5).clamp(0,1) -> 8-bit PNG, at the source's native size.
+
+Layout (`plan_jobs`): `--src` is either a plain folder of real images, or a dataset
+tree whose real images sit in `0_real/` (or `real/`) class folders, optionally under
+generator folders. Only real images are read. For a real image at
+`SRC/[G/]0_real/REL.EXT` (plain folder: `SRC/REL.EXT`) the reconstruction is written to
+`DST/[G/]1_fake/REL.png`, and the real image is copied (or hard-linked) byte for byte to
+`DST/[G/]0_real/REL.EXT`, so DST is a training dataset by itself, paired by REL.
+
+Sides that are not a multiple of the autoencoder's downsampling factor
+(2 ** (len(block_out_channels) - 1)) are reflect-padded on the bottom/right up to the
+next multiple, reconstructed, and cropped back to the source size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fakedet.atomic import atomic_write_bytes, atomic_write_text
+from fakedet.errors import DataError, FakedetError, ImageError
+from fakedet.runtime.dataset_index import CLASS_DIRS, REAL_DIRS, index_dataset
+from fakedet.runtime.imageio import expand_paths, load_image
+
+log = logging.getLogger("fakedet.align")
+
+KL_CLASSES = ("AutoencoderKL",)
+VQ_CLASSES = ("VQModel",)
+_EXIF_ORIENTATION = 0x0112
+
+
+# ---------------------------------------------------------------- jobs ----
+@dataclass(frozen=True)
+class Job:
+    src: Path  # the real image
+    rel: str  # DST-relative path of the reconstruction (`[G/]1_fake/REL.png`)
+    real_rel: str  # DST-relative path of the real image's copy (`[G/]0_real/REL.EXT`)
+
+    @property
+    def key(self) -> str:
+        return self.rel
+
+
+def _has_class_folders(src: Path) -> bool:
+    if src.name.lower() in CLASS_DIRS:
+        return False  # `data/0_real` itself: a plain folder of reals
+    return any(d.is_dir() and d.name.lower() in REAL_DIRS for d in src.rglob("*"))
+
+
+def plan_jobs(src: str | os.PathLike) -> list[Job]:
+    """All real images under `src` with the paths their reconstruction and copy get in DST."""
+    src = Path(src)
+    if not src.is_dir():
+        raise DataError(f"{src}: --src must be a folder of images")
+    jobs = []
+    if _has_class_folders(src):
+        for s in index_dataset(src, require_both=False):
+            if s.label != 0:
+                continue
+            gen = Path(s.generator) if s.generator else Path()
+            class_dir = src / gen / s.path.relative_to(src / gen).parts[0]
+            inner = s.path.relative_to(class_dir)
+            jobs.append(Job(s.path, (gen / "1_fake" / inner).with_suffix(".png").as_posix(),
+                            (gen / "0_real" / inner).as_posix()))
+    else:
+        for p in expand_paths([src]):
+            inner = p.relative_to(src)
+            jobs.append(Job(p, (Path("1_fake") / inner).with_suffix(".png").as_posix(),
+                            (Path("0_real") / inner).as_posix()))
+    if not jobs:
+        raise DataError(f"{src}: no real images found (a folder of images, or 0_real/ class folders)")
+    seen: dict[str, Path] = {}
+    for j in jobs:
+        if j.rel in seen:
+            raise DataError(f"{j.src} and {seen[j.rel]} would both be reconstructed to {j.rel}; rename one")
+        seen[j.rel] = j.src
+    return jobs
+
+
+def check_dst(src: Path, dst: Path) -> None:
+    """DST inside SRC would feed the outputs back in as real images on the next run."""
+    s, d = Path(src).resolve(), Path(dst).resolve()
+    if d == s or d.is_relative_to(s):
+        raise DataError(f"--dst {dst} lies inside --src {src}; choose an output folder outside the source")
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'I/N' (0 <= I < N) -> (I, N); None -> from torchrun's RANK/WORLD_SIZE, else (0, 1)."""
+    if text is None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise DataError(f"--shard '{text}' must look like I/N, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise DataError(f"--shard '{text}': need 0 <= I < N")
+    return i, n
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
+def in_shard(job: Job, index: int, count: int) -> bool:
+    """Hash of the output path: stable when images are added, independent of listing order."""
+    return count == 1 or _stable_hash(job.rel) % count == index
+
+
+def image_seed(seed: int, rel: str) -> int:
+    """Per-image noise seed: the same image gets the same posterior sample in any batch, shard or order."""
+    return _stable_hash(f"{seed}\0{rel}") & ((1 << 63) - 1)
+
+
+# -------------------------------------------------------- verification ----
+def source_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, read from the header (what load_image will produce)."""
+    with Image.open(path) as im:
+        w, h = im.size
+        try:
+            orient = im.getexif().get(_EXIF_ORIENTATION, 1)
+        except Exception:
+            orient = 1
+    return (h, w) if orient in (5, 6, 7, 8) else (w, h)
+
+
+def output_ok(out: Path, size: tuple[int, int]) -> bool:
+    """An existing reconstruction is kept if it decodes fully and has the source's size."""
+    try:
+        with Image.open(out) as im:
+            if im.size != size or im.format != "PNG":
+                return False
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def place_real(job: Job, dst: Path, how: str) -> None:
+    """Copy (or hard-link) the real image byte for byte into DST, unless an equal-size copy is there."""
+    if how == "none":
+        return
+    target = dst / job.real_rel
+    if target.exists() and target.stat().st_size == job.src.stat().st_size:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if how == "link":
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+        try:
+            os.link(job.src, tmp)
+            os.replace(tmp, target)
+            return
+        except OSError:
+            tmp.unlink(missing_ok=True)  # other filesystem: fall back to a copy
+    atomic_write_bytes(target, job.src.read_bytes())
+
+
+# --------------------------------------------------------- autoencoder ----
+@dataclass
+class Autoencoder:
+    model: object  # a diffusers AutoencoderKL or VQModel
+    kind: str  # "kl" or "vq"
+    factor: int  # spatial downsampling factor
+    class_name: str
+    source: str
+
+
+def _read_class(path: Path) -> str | None:
+    try:
+        return json.loads((path / "config.json").read_text()).get("_class_name")
+    except (OSError, ValueError):
+        return None
+
+
+def _hub_class(vae: str, subfolder: str | None) -> tuple[str | None, str | None]:
+    """Class name and subfolder of a Hub autoencoder; a pipeline repo's vae/ or vqvae/ is found."""
+    import diffusers
+
+    first_error = None
+    for sub in [subfolder] if subfolder else [None, "vae", "vqvae"]:
+        try:
+            return diffusers.AutoencoderKL.load_config(vae, subfolder=sub).get("_class_name"), sub
+        except Exception as e:
+            first_error = first_error or e
+    raise first_error
+
+
+def load_autoencoder(vae: str, subfolder: str | None = None, device: str = "cpu", dtype=None) -> Autoencoder:
+    """A diffusers AutoencoderKL (or VQModel) from a local folder or a Hub id, as one clear error if it fails.
+
+    A pipeline folder (model_index.json) is searched for its `vae/` or `vqvae/` subfolder."""
+    import diffusers
+
+    local = Path(vae).expanduser()
+    is_local = local.exists() or vae.startswith((".", "/", "~")) or vae.count("/") > 1  # hub ids are ORG/NAME
+    if is_local and not local.exists():
+        raise DataError(f"--vae {vae}: no such folder")
+    if is_local and subfolder is None and not (local / "config.json").exists():
+        for cand in ("vae", "vqvae"):
+            if (local / cand / "config.json").exists():
+                subfolder = cand
+                break
+        else:
+            raise DataError(f"--vae {vae}: no config.json here nor in a vae/ or vqvae/ subfolder")
+    try:
+        if is_local:
+            class_name = _read_class(local / subfolder if subfolder else local)
+        else:
+            class_name, subfolder = _hub_class(vae, subfolder)
+        if class_name in VQ_CLASSES:
+            cls, kind = diffusers.VQModel, "vq"
+        elif class_name in KL_CLASSES or class_name is None:
+            cls, kind = diffusers.AutoencoderKL, "kl"
+        else:
+            raise DataError(f"--vae {vae}: {class_name} is not supported (AutoencoderKL or VQModel)")
+        kwargs = {"subfolder": subfolder} if subfolder else {}
+        if dtype is not None:
+            kwargs["torch_dtype"] = dtype
+        model = cls.from_pretrained(str(local) if is_local else vae, **kwargs)
+    except FakedetError:
+        raise
+    except Exception as e:  # hub offline, missing weights, bad config: one line, not a traceback
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise DataError(f"--vae {vae}: cannot load the autoencoder ({type(e).__name__}: {first})") from None
+    model.eval().requires_grad_(False).to(device)
+    blocks = model.config.get("block_out_channels") or model.config.get("down_block_out_channels")
+    factor = 2 ** (len(blocks) - 1)
+    return Autoencoder(model, kind, factor, cls.__name__, vae)
+
+
+# ------------------------------------------------------ reconstruction ----
+def pad_to_multiple(arr: np.ndarray, m: int) -> np.ndarray:
+    """Reflect-pad HxWx3 on the bottom/right so both sides are multiples of m."""
+    h, w = arr.shape[:2]
+    ph, pw = (-h) % m, (-w) % m
+    if ph == 0 and pw == 0:
+        return arr
+    mode = "reflect" if min(h, w) > 1 else "edge"  # reflect needs 2 pixels along an axis
+    return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode=mode)
+
+
+def reconstruct(ae: Autoencoder, images: list[np.ndarray], seeds: list[int], mode: str = "sample") -> list[np.ndarray]:
+    """Same-size uint8 HxWx3 images -> their uint8 reconstructions (same sizes)."""
+    import torch
+
+    model = ae.model
+    dev, dt = model.device, model.dtype
+    h, w = images[0].shape[:2]
+    x = np.stack([pad_to_multiple(a, ae.factor) for a in images])
+    x = torch.from_numpy(x).permute(0, 3, 1, 2).to(dev, torch.float32) / 255.0
+    x = (x * 2.0 - 1.0).to(dt)
+    with torch.inference_mode():
+        if ae.kind == "vq":
+            z = model.encode(x).latents
+        else:
+            post = model.encode(x).latent_dist
+            if mode == "mean":
+                z = post.mean
+            else:
+                # noise drawn per image on the CPU: reproducible across batch sizes and devices
+                noise = torch.stack([
+                    torch.randn(post.mean.shape[1:], generator=torch.Generator().manual_seed(s), dtype=torch.float32)
+                    for s in seeds
+                ]).to(dev, post.mean.dtype)
+                z = post.mean + post.std * noise
+        y = model.decode(z).sample
+    y = (y.float() / 2.0 + 0.5).clamp(0, 1)[:, :, :h, :w]
+    if not torch.isfinite(y).all():
+        raise FloatingPointError("the autoencoder produced NaN/inf (try --precision fp32)")
+    y = (y * 255.0 + 0.5).clamp(0, 255).to(torch.uint8)  # round half up, as torchvision's save_image
+    return list(y.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def png_bytes(arr: np.ndarray, compress_level: int = 6) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------- the run ----
+@dataclass
+class AlignSummary:
+    done: int = 0
+    skipped: int = 0
+    failed: list = field(default_factory=list)  # [{"path", "error"}]
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "done": self.done,
+            "skipped": self.skipped,
+            "failed_count": len(self.failed),
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.done / self.seconds, 4) if self.seconds > 0 else None,
+            **self.extra,
+        }
+
+
+def summary_name(shard: tuple[int, int]) -> str:
+    i, n = shard
+    return "align_summary.json" if n == 1 else f"align_summary.shard-{i}-of-{n}.json"
+
+
+def run_align(
+    ae: Autoencoder,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    mode: str = "sample",
+    seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    batch: int = 4,
+    reals: str = "copy",
+    limit: int | None = None,
+    progress: bool = True,
+) -> AlignSummary:
+    """Reconstruct every real image of this shard that has no valid output yet."""
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    check_dst(src, dst)
+    jobs = [j for j in plan_jobs(src) if in_shard(j, *shard)]
+    summary = AlignSummary()
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), unit="img", desc=f"align {shard[0]}/{shard[1]}", disable=not progress, dynamic_ncols=True)
+
+    def fail(job: Job, err: str) -> None:
+        summary.failed.append({"path": str(job.src), "error": err})
+        log.debug("skipped %s: %s", job.src, err)
+        bar.write(f"fakedet align: skipped {job.src}: {err}")
+
+    def todo(job: Job):
+        """None if the job is already done, else the decoded image (or the error)."""
+        try:
+            size = source_size(job.src)
+        except Exception:
+            size = None
+        out = dst / job.rel
+        if size is not None and out.exists() and output_ok(out, size):
+            return None
+        try:
+            return np.asarray(load_image(job.src))
+        except ImageError as e:
+            return e
+
+    def write(job: Job, arr: np.ndarray) -> None:
+        atomic_write_bytes(dst / job.rel, png_bytes(arr))
+        place_real(job, dst, reals)
+
+    remaining = limit
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        chunks = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
+        load = lambda c: [todo(j) for j in c]  # noqa: E731
+        pending = pool.submit(load, chunks[0]) if chunks else None
+        writes = []
+        for k, chunk in enumerate(chunks):
+            if remaining is not None and remaining <= 0:
+                break
+            loaded = pending.result()  # decode the next chunk while this one runs through the autoencoder
+            pending = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+            work = []
+            for job, item in zip(chunk, loaded):
+                if item is None:
+                    summary.skipped += 1
+                    place_real(job, dst, reals)
+                    bar.update(1)
+                elif isinstance(item, Exception):
+                    fail(job, item.problem if isinstance(item, ImageError) else str(item))
+                    bar.update(1)
+                elif remaining is None or len(work) < remaining:
+                    work.append((job, item))
+            by_shape: dict[tuple, list] = {}
+            for job, arr in work:
+                by_shape.setdefault(arr.shape, []).append((job, arr))
+            for group in by_shape.values():
+                for job, out in _reconstruct_group(ae, group, seed, mode, fail):
+                    writes.append(pool.submit(write, job, out))
+                    summary.done += 1
+                bar.update(len(group))
+            writes = [f for f in writes if not f.done() or f.result()]  # surface write errors early
+            if remaining is not None:
+                remaining -= len(work)
+            summary.seconds = time.perf_counter() - t0
+            bar.set_postfix(done=summary.done, skipped=summary.skipped, failed=len(summary.failed))
+        for f in writes:
+            f.result()
+    bar.close()
+    summary.seconds = time.perf_counter() - t0
+    summary.extra = {
+        "src": str(src), "dst": str(dst), "vae": ae.source, "vae_class": ae.class_name, "factor": ae.factor,
+        "mode": mode if ae.kind == "kl" else "quantized", "seed": seed, "shard": f"{shard[0]}/{shard[1]}",
+        "shard_images": len(jobs), "device": str(ae.model.device), "dtype": str(ae.model.dtype).replace("torch.", ""),
+    }
+    atomic_write_text(dst / summary_name(shard), json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary
+
+
+def _reconstruct_group(ae: Autoencoder, group: list, seed: int, mode: str, fail):
+    """A same-shape group in one pass; if that fails, each image alone so one bad image costs only itself."""
+    seeds = [image_seed(seed, j.rel) for j, _ in group]
+    try:
+        outs = reconstruct(ae, [a for _, a in group], seeds, mode)
+        return [(j, o) for (j, _), o in zip(group, outs)]
+    except Exception as e:
+        if len(group) == 1:
+            fail(group[0][0], f"reconstruction failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+            return []
+    results = []
+    for item in group:
+        results.extend(_reconstruct_group(ae, [item], seed, mode, fail))
+    return results
+

@@ -1,0 +1,139 @@
+"""Checkpoints: a directory holding `model.safetensors` (every tensor, backbone included)
+and `config.json` (what rebuilds the model: arch, model_kwargs, input spec, threshold,
+training info). Written atomically: a checkpoint directory is whole or absent.
+Never pickled, so opening one never runs code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from fakedet import __version__
+from fakedet.atomic import replace_dir, staging_dir
+from fakedet.errors import FakedetError, PackageError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+REQUIRED = ("arch", "model_kwargs", "input", "threshold")
+
+
+def state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as standalone contiguous CPU tensors (safetensors refuses shared storage)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+
+
+def full_config(model: torch.nn.Module, config: dict) -> dict:
+    """`config` completed with what reload needs: model_kwargs merged with the model's own
+    rebuild kwargs, pretrained forced to "none", input spec, threshold, version."""
+    from .models import model_input_spec
+
+    cfg = json.loads(json.dumps(config))  # a deep, JSON-safe copy (fails early on odd values)
+    if "arch" not in cfg:
+        raise FakedetError("checkpoint config needs 'arch'")
+    kwargs = dict(cfg.get("model_kwargs") or {})
+    kwargs.update(json.loads(json.dumps(getattr(model, "rebuild_kwargs", {}))))
+    kwargs.pop("pretrained", None)
+    cfg["model_kwargs"] = kwargs
+    cfg.setdefault("input", model_input_spec(cfg["arch"], **kwargs).to_dict())
+    cfg["threshold"] = float(cfg.get("threshold", 0.5))
+    cfg.setdefault("fakedet_version", __version__)
+    return cfg
+
+
+def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: dict,
+                    extra_tensors: dict | None = None, extra_json: dict | None = None) -> Path:
+    """Write `out_dir/` = model.safetensors + config.json, replacing any old one atomically.
+
+    extra_tensors / extra_json (the trainer's resume state: optimiser, RNG, epoch) go to
+    training_state.safetensors / training_state.json in the same atomic directory."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    cfg = full_config(model, config)
+    stage = staging_dir(out_dir)
+    try:
+        save_file(state_tensors(model), str(stage / WEIGHTS), metadata={"format": "pt", "arch": cfg["arch"]})
+        (stage / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        if extra_tensors is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()},
+                      str(stage / STATE_TENSORS))
+        if extra_json is not None:
+            (stage / STATE_JSON).write_text(json.dumps(extra_json, indent=1) + "\n")
+        replace_dir(stage, out_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """A checkpoint directory from itself or either of its files."""
+    path = Path(path)
+    if path.is_file() and path.name in (WEIGHTS, CONFIG):
+        path = path.parent
+    if not path.exists():
+        raise PackageError(path, "no such checkpoint")
+    if not path.is_dir() or not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
+        raise PackageError(path, f"not a fakedet checkpoint (expected a directory with {WEIGHTS} and {CONFIG})")
+    return path
+
+
+def read_config(path: str | Path) -> dict:
+    path = checkpoint_dir(path)
+    try:
+        cfg = json.loads((path / CONFIG).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PackageError(path / CONFIG, f"not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise PackageError(path / CONFIG, "expected a JSON object")
+    missing = [k for k in REQUIRED if k not in cfg]
+    if missing:
+        raise PackageError(path / CONFIG, f"missing field(s) {missing}")
+    return cfg
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model of a checkpoint (no network: pretrained is "none", every tensor
+    comes from the file), in eval mode. Returns (model, config)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .models import create_model, list_models
+
+    path = checkpoint_dir(path)
+    cfg = read_config(path)
+    arch = cfg["arch"]
+    if arch not in list_models():
+        raise PackageError(path / CONFIG, f"unknown architecture '{arch}' (known: {', '.join(list_models())})")
+    kwargs = {k: v for k, v in dict(cfg["model_kwargs"]).items() if k != "pretrained"}
+    try:
+        model = create_model(arch, pretrained="none", **kwargs)
+    except TypeError as e:
+        raise PackageError(path / CONFIG, f"model_kwargs do not fit '{arch}': {e}") from None
+    try:
+        state = load_file(str(path / WEIGHTS), device=map_location)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise PackageError(path / WEIGHTS, f"not a readable safetensors file ({e})") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing tensor(s) e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es) e.g. {wrong[:3]}")
+        raise PackageError(path / WEIGHTS, f"tensors do not match architecture '{arch}': " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model, cfg

@@ -1,0 +1,336 @@
+"""Evaluate a checkpoint (PyTorch) or a model package (the runtime) on a labelled dataset.
+
+Both paths decode with runtime.imageio.load_image and preprocess with
+runtime.preprocess.preprocess_image, so a checkpoint and its exported package are
+measured by one tool on identical tensors. Robustness conditions act on the decoded
+image, before the model's preprocessing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fakedet.atomic import atomic_output, atomic_write_text
+from fakedet.errors import DataError, FakedetError, ImageError
+from fakedet.manifest import InputSpec
+from fakedet.runtime import metrics
+from fakedet.runtime.dataset_index import Sample, index_dataset, summarize
+from fakedet.runtime.imageio import load_image
+from fakedet.runtime.preprocess import preprocess_image
+
+from .robustness import CLEAN, Condition
+
+FIRST_NAMES = 10  # unreadable images listed by name in the report
+ROC_POINTS = 1001  # ROC curves in the JSON are thinned to about this many points
+
+
+# ------------------------------------------------------------ scorers ----
+class Scorer:
+    """A model that maps a preprocessed float32 batch to P(fake)."""
+
+    kind: str = ""
+    input_spec: InputSpec
+    threshold: float = 0.5
+    info: dict
+
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class CheckpointScorer(Scorer):
+    kind = "checkpoint"
+
+    def __init__(self, path: Path, device: str = "auto"):
+        import torch
+
+        from .checkpoint import load_checkpoint
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model, cfg = load_checkpoint(path, map_location="cpu")
+        self.model.to(self.device).eval()
+        self.input_spec = InputSpec.from_dict(cfg["input"]).validate()
+        self.threshold = float(cfg.get("threshold", 0.5))
+        self.info = {"kind": self.kind, "path": str(path), "arch": cfg["arch"], "runs_on": f"pytorch {self.device}"}
+
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.model(torch.from_numpy(batch).to(self.device)).float().reshape(len(batch), -1)
+        if logits.shape[1] != 1:
+            raise FakedetError(f"checkpoint model returned {logits.shape[1]} values per image; expected one logit")
+        return torch.sigmoid(logits[:, 0].double()).cpu().numpy()
+
+
+class PackageScorer(Scorer):
+    kind = "package"
+
+    def __init__(self, path: Path, backend: str = "auto", precision: str = "auto"):
+        from fakedet.runtime import Detector
+
+        self.detector = Detector.open(path, backend=backend, precision=precision)
+        self.input_spec = self.detector.manifest.input
+        self.threshold = float(self.detector.threshold)
+        self.fixed = self.detector.backend.input_spec.fixed_batch()
+        self.info = {"kind": self.kind, "path": str(path), "name": self.detector.manifest.name,
+                     "arch": self.detector.manifest.architecture, "runs_on": self.detector.describe()}
+
+    def score(self, batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if self.fixed and n != self.fixed:  # an engine built for one batch size: pad, then split
+            out = []
+            for s in range(0, n, self.fixed):
+                part = batch[s : s + self.fixed]
+                pad = np.concatenate([part, np.repeat(part[-1:], self.fixed - len(part), axis=0)])
+                out.append(self.detector.predict_tensors(pad)[: len(part)])
+            return np.concatenate(out)
+        return self.detector.predict_tensors(batch)
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+def is_checkpoint(path: Path) -> bool:
+    from .checkpoint import CONFIG, WEIGHTS
+
+    p = path.parent if path.is_file() and path.name in (WEIGHTS, CONFIG) else path
+    return p.is_dir() and (p / WEIGHTS).is_file() and (p / CONFIG).is_file()
+
+
+def open_scorer(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto") -> Scorer:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such checkpoint or package")
+    if is_checkpoint(path):
+        return CheckpointScorer(path, device)
+    return PackageScorer(path, backend, precision)
+
+
+# ------------------------------------------------------------ scoring ----
+@dataclass
+class ScoreRun:
+    condition: str
+    scores: dict[int, float] = field(default_factory=dict)  # sample index -> P(fake)
+    unreadable: list = field(default_factory=list)  # [(path, problem)]
+
+
+def score_samples(scorer: Scorer, samples: list[Sample], condition: Condition = CLEAN,
+                  batch: int = 16, progress: bool = True) -> ScoreRun:
+    """P(fake) for every sample that decodes; images of one shape share a batch
+    (whole-image models get images of many sizes)."""
+    from tqdm import tqdm
+
+    run = ScoreRun(condition.name)
+    spec = scorer.input_spec
+    pending: dict[tuple, list] = {}  # shape -> [(index, tensor)]
+
+    def flush(shape):
+        items = pending.pop(shape)
+        probs = scorer.score(np.stack([t for _, t in items]))
+        for (i, _), p in zip(items, probs):
+            run.scores[i] = float(p)
+
+    bar = tqdm(total=len(samples), unit="img", desc=f"eval {condition.name}", disable=not progress,
+               dynamic_ncols=True, leave=False)
+    for i, s in enumerate(samples):
+        try:
+            img = condition(load_image(s.path, spec.preprocess.max_pixels))
+            t = preprocess_image(img, spec, str(s.path))
+        except ImageError as e:
+            run.unreadable.append((str(s.path), e.problem))
+        else:
+            pending.setdefault(t.shape, []).append((i, t))
+            if len(pending[t.shape]) >= batch:
+                flush(t.shape)
+            elif sum(map(len, pending.values())) >= 4 * batch:  # many sizes: bound memory, run partial batches
+                for shape in list(pending):
+                    flush(shape)
+        bar.update(1)
+    for shape in list(pending):
+        flush(shape)
+    bar.close()
+    return run
+
+
+# ------------------------------------------------------------ metrics ----
+def metric_row(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """AUC, AP and accuracies; AUC/AP are null when one class is absent."""
+    n_real, n_fake = int((labels == 0).sum()), int((labels == 1).sum())
+    row = {"images": int(labels.size), "real": n_real, "fake": n_fake}
+    both = n_real > 0 and n_fake > 0
+    row["auc"] = metrics.roc_auc(labels, scores) if both else None
+    row["ap"] = metrics.average_precision(labels, scores) if both else None
+    pred = scores >= threshold
+    real_acc = float(np.mean(~pred[labels == 0])) if n_real else None
+    fake_acc = float(np.mean(pred[labels == 1])) if n_fake else None
+    row.update(
+        accuracy=float(np.mean(pred == (labels == 1))) if labels.size else None,
+        real_accuracy=real_acc,
+        fake_accuracy=fake_acc,
+        balanced_accuracy=(real_acc + fake_acc) / 2 if both else None,
+    )
+    return row
+
+
+def thin_curve(fpr, tpr, thr, points: int = ROC_POINTS) -> dict:
+    idx = np.arange(len(fpr))
+    if len(idx) > points:
+        idx = np.unique(np.r_[np.linspace(0, len(fpr) - 1, points).round().astype(int), len(fpr) - 1])
+    return {"fpr": fpr[idx].tolist(), "tpr": tpr[idx].tolist(),
+            "thresholds": [None if not math.isfinite(t) else float(t) for t in thr[idx]]}
+
+
+def generator_groups(samples: list[Sample], idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Sample indices per generator. A generator folder with fakes only (reals shared at the
+    top) is measured against all top-level reals, or all reals if there are none at the top."""
+    gens = sorted({samples[i].generator for i in idx})
+    if len(gens) <= 1:
+        return {}
+    out = {}
+    top_reals = np.array([i for i in idx if samples[i].label == 0 and samples[i].generator == ""], dtype=int)
+    all_reals = np.array([i for i in idx if samples[i].label == 0], dtype=int)
+    for g in gens:
+        own = np.array([i for i in idx if samples[i].generator == g], dtype=int)
+        if g and not any(samples[i].label == 0 for i in own):
+            own = np.r_[own, top_reals if top_reals.size else all_reals]
+        out[g or "(top)"] = own
+    return out
+
+
+def summarize_run(samples: list[Sample], run: ScoreRun, threshold: float) -> tuple[dict, np.ndarray, np.ndarray]:
+    idx = np.array(sorted(run.scores), dtype=int)
+    labels = np.array([samples[i].label for i in idx], dtype=np.int64)
+    scores = np.array([run.scores[i] for i in idx], dtype=np.float64)
+    if not idx.size or labels.min() == labels.max():
+        missing = "real" if not idx.size or labels.min() == 1 else "fake"
+        raise DataError(f"condition {run.condition}: no readable {missing} image is left to evaluate")
+    row = metric_row(labels, scores, threshold)
+    row["unreadable"] = len(run.unreadable)
+    return row, labels, scores
+
+
+# --------------------------------------------------------- evaluation ----
+def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float | None = None,
+             target_fpr: float = 0.05, conditions: list[Condition] | None = None, batch: int = 16,
+             progress: bool = True) -> dict:
+    """Score `data`, write metrics.json, scores.csv, roc.png (and robustness.png); return the report."""
+    out = Path(out)
+    samples = index_dataset(data)
+    thr = float(scorer.threshold if threshold is None else threshold)
+    clean = score_samples(scorer, samples, CLEAN, batch, progress)
+    overall, labels, scores = summarize_run(samples, clean, thr)
+    fpr, tpr, thresholds = metrics.roc_curve(labels, scores)
+
+    idx = np.array(sorted(clean.scores), dtype=int)
+    pos = {int(i): k for k, i in enumerate(idx)}
+    gen_rows, gen_curves = {}, {}
+    for g, members in generator_groups(samples, idx).items():
+        k = np.array([pos[int(i)] for i in members], dtype=int)
+        gen_rows[g] = metric_row(labels[k], scores[k], thr)
+        if gen_rows[g]["auc"] is not None:
+            gen_curves[g] = metrics.roc_curve(labels[k], scores[k])
+
+    t_fpr = metrics.threshold_for_fpr(labels, scores, target_fpr)
+    at = metrics.accuracy_at(labels, scores, t_fpr)
+    chosen = {"target_fpr": target_fpr, "threshold": t_fpr, "fpr": 1.0 - at["real_accuracy"],
+              "tpr": at["fake_accuracy"], **at}
+
+    robustness = []
+    for cond in conditions or []:
+        run = score_samples(scorer, samples, cond, batch, progress)
+        row, _, _ = summarize_run(samples, run, thr)
+        robustness.append({"condition": cond.name, "family": cond.family, "value": cond.value, **row})
+
+    report = {
+        "model": scorer.info,
+        "data": {"source": str(data), **summarize(samples),
+                 "unreadable": {"count": len(clean.unreadable),
+                                "first": [{"path": p, "error": e} for p, e in clean.unreadable[:FIRST_NAMES]]}},
+        "threshold": {"value": thr, "source": "--threshold" if threshold is not None else f"{scorer.kind}"},
+        "overall": overall,
+        "generators": gen_rows,
+        "threshold_for_target_fpr": chosen,
+        "robustness": robustness,
+        "roc": {"overall": thin_curve(fpr, tpr, thresholds),
+                **{g: thin_curve(*c) for g, c in gen_curves.items()}},
+        "files": {"scores": "scores.csv", "roc": "roc.png", **({"robustness": "robustness.png"} if robustness else {})},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _write_scores(out / "scores.csv", samples, clean)
+    plot_roc(out / "roc.png", (fpr, tpr), gen_curves, overall["auc"], scorer.info)
+    if robustness:
+        plot_robustness(out / "robustness.png", overall, robustness)
+    atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _write_scores(path: Path, samples: list[Sample], run: ScoreRun) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "label", "generator", "score"])
+    for i, s in enumerate(samples):
+        w.writerow([str(s.path), s.label, s.generator, f"{run.scores[i]:.8g}" if i in run.scores else ""])
+    atomic_write_text(path, buf.getvalue())
+
+
+# ------------------------------------------------------------ figures ----
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(path: Path, overall, per_generator: dict, auc: float, info: dict) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
+    for g, (f, t, _) in per_generator.items():
+        area = float(np.sum(np.diff(f) * (t[1:] + t[:-1]) / 2))
+        ax.plot(f, t, lw=1, alpha=0.7, label=f"{g} (AUC {area:.4f})")
+    ax.plot(*overall, lw=2, color="black", label=f"all (AUC {auc:.4f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax.set(xlabel="false-positive rate (reals called fake)", ylabel="true-positive rate (fakes caught)",
+           xlim=(0, 1), ylim=(0, 1.01), title=f"ROC: {info.get('name') or info.get('arch', '')} ({info['kind']})")
+    ax.legend(loc="lower right", fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def plot_robustness(path: Path, overall: dict, rows: list[dict]) -> None:
+    plt = _pyplot()
+    fams = list(dict.fromkeys(r["family"] for r in rows))
+    fig, axes = plt.subplots(1, len(fams), figsize=(3.2 * len(fams), 3.2), dpi=120, squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        rs = [r for r in rows if r["family"] == fam]
+        x = [r["value"] for r in rs]
+        for key, style in (("auc", "o-"), ("ap", "s--"), ("accuracy", "^:")):
+            ax.plot(x, [r[key] for r in rs], style, label=key)
+            ax.axhline(overall[key], color=ax.lines[-1].get_color(), lw=0.6, alpha=0.5)
+        ax.set(title=fam, xlabel={"downscale": "scale factor", "jpeg": "quality", "webp": "quality",
+                                  "blur": "sigma (px)"}.get(fam, fam), ylim=(0, 1.02))
+        if fam in ("downscale", "jpeg", "webp"):
+            ax.invert_xaxis()  # stronger degradation to the right
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("robustness (thin lines: clean)", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,411 @@
+"""The training loop: data, model, loss, optimiser (optionally SAM), validation on
+balanced accuracy with early stopping and lr/10 decay (alignment paper), atomic
+checkpoints (`<out>/best`, `<out>/last` with resume state), metrics JSONL.
+
+Resuming from `<out>/last` gives the same weights as an uninterrupted run: the
+sample order and every augmentation draw derive from (seed, epoch, index), and
+the optimiser state and torch RNG state are saved with each epoch."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from fakedet import __version__
+from fakedet.atomic import atomic_write_text
+from fakedet.errors import DataError
+
+from .checkpoint import STATE_JSON, STATE_TENSORS, WEIGHTS, checkpoint_dir, save_checkpoint
+from .config import TrainConfig
+from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, read_captions, split_samples
+from .losses import build_loss
+from .models import create_model, model_input_spec
+from .sam import SAM, frozen_bn_stats
+
+log = logging.getLogger("fakedet.train")
+
+
+# ---------------------------------------------------------------- metrics
+def rank_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """ROC AUC by the Mann-Whitney statistic (ties count half)."""
+    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
+    if pos.numel() == 0 or neg.numel() == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).double().sum()
+    ties = (pos[:, None] == neg[None, :]).double().sum()
+    return float((greater + 0.5 * ties) / (pos.numel() * neg.numel()))
+
+
+def val_metrics(logits: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
+    prob = torch.sigmoid(logits.double())
+    pred = prob >= threshold
+    real, fake = labels <= 0.5, labels > 0.5
+    real_acc = float((~pred[real]).double().mean()) if real.any() else float("nan")
+    fake_acc = float(pred[fake].double().mean()) if fake.any() else float("nan")
+    return {
+        "balanced_accuracy": (real_acc + fake_acc) / 2,
+        "accuracy": float((pred == fake).double().mean()),
+        "real_accuracy": real_acc,
+        "fake_accuracy": fake_acc,
+        "auc": rank_auc(logits.double(), labels),
+        "images": int(labels.numel()),
+    }
+
+
+# ---------------------------------------------------------------- helpers
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device '{name}' asked for, but no CUDA GPU is available")
+    return dev
+
+
+def flatten_optimizer(state: dict) -> tuple[dict, dict]:
+    """An optimiser state_dict as (tensors for safetensors, JSON for the rest): never pickled."""
+    tensors, plain = {}, {}
+    for idx, entry in state["state"].items():
+        for k, v in entry.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                plain[f"{idx}.{k}"] = v
+    return tensors, {"scalars": plain, "param_groups": state["param_groups"]}
+
+
+def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    for key, v in meta["scalars"].items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+class Trainer:
+    """`Trainer(cfg).run()` -> summary dict. `on_epoch_end(trainer, epoch, record)` callbacks
+    run after each epoch's checkpoint is on disk (tests use one to simulate a crash)."""
+
+    def __init__(self, cfg: TrainConfig, on_epoch_end=None):
+        self.cfg = cfg.validate()
+        self.on_epoch_end = on_epoch_end
+        self.out = Path(cfg.out)
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.failures = FailureLog()
+
+    # ------------------------------------------------------------ setup
+    def _setup_data(self):
+        cfg = self.cfg
+        samples = load_samples(cfg.data)
+        if cfg.val_data:
+            self.train_samples, self.val_samples = samples, load_samples(cfg.val_data)
+        else:
+            self.train_samples, self.val_samples = split_samples(samples, cfg.val_fraction, cfg.seed)
+        self.data_digest, self.digest_has_content = data_digest(self.train_samples)
+
+    def _setup_model(self):
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = create_model(cfg.arch, pretrained=cfg.pretrained, **cfg.model_kwargs).to(self.device)
+        self.spec = model_input_spec(cfg.arch, **cfg.model_kwargs)
+        self.frozen = bool(getattr(self.model, "frozen_backbone", False))
+        self.net = self.model.head if self.frozen else self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(self.net, device_ids=ids)
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        base, kw = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
+                    "sgd": (torch.optim.SGD, {"momentum": 0.9})}[cfg.optimizer]
+        kw.update(lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = SAM(params, base, rho=cfg.sam_rho, **kw) if cfg.sam_rho > 0 else base(params, **kw)
+        self.loss_fn = build_loss(cfg.loss, alpha=cfg.cvar_alpha, eta=cfg.auc_eta, p=cfg.auc_p, gamma=cfg.gamma)
+        self.amp_dtype = None
+        if cfg.amp and self.device.type == "cuda":
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # fp16 needs loss scaling; SAM's two passes and a scaler do not mix, so SAM runs fp16-free
+        if self.amp_dtype == torch.float16 and cfg.sam_rho > 0:
+            self.amp_dtype = None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+    def _setup_features(self):
+        from .features import cached_features
+
+        cfg = self.cfg
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "feature_cache"
+        captions = read_captions(cfg.data) if getattr(self.model, "use_text", False) else None
+        val_captions = (read_captions(cfg.val_data) if cfg.val_data else captions) if captions is not None else None
+        out = {}
+        for part, samples, caps in (("train", self.train_samples, captions), ("val", self.val_samples, val_captions)):
+            if self.rank != 0 and self.world > 1:
+                torch.distributed.barrier()  # rank 0 extracts first; the others read its cache
+            f, y, path, hit = cached_features(self.model, samples, self.spec, cache, cfg.val_batch or cfg.batch,
+                                              self.device, cfg.workers, caps, self._show(), self.failures)
+            if self.rank == 0 and self.world > 1:
+                torch.distributed.barrier()
+            log.info("%s features: %s (%s)", part, path, "cache hit" if hit else "extracted")
+            out[part] = (f, y)
+        self.train_feats, self.val_feats = out["train"], out["val"]
+        if len(self.train_feats[1]) < 2:
+            raise DataError("fewer than 2 readable training images")
+
+    def _show(self) -> bool:
+        return self.cfg.progress and self.rank == 0
+
+    # ------------------------------------------------------------ batches
+    def _order(self, n: int, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=g).tolist()
+        if self.world > 1:  # every rank gets as many items (else DDP waits forever on the longer one)
+            order += order[: (-len(order)) % self.world]
+        return order[self.rank :: self.world]
+
+    def _train_batches(self, epoch: int):
+        cfg = self.cfg
+        if self.frozen:
+            f, y = self.train_feats
+            order = torch.tensor(self._order(len(y), epoch), dtype=torch.long)
+            for i in range(0, len(order), cfg.batch):
+                idx = order[i : i + cfg.batch]
+                if len(idx) >= 2:  # BatchNorm needs two samples
+                    yield f[idx], y[idx]
+            return
+        self.train_ds.set_epoch(epoch)
+        per_item = 2 if cfg.paired else 1
+        loader = DataLoader(self.train_ds, batch_size=max(1, cfg.batch // per_item),
+                            sampler=self._order(len(self.train_ds), epoch), num_workers=cfg.workers,
+                            collate_fn=collate, pin_memory=self.device.type == "cuda")
+        for b in loader:
+            self.failures.add(b.failed)
+            for x, y in b.groups:
+                yield x, y
+
+    def _val_logits(self):
+        self.model.eval()
+        logits, labels = [], []
+        with torch.no_grad(), self._autocast():
+            if self.frozen:
+                f, y = self.val_feats
+                for i in range(0, len(y), self.cfg.val_batch or self.cfg.batch):
+                    logits.append(self.model.head(f[i : i + (self.cfg.val_batch or self.cfg.batch)].to(self.device)).float().cpu())
+                labels = [y]
+            else:
+                loader = DataLoader(self.val_ds, batch_size=self.cfg.val_batch or self.cfg.batch,
+                                    num_workers=self.cfg.workers, collate_fn=collate)
+                for b in loader:
+                    self.failures.add(b.failed)
+                    for x, y in b.groups:
+                        logits.append(self.model(x.to(self.device)).float().cpu())
+                        labels.append(y)
+        if not labels or sum(len(l) for l in labels) == 0:
+            raise DataError("no readable validation images")
+        return torch.cat(logits).reshape(-1), torch.cat(labels)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------ one step
+    def _step(self, x, y) -> float:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device)
+        if isinstance(self.opt, SAM):
+            with self._autocast():
+                loss = self.loss_fn(self.net(x), y)
+            loss.backward()
+            self.opt.first_step(zero_grad=True)
+            with frozen_bn_stats(self.net), self._autocast():
+                self.loss_fn(self.net(x), y).backward()
+            self.opt.second_step(zero_grad=True)
+            return float(loss.detach())
+        self.opt.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.loss_fn(self.net(x), y)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt.step()
+        return float(loss.detach())
+
+    def _set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    # ------------------------------------------------------------ state
+    def _train_state(self, epoch: int) -> tuple[dict, dict]:
+        tensors, meta = flatten_optimizer(self.opt.state_dict())
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.scaler is not None:
+            meta["scaler"] = self.scaler.state_dict()
+        meta.update(epoch=epoch, lr=self.lr, best=self.best, es_best=self.es_best, bad_epochs=self.bad_epochs,
+                    failures=self.failures.to_dict(), history=self.history, stopped=self.stopped)
+        return tensors, meta
+
+    def _resume(self) -> int:
+        """Load <out>/last if present; returns the next epoch to run."""
+        last = self.out / "last"
+        try:
+            last = checkpoint_dir(last)
+        except Exception:
+            return 0
+        if not (last / STATE_TENSORS).is_file():
+            return 0
+        from safetensors.torch import load_file
+
+        meta = json.loads((last / STATE_JSON).read_text())
+        old = json.loads((last / "config.json").read_text()).get("training", {}).get("config", {})
+        for key in ("arch", "model_kwargs", "batch", "seed", "loss", "optimizer", "sam_rho", "paired"):
+            if key in old and old[key] != getattr(self.cfg, key):
+                raise DataError(f"{last}: cannot resume: '{key}' was {old[key]!r}, now {getattr(self.cfg, key)!r} "
+                                f"(use a new --out, or --no-resume to start over)")
+        weights = load_file(str(last / WEIGHTS))
+        self.model.load_state_dict(weights, strict=True)
+        tensors = load_file(str(last / STATE_TENSORS))
+        self.opt.load_state_dict(unflatten_optimizer(tensors, meta))
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        if self.scaler is not None and "scaler" in meta:
+            self.scaler.load_state_dict(meta["scaler"])
+        self.lr, self.best, self.es_best = meta["lr"], meta["best"], meta["es_best"]
+        self.bad_epochs, self.history, self.stopped = meta["bad_epochs"], meta["history"], meta["stopped"]
+        self.failures.count, self.failures.first = meta["failures"]["skipped"], meta["failures"]["first"]
+        self._set_lr(self.lr)
+        log.info("resumed from %s at epoch %d", last, meta["epoch"] + 1)
+        return int(meta["epoch"]) + 1
+
+    def _checkpoint_config(self, epoch: int, metrics: dict) -> dict:
+        cfg = self.cfg
+        return {
+            "arch": cfg.arch,
+            "model_kwargs": dict(cfg.model_kwargs),
+            "input": self.spec.to_dict(),
+            "threshold": cfg.threshold,
+            "fakedet_version": __version__,
+            "training": {
+                "config": cfg.to_dict(),
+                "epoch": epoch,
+                "epochs_done": epoch + 1,
+                "metrics": metrics,
+                "data": str(cfg.data),
+                "data_digest": self.data_digest,
+                "data_digest_content": self.digest_has_content,
+                "train_images": len(self.train_samples),
+                "val_images": len(self.val_samples),
+                "skipped_images": self.failures.to_dict(),
+                "pretrained_init": cfg.pretrained,
+            },
+        }
+
+    # ------------------------------------------------------------ the run
+    def run(self) -> dict:
+        cfg = self.cfg
+        if self.world > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            # long timeout: the other ranks wait at a barrier while rank 0 extracts cached features
+            torch.distributed.init_process_group(backend, timeout=datetime.timedelta(hours=12))
+        self.device = pick_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self._setup_data()
+        self._setup_model()
+        if self.frozen:
+            self._setup_features()
+        else:
+            aug = cfg.augment_config()
+            if aug is not None and self.spec.preprocess.policy != "whole-image" and "crop_size" not in cfg.augment:
+                aug.crop_size = min(self.spec.preprocess.size)  # train crops match the deploy crop
+            self.train_ds = ImageDataset(self.train_samples, self.spec, aug, paired=cfg.paired, seed=cfg.seed)
+            self.val_ds = ImageDataset(self.val_samples, self.spec, None, paired=False)
+
+        self.lr, self.best, self.es_best, self.bad_epochs = cfg.lr, -math.inf, -math.inf, 0
+        self.history, self.stopped = [], False
+        start = self._resume() if cfg.resume else 0
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        from tqdm import tqdm
+
+        for epoch in range(start, cfg.epochs):
+            if self.stopped:
+                break
+            if cfg.schedule == "cosine":
+                self.lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+                self._set_lr(self.lr)
+            self.net.train()
+            t0, losses = time.time(), []
+            bar = tqdm(self._train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       disable=not self._show(), leave=False)
+            for x, y in bar:
+                losses.append(self._step(x, y))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if not losses:
+                raise DataError("no readable training batch in this epoch")
+            logits, labels = self._val_logits()
+            metrics = val_metrics(logits, labels, cfg.threshold)
+            record = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "lr": self.lr,
+                      "seconds": round(time.time() - t0, 3), "skipped_images": self.failures.count,
+                      **{f"val_{k}": v for k, v in metrics.items()}}
+            self._after_epoch(epoch, metrics, record)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(self, epoch, record)
+        summary = {"epochs_done": len(self.history), "best_balanced_accuracy": self.best,
+                   "best": str(self.out / "best"), "last": str(self.out / "last"),
+                   "skipped_images": self.failures.to_dict(), "history": self.history}
+        if self.rank == 0:
+            atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def _after_epoch(self, epoch: int, metrics: dict, record: dict) -> None:
+        cfg = self.cfg
+        score = metrics["balanced_accuracy"]
+        improved = score > self.best
+        if improved:
+            self.best = score
+        if cfg.schedule == "plateau":
+            if score > self.es_best + cfg.min_delta:
+                self.es_best, self.bad_epochs = score, 0
+            else:
+                self.bad_epochs += 1
+                if self.bad_epochs >= cfg.patience:
+                    new_lr = self.lr * cfg.lr_decay
+                    if new_lr < cfg.min_lr:
+                        self.stopped = True
+                        record["event"] = "early stop"
+                    else:
+                        self.lr, self.bad_epochs, self.es_best = new_lr, 0, -math.inf
+                        self._set_lr(new_lr)
+                        record["event"] = f"lr decayed to {new_lr:g}"
+        self.history.append(record)
+        if self.rank == 0:
+            model = self.model
+            ck_cfg = self._checkpoint_config(epoch, metrics)
+            if improved:
+                save_checkpoint(self.out / "best", model, ck_cfg)
+            tensors, meta = self._train_state(epoch)
+            save_checkpoint(self.out / "last", model, ck_cfg, extra_tensors=tensors, extra_json=meta)
+            lines = "".join(json.dumps(r) + "\n" for r in self.history)
+            atomic_write_text(self.out / "metrics.jsonl", lines)
+        if self.world > 1:
+            torch.distributed.barrier()
