@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import PackageError
+from .errors import FakedetError, PackageError
 from .manifest import ONNX_KINDS, Manifest
 from .package import ModelPackage, PackageWriter, embed_manifest
 from .spec_file import EXAMPLE, load_spec_file
@@ -91,7 +91,10 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> i
     The package holds the model with the manifest embedded in its metadata, so the
     bare .onnx file is self-describing too. Written atomically: OUTPUT is whole or absent.
     """
-    import onnx
+    try:
+        import onnx
+    except ImportError:
+        raise FakedetError("fakedet package needs the onnx library: pip install onnx (or 'fakedet[export]')") from None
 
     spec = load_spec_file(spec_path)
     manifest = Manifest(
