@@ -20,6 +20,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _ordinary_mode(fd_or_path) -> None:
+    """mkstemp creates 0600 files; give the result the mode a plain open() would."""
+    with contextlib.suppress(OSError):
+        os.chmod(fd_or_path, 0o666 & ~_umask())
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -35,6 +47,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            _ordinary_mode(f.fileno())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -61,6 +74,7 @@ def atomic_output(path: str | os.PathLike, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        _ordinary_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -113,4 +127,7 @@ def staging_dir(dest: Path) -> Path:
     """A fresh hidden directory beside `dest` for building its replacement."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".staging", dir=dest.parent))
+    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".staging", dir=dest.parent))
+    with contextlib.suppress(OSError):
+        os.chmod(stage, 0o777 & ~_umask())
+    return stage

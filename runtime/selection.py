@@ -1,7 +1,18 @@
-"""Which backend and which artifact run a package here, and why."""
+"""Which backend and which artifact run a package here, and why.
+
+`auto` order (fastest first): a TensorRT plan built for this GPU and TensorRT version,
+else ONNX Runtime's TensorRT EP, else its CUDA EP, else the CPU (INT8 QDQ if the
+package has one, then FP32). Every step it skips is recorded in `Choice.considered`,
+so `fakedet info` and `fakedet bench` can say why.
+
+Rules are pure given the environment: tests pass `providers=` (ONNX Runtime's
+execution providers) and `trt_env=` (a tensorrt_support.TrtEnvironment) instead of
+probing the machine.
+"""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 from fakedet.errors import BackendUnavailable
@@ -11,6 +22,11 @@ from fakedet.package import ModelPackage
 BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 PRECISION_OF_KIND = {"onnx-fp32": "fp32", "onnx-fp16": "fp16", "onnx-int8-qdq": "int8"}
+
+# Backends outside the runtime, imported only when asked for (the runtime never imports torch).
+EXTRA_BACKENDS = {
+    "torch": "fakedet.train.torch_backend:TorchBackend",
+}
 
 
 @dataclass
@@ -26,13 +42,19 @@ class Choice:
             return self.artifact.attrs.get("precision", "?")
         return PRECISION_OF_KIND.get(self.artifact.kind, "?")
 
+    def describe(self) -> str:
+        return f"{self.backend} / {self.precision} / {self.artifact.file}: {self.reason}"
 
-def _ort_providers() -> set[str]:
+
+def ort_providers() -> set[str]:
     try:
         import onnxruntime as ort
     except ImportError:
         return set()
     return set(ort.get_available_providers())
+
+
+_ort_providers = ort_providers  # older name
 
 
 def onnx_for(pkg: ModelPackage, precision: str) -> Artifact | None:
@@ -44,73 +66,101 @@ def onnx_for(pkg: ModelPackage, precision: str) -> Artifact | None:
     return None
 
 
-def _runnable_hint(pkg: ModelPackage) -> str:
-    have = ", ".join(f"{a.file} ({a.kind})" for a in pkg.manifest.artifacts) or "no artifacts"
-    return (
-        f"the package has {have}. To make it runnable: export an ONNX model into it "
-        f"(fakedet export), calibrate an INT8 one (fakedet calibrate {pkg.source}), "
-        f"or build a TensorRT plan on this GPU (fakedet build {pkg.source} --precision fp16)"
-    )
+def runnable_hint(pkg: ModelPackage, backend: str = "auto", precision: str = "auto") -> str:
+    """What the package has, and the command that would give it what is missing."""
+    have = ", ".join(f"{a.file} ({a.kind}{', ' + a.attrs['precision'] if a.kind == 'trt-plan' and 'precision' in a.attrs else ''})"
+                     for a in pkg.manifest.artifacts) or "no artifacts"
+    src = pkg.source
+    fixes = []
+    if backend in ("auto", "tensorrt"):
+        prec = precision if precision in PRECISIONS else "fp16"
+        fixes.append(f"build a TensorRT plan on this device: fakedet build {src} --precision {prec}")
+    if precision in ("auto", "int8"):
+        fixes.append(f"calibrate an INT8 ONNX: fakedet calibrate {src} --data CALIB_DIR")
+    if precision in ("auto", "fp32", "fp16") and backend != "tensorrt":
+        fixes.append(f"export the {precision if precision != 'auto' else 'fp32'} ONNX from the checkpoint: "
+                     f"fakedet export CHECKPOINT -o {src}")
+    return f"the package has {have}. To make it runnable: " + "; or ".join(fixes)
 
 
-def choose(pkg: ModelPackage, backend: str = "auto", precision: str = "auto") -> Choice:
+def choose(
+    pkg: ModelPackage,
+    backend: str = "auto",
+    precision: str = "auto",
+    *,
+    providers=None,
+    trt_env=None,
+) -> Choice:
     """Pick backend and artifact. Explicit choices are honoured or refused with the
-    reason; `auto` takes the fastest that can run here."""
+    reason and what would make the package runnable; `auto` takes the fastest that can
+    run here. `providers` / `trt_env` override the probes (tests, `fakedet info`)."""
     from . import tensorrt_support
-
-    providers = _ort_providers()
-    considered: list[str] = []
 
     if backend not in ("auto",) + BACKENDS:
         raise BackendUnavailable(f"unknown backend '{backend}' (known: auto, {', '.join(BACKENDS)})")
     if precision not in ("auto",) + PRECISIONS:
         raise BackendUnavailable(f"unknown precision '{precision}' (known: auto, {', '.join(PRECISIONS)})")
+    considered: list[str] = []
+    want = [precision] if precision != "auto" else None
+
+    def provs() -> set[str]:
+        nonlocal providers
+        if providers is None:
+            providers = ort_providers()
+        return set(providers)
+
+    def refuse(name: str, why: str):
+        raise BackendUnavailable(f"{name}: {why}; {runnable_hint(pkg, name, precision)}")
 
     def ort_choice(name: str, precs: list[str], why: str) -> Choice | None:
         for prec in precs:
             art = onnx_for(pkg, prec)
             if art is not None:
                 return Choice(name, art, f"{why}; {prec} ONNX '{art.file}'", considered)
-        considered.append(f"{name}: no ONNX artifact of precision {'/'.join(precs)}")
+        considered.append(f"{name}: the package has no {'/'.join(precs)} ONNX")
         return None
 
-    want = [precision] if precision != "auto" else None
-
-    # TensorRT plan for this GPU and TensorRT version
+    # 1. A TensorRT plan for this GPU and TensorRT version.
     if backend in ("auto", "tensorrt"):
-        plan, why = tensorrt_support.matching_plan(pkg, precision)
+        plan, why = tensorrt_support.matching_plan(pkg, precision, env=trt_env)
         if plan is not None:
             return Choice("tensorrt", plan, why, considered)
         considered.append(f"tensorrt: {why}")
         if backend == "tensorrt":
-            raise BackendUnavailable(f"tensorrt: {why}; {_runnable_hint(pkg)}")
+            refuse("tensorrt", why)
 
-    gpu_precs = want or ["fp16", "int8", "fp32"]
-    if backend in ("auto", "ort-trt"):
-        if "TensorrtExecutionProvider" in providers:
-            c = ort_choice("ort-trt", gpu_precs, "ONNX Runtime has the TensorRT execution provider")
+    # 2./3. ONNX Runtime on the GPU.
+    for name, provider, precs in (
+        ("ort-trt", "TensorrtExecutionProvider", want or ["int8", "fp16", "fp32"]),
+        ("ort-cuda", "CUDAExecutionProvider", want or ["fp16", "fp32"]),
+    ):
+        if backend not in ("auto", name):
+            continue
+        if provider in provs():
+            c = ort_choice(name, precs, f"ONNX Runtime has the {provider}")
             if c:
                 return c
         else:
-            considered.append("ort-trt: ONNX Runtime here has no TensorrtExecutionProvider")
-        if backend == "ort-trt":
-            raise BackendUnavailable(f"ort-trt: {considered[-1].split(': ', 1)[1]}; {_runnable_hint(pkg)}")
+            considered.append(f"{name}: ONNX Runtime here has no {provider} (pip install onnxruntime-gpu)")
+        if backend == name:
+            refuse(name, considered[-1].split(": ", 1)[1])
 
-    if backend in ("auto", "ort-cuda"):
-        if "CUDAExecutionProvider" in providers:
-            c = ort_choice("ort-cuda", want or ["fp16", "fp32"], "ONNX Runtime has the CUDA execution provider")
-            if c:
-                return c
-        else:
-            considered.append("ort-cuda: ONNX Runtime here has no CUDAExecutionProvider")
-        if backend == "ort-cuda":
-            raise BackendUnavailable(f"ort-cuda: {considered[-1].split(': ', 1)[1]}; {_runnable_hint(pkg)}")
-
-    # CPU: INT8 (QDQ, calibrated and accuracy-guarded) is fastest, then FP32; FP16 is slow on CPUs.
+    # 4. CPU: INT8 (QDQ, calibrated and accuracy-guarded) is fastest, then FP32; FP16 is slow on CPUs.
     c = ort_choice("ort-cpu", want or ["int8", "fp32", "fp16"], "CPU execution with ONNX Runtime")
     if c:
         return c
-    raise BackendUnavailable(f"no backend can run this package here ({'; '.join(considered)}); {_runnable_hint(pkg)}")
+    if backend == "ort-cpu":
+        refuse("ort-cpu", considered[-1].split(": ", 1)[1])
+    raise BackendUnavailable(
+        f"no backend can run this package here ({'; '.join(considered)}); {runnable_hint(pkg, backend, precision)}"
+    )
+
+
+def explain(pkg: ModelPackage, providers=None, trt_env=None) -> list[str]:
+    """Lines for `fakedet info`: this machine, each plan's verdict, what auto runs and why."""
+    from .tensorrt_support import explain as trt_explain
+
+    return trt_explain(pkg, env=trt_env, providers=providers)
 
 
 def make_backend(choice: Choice, pkg: ModelPackage, **options):
@@ -118,10 +168,26 @@ def make_backend(choice: Choice, pkg: ModelPackage, **options):
     if choice.backend == "tensorrt":
         from .backends.tensorrt_backend import TensorRTBackend
 
+        options.setdefault("version_compatible", bool(choice.artifact.attrs.get("version_compatible", False)))
         return TensorRTBackend(path, **options)
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    if choice.backend == "ort-trt" and choice.precision == "fp16":
-        options.setdefault("fp16", True)
-    options.setdefault("cache_dir", str(pkg.root / ".cache" / "ort-trt") if pkg.source.is_dir() else None)
+    if choice.backend == "ort-trt":
+        options.setdefault("fp16", choice.precision == "fp16")
+        options.setdefault("int8", choice.precision == "int8")
+        if pkg.source.is_dir():
+            options.setdefault("cache_dir", str(pkg.root / ".cache" / "ort-trt"))
     return OnnxRuntimeBackend(path, provider_set=choice.backend, **options)
+
+
+def load_extra_backend(name: str):
+    """The class registered for an out-of-runtime backend (e.g. "torch"), imported now."""
+    if name not in EXTRA_BACKENDS:
+        raise BackendUnavailable(f"unknown backend '{name}' (known: {', '.join(BACKENDS + tuple(EXTRA_BACKENDS))})")
+    module, attr = EXTRA_BACKENDS[name].split(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"{name}: needs {e.name or e}, which is not installed here (pip install 'fakedet[train]')"
+        ) from None

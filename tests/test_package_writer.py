@@ -79,3 +79,14 @@ def test_not_a_package(tmp_path):
     with pytest.raises(PackageError, match="not a loadable ONNX"):
         ModelPackage.open(tmp_path / "bad.onnx")
     assert json.loads(json.dumps({"ok": 1}))
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from fakedet.atomic import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(tmp_path / "a.txt").st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,285 @@
+"""Native TensorRT backend: a package's plan, deserialized and run with async copies.
+
+Per concurrent slot: one engine + one execution context + one CUDA stream + pinned host
+and device buffers sized for the largest profile. Slots live in a small pool so several
+threads can infer at once. Each slot deserializes its own engine: older TensorRT lets a
+dynamic-shape profile serve only one context at a time, and this is what `trtexec
+--streams` does too (cost: weights once per slot; keep `contexts` small on a Jetson).
+
+TensorRT 8.5+/10/11 use the tensor-name API (set_input_shape / set_tensor_address /
+execute_async_v3); older engines without it fall back to binding indices and
+execute_async_v2. Shape, profile and buffer arithmetic lives in tensorrt_support (pure).
+
+Options: contexts (pool size, default 1), cuda_graph (bool: capture each fixed batch
+shape once and replay it; cuda-python only), cuda ("cuda-python" or "pycuda"),
+version_compatible (allow the lean runtime embedded in version-compatible plans),
+api ("tensor" or "bindings": force an API generation; default per tensorrt_support.io_api).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fakedet.errors import BackendUnavailable, PackageError
+
+from .. import tensorrt_support as ts
+from .base import Backend, TensorSpec
+
+
+@dataclass
+class _IO:
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    shape: tuple  # engine shape, -1 for dynamic axes
+    index: int = -1  # binding index (legacy API), profile 0
+
+
+@dataclass
+class _Slot:
+    engine: object
+    context: object
+    stream: object
+    host: dict = field(default_factory=dict)  # name -> pinned flat array
+    device: dict = field(default_factory=dict)  # name -> DeviceBuffer
+    profile: int = -1
+    graphs: dict = field(default_factory=dict)  # (profile, shape) -> graph exec
+    events: list = field(default_factory=list)
+
+
+def _np_dtype(trt, dt) -> np.dtype:
+    try:
+        return np.dtype(trt.nptype(dt))
+    except Exception:
+        return np.dtype(np.float32)
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    # ---- loading ---------------------------------------------------------
+    def _activate(self) -> None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise BackendUnavailable("tensorrt: TensorRT is not installed here (pip install 'fakedet[trt]')") from None
+        from ..cuda_api import load_cuda
+
+        self.trt = trt
+        self.cuda = load_cuda(self.options.get("cuda"))
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.plan = open(self.model_path, "rb").read()
+        self.tensor_api = None
+        self._runtimes = []
+        n = max(1, int(self.options.get("contexts", 1)))
+        self.slots: list[_Slot] = [self._make_slot() for _ in range(n)]
+        self.pool: queue.Queue = queue.Queue()
+        for s in self.slots:
+            self.pool.put(s)
+        self._lock = threading.Lock()
+
+    def _deserialize(self):
+        trt = self.trt
+        runtime = trt.Runtime(self.logger)
+        if self.options.get("version_compatible"):
+            runtime.engine_host_code_allowed = True  # the plan embeds a lean runtime
+        engine = runtime.deserialize_cuda_engine(self.plan)
+        if engine is None:
+            raise PackageError(
+                self.model_path,
+                "TensorRT could not deserialize this plan (built for another TensorRT version or GPU?); "
+                "rebuild it here with fakedet build",
+            )
+        self._runtimes.append(runtime)  # a runtime must outlive its engines
+        return engine
+
+    def _describe_io(self, engine) -> list[_IO]:
+        trt = self.trt
+        if self.tensor_api is None:
+            api = ts.io_api(trt.__version__, hasattr(engine, "num_io_tensors"), self.options.get("api"))
+            self.tensor_api = api == "tensor"
+        if self.tensor_api:
+            out = []
+            for i in range(engine.num_io_tensors):
+                name = engine.get_tensor_name(i)
+                is_in = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                out.append(_IO(name, is_in, _np_dtype(trt, engine.get_tensor_dtype(name)),
+                               tuple(engine.get_tensor_shape(name)), i))
+            return out
+        per_profile = engine.num_bindings // max(engine.num_optimization_profiles, 1)
+        return [
+            _IO(engine.get_binding_name(i), engine.binding_is_input(i), _np_dtype(trt, engine.get_binding_dtype(i)),
+                tuple(engine.get_binding_shape(i)), i)
+            for i in range(per_profile)
+        ]
+
+    def _profile_shapes(self, engine, io: _IO) -> list[tuple]:
+        shapes = []
+        for p in range(max(engine.num_optimization_profiles, 1)):
+            if self.tensor_api:
+                lo, opt, hi = engine.get_tensor_profile_shape(io.name, p)
+            else:
+                lo, opt, hi = engine.get_profile_shape(p, io.index)
+            shapes.append((tuple(lo), tuple(opt), tuple(hi)))
+        return shapes
+
+    def _make_slot(self) -> _Slot:
+        engine = self._deserialize()
+        ios = self._describe_io(engine)
+        if not hasattr(self, "ios"):
+            self.ios = ios
+            self.inp = next(io for io in ios if io.is_input)
+            self.outs = [io for io in ios if not io.is_input]
+            if -1 in self.inp.shape:
+                self.profiles = self._profile_shapes(engine, self.inp)
+            else:
+                self.profiles = [(self.inp.shape,) * 3]
+            self.max_batch = ts.max_profile_batch(self.profiles)
+        ctx = engine.create_execution_context()
+        stream = self.cuda.stream()
+        slot = _Slot(engine, ctx, stream)
+        in_max = ts.max_shape_over_profiles([p[2] for p in self.profiles])
+        # Size every buffer once for the largest input; outputs from the context's shapes at that input.
+        self._set_shape(slot, ts.profile_for_batch(self.profiles, in_max[0]) or 0, in_max)
+        for io in self.ios:
+            shape = in_max if io.is_input else self._context_shape(slot, io)
+            nbytes = ts.buffer_nbytes(shape, io.dtype.itemsize)
+            slot.host[io.name] = self.cuda.pinned((nbytes // io.dtype.itemsize,), io.dtype)
+            slot.device[io.name] = self.cuda.alloc(nbytes)
+            if self.tensor_api:
+                ctx.set_tensor_address(io.name, slot.device[io.name].ptr)
+        slot.events = [self.cuda.event() for _ in range(4)]
+        return slot
+
+    # ---- shapes ----------------------------------------------------------
+    def _binding(self, io: _IO, profile: int) -> int:
+        return profile * len(self.ios) + io.index
+
+    def _set_shape(self, slot: _Slot, profile: int, shape: tuple) -> None:
+        ctx = slot.context
+        if profile != slot.profile and len(self.profiles) > 1:
+            if hasattr(ctx, "set_optimization_profile_async"):
+                ctx.set_optimization_profile_async(profile, self.cuda.stream_handle(slot.stream))
+            else:
+                ctx.active_optimization_profile = profile
+        slot.profile = profile
+        if self.tensor_api:
+            ctx.set_input_shape(self.inp.name, shape)
+        else:
+            ctx.set_binding_shape(self._binding(self.inp, profile), shape)
+
+    def _context_shape(self, slot: _Slot, io: _IO) -> tuple:
+        if self.tensor_api:
+            return tuple(slot.context.get_tensor_shape(io.name))
+        return tuple(slot.context.get_binding_shape(self._binding(io, max(slot.profile, 0))))
+
+    # ---- running ---------------------------------------------------------
+    def _enqueue(self, slot: _Slot) -> None:
+        handle = self.cuda.stream_handle(slot.stream)
+        if self.tensor_api:
+            ok = slot.context.execute_async_v3(handle)
+        else:
+            bindings = [0] * (len(self.ios) * max(len(self.profiles), 1))
+            for io in self.ios:
+                bindings[self._binding(io, slot.profile)] = slot.device[io.name].ptr
+            ok = slot.context.execute_async_v2(bindings, handle)
+        if not ok:
+            raise RuntimeError("TensorRT execution failed (see the TensorRT log above)")
+
+    def _run_chunk(self, slot: _Slot, chunk: np.ndarray) -> tuple[np.ndarray, dict]:
+        cuda, b = self.cuda, chunk.shape[0]
+        profile = ts.profile_for_batch(self.profiles, b, chunk.shape[1:])
+        if profile is None and b < ts.min_profile_batch(self.profiles):
+            lo = ts.min_profile_batch(self.profiles)
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], lo - b, axis=0)])  # pad up to the profile's min
+            profile = ts.profile_for_batch(self.profiles, chunk.shape[0], chunk.shape[1:])
+        if profile is None:
+            ranges = "; ".join(f"{list(lo)}..{list(hi)}" for lo, _, hi in self.profiles)
+            raise ValueError(f"input shape {chunk.shape} is outside every optimization profile of the plan ({ranges})")
+        shape = ts.concrete_shape(self.inp.shape, chunk.shape[0], chunk.shape[1:])
+        shape_changed = (profile, shape) != getattr(slot, "_last", None)
+        if shape_changed:
+            self._set_shape(slot, profile, shape)
+            slot._last = (profile, shape)
+        host_in = slot.host[self.inp.name][: int(np.prod(shape))]
+        host_in[:] = chunk.astype(self.inp.dtype, copy=False).ravel()
+        e0, e1, e2, e3 = slot.events
+        s = slot.stream
+        cuda.record(e0, s)
+        cuda.h2d_async(slot.device[self.inp.name].ptr, host_in, s)
+        cuda.record(e1, s)
+        self._execute(slot, profile, shape, shape_changed)
+        cuda.record(e2, s)
+        out = self.outs[0]
+        out_shape = self._context_shape(slot, out)
+        host_out = slot.host[out.name][: int(np.prod(out_shape))]
+        cuda.d2h_async(host_out, slot.device[out.name].ptr, s)
+        cuda.record(e3, s)
+        cuda.sync(s)
+        timing = {"h2d": cuda.elapsed_ms(e0, e1), "compute": cuda.elapsed_ms(e1, e2), "d2h": cuda.elapsed_ms(e2, e3)}
+        result = host_out.reshape(out_shape)[:b].astype(np.float32)
+        return result, timing
+
+    def _execute(self, slot: _Slot, profile: int, shape: tuple, shape_changed: bool) -> None:
+        use_graph = bool(self.options.get("cuda_graph")) and getattr(self.cuda, "supports_graphs", False) and self.tensor_api
+        key = (profile, shape)
+        if use_graph and key in slot.graphs:
+            self.cuda.launch(slot.graphs[key], slot.stream)
+            return
+        self._enqueue(slot)
+        if use_graph and not shape_changed:
+            # Capture after one ordinary run at this shape (TensorRT needs it to settle shapes).
+            self.cuda.sync(slot.stream)
+            self.cuda.begin_capture(slot.stream)
+            self._enqueue(slot)
+            slot.graphs[key] = self.cuda.end_capture(slot.stream)
+
+    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(logits, {h2d, compute, d2h} in ms, from CUDA events on the slot's stream)."""
+        self.activate()
+        slot = self.pool.get()
+        try:
+            outs, total = [], {"h2d": 0.0, "compute": 0.0, "d2h": 0.0}
+            start = 0
+            for n in ts.split_batch(batch.shape[0], self.max_batch):
+                out, t = self._run_chunk(slot, batch[start : start + n])
+                outs.append(out)
+                for k in total:
+                    total[k] += t[k]
+                start += n
+            return np.concatenate(outs) if len(outs) > 1 else outs[0], total
+        finally:
+            self.pool.put(slot)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.infer_timed(batch)[0]
+
+    # ---- specs and cleanup ------------------------------------------------
+    def _input_spec(self) -> TensorSpec:
+        shape = tuple(None if d == -1 else int(d) for d in self.inp.shape)
+        return TensorSpec(self.inp.name, shape, self.inp.dtype.name)
+
+    def _output_spec(self) -> TensorSpec:
+        out = self.outs[0]
+        return TensorSpec(out.name, tuple(None if d == -1 else int(d) for d in out.shape), out.dtype.name)
+
+    def _close(self) -> None:
+        for slot in self.slots:
+            for g in slot.graphs.values():
+                self.cuda.destroy_graph(g)
+            for buf in slot.device.values():
+                buf.free()
+            self.cuda.destroy_stream(slot.stream)
+        self.slots = []
+        self.cuda.close()
+
+    def describe(self) -> str:
+        if not self._active:
+            return "tensorrt"
+        return (f"tensorrt {self.trt.__version__} via {self.cuda.name} "
+                f"({len(self.slots)} context(s), batch <= {self.max_batch}"
+                f"{', CUDA graphs' if self.options.get('cuda_graph') else ''})")

@@ -1,0 +1,101 @@
+"""Backend selection: auto order, ONNX Runtime provider fallbacks, refusals that say
+what the package has and what would make it runnable."""
+
+import pytest
+
+from fakedet.errors import BackendUnavailable
+from fakedet.package import ModelPackage
+from fakedet.runtime.selection import choose, load_extra_backend, make_backend
+from fakedet.runtime.tensorrt_support import TrtEnvironment
+from test_bench_helpers import add_artifacts, plan_attrs
+
+NO_TRT = TrtEnvironment(why_absent=["TensorRT is not installed here"])
+CPU = {"CPUExecutionProvider"}
+CUDA = {"CUDAExecutionProvider", "CPUExecutionProvider"}
+TRT_EP = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
+
+
+@pytest.fixture
+def pkg_int8(tiny_package, tmp_path):
+    pkg_dir, _ = tiny_package
+    add_artifacts(pkg_dir, int8=True, tmp=tmp_path)
+    return ModelPackage.open(pkg_dir)
+
+
+def test_auto_order_follows_providers(pkg_int8):
+    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=TRT_EP)
+    assert (c.backend, c.precision) == ("ort-trt", "int8")
+    assert "tensorrt: TensorRT is not installed" in c.considered[0] or "no TensorRT plan" in c.considered[0]
+    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CUDA)
+    assert (c.backend, c.precision) == ("ort-cuda", "fp32")  # CUDA EP: fp16 then fp32; INT8 QDQ is a CPU/TRT win
+    assert any("no TensorrtExecutionProvider" in line for line in c.considered)
+    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CPU)
+    assert (c.backend, c.precision) == ("ort-cpu", "int8")
+    assert any("no CUDAExecutionProvider" in line for line in c.considered)
+
+
+def test_cpu_falls_back_to_fp32_without_int8(tiny_package):
+    pkg = ModelPackage.open(tiny_package[0])
+    c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU)
+    assert (c.backend, c.precision) == ("ort-cpu", "fp32")
+
+
+def test_explicit_gpu_provider_missing_is_refused_with_fix(pkg_int8):
+    with pytest.raises(BackendUnavailable) as e:
+        choose(pkg_int8, "ort-trt", trt_env=NO_TRT, providers=CPU)
+    msg = str(e.value)
+    assert "no TensorrtExecutionProvider" in msg and "onnxruntime-gpu" in msg
+    assert "model.onnx" in msg or "onnx-fp32" in msg
+
+
+def test_missing_artifact_lists_what_package_has_and_how_to_fix(tiny_package):
+    pkg = ModelPackage.open(tiny_package[0])
+    with pytest.raises(BackendUnavailable) as e:
+        choose(pkg, "tensorrt", trt_env=NO_TRT, providers=CPU)
+    msg = str(e.value)
+    assert "(onnx-fp32)" in msg and f"fakedet build {pkg.source} --precision fp16" in msg
+    with pytest.raises(BackendUnavailable) as e:
+        choose(pkg, "ort-cpu", "int8", trt_env=NO_TRT, providers=CPU)
+    msg = str(e.value)
+    assert "no int8 ONNX" in msg and "(onnx-fp32)" in msg and "fakedet calibrate" in msg
+
+
+def test_plan_for_other_gpu_refused_and_explicit_tensorrt_says_why(tiny_package, tmp_path):
+    pkg_dir, _ = tiny_package
+    add_artifacts(pkg_dir, plans=[plan_attrs()], tmp=tmp_path)
+    pkg = ModelPackage.open(pkg_dir)
+    rtx = TrtEnvironment("10.3.0", "8.6", "RTX 3090")
+    with pytest.raises(BackendUnavailable) as e:
+        choose(pkg, "tensorrt", trt_env=rtx, providers=CPU)
+    msg = str(e.value)
+    assert "compute capability 8.7" in msg and "RTX 3090" in msg and "fakedet build" in msg
+    assert "model.fp16.0.engine (trt-plan, fp16)" in msg
+    c = choose(pkg, "auto", trt_env=rtx, providers=CPU)
+    assert c.backend == "ort-cpu"  # ONNX used instead
+
+
+def test_unknown_names_refused(tiny_package):
+    pkg = ModelPackage.open(tiny_package[0])
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        choose(pkg, "openvino", providers=CPU, trt_env=NO_TRT)
+    with pytest.raises(BackendUnavailable, match="unknown precision"):
+        choose(pkg, "auto", "bf16", providers=CPU, trt_env=NO_TRT)
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        load_extra_backend("jax")
+
+
+def test_ort_trt_backend_gets_cache_in_package_folder(pkg_int8):
+    c = choose(pkg_int8, "ort-trt", "int8", trt_env=NO_TRT, providers=TRT_EP)
+    b = make_backend(c, pkg_int8)  # constructing is free: nothing loads until activate()
+    assert b.options["cache_dir"] == str(pkg_int8.root / ".cache" / "ort-trt")
+    assert b.options["int8"] is True and b.options["fp16"] is False
+
+
+def test_runtime_import_stays_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, fakedet.runtime, fakedet.runtime.selection, fakedet.runtime.bench, "
+            "fakedet.runtime.bench_cli, fakedet.runtime.cuda_api, fakedet.runtime.backends.tensorrt_backend; "
+            "assert 'torch' not in sys.modules and 'tensorrt' not in sys.modules and 'matplotlib' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
