@@ -1,0 +1,167 @@
+"""torch -> ONNX: dynamic axes from the input spec, the exporter that works for the
+architecture, onnxslim simplification, onnx.checker and shape inference.
+
+Exporters:
+  legacy  TorchScript-based torch.onnx.export. PyTorch's fused "fast path" of
+          nn.MultiheadAttention (taken in eval mode under no_grad, as open_clip ViTs
+          do) traces to aten::_native_multi_head_attention, which has no ONNX
+          symbolic; we switch the fast path off for the export, so the attention is
+          traced as plain matmul/softmax ops.
+  dynamo  torch.export-based exporter (onnxscript); the fallback when legacy fails.
+  auto    legacy, then dynamo if legacy raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakedet.errors import FakedetError
+from fakedet.manifest import InputSpec
+
+log = logging.getLogger(__name__)
+
+EXPORTERS = ("auto", "legacy", "dynamo")
+DEFAULT_OPSET = 17
+OUTPUT_NAME = "logit"
+
+
+class ExportError(FakedetError):
+    """The model could not be converted to a valid ONNX graph."""
+
+
+@dataclass
+class OnnxExportInfo:
+    exporter: str
+    opset: int
+    simplified: bool
+    notes: list[str]
+
+
+def dynamic_dims(spec: InputSpec) -> dict[int, str]:
+    """Input axis index -> symbolic name, from the spec's dynamic axes (batch always)."""
+    names = set(spec.dynamic_axes) | {"batch"}
+    if spec.preprocess.policy == "whole-image":
+        names |= {"height", "width"}
+    h_axis, w_axis = (2, 3) if spec.layout == "NCHW" else (1, 2)
+    axes = {0: "batch"}
+    if "height" in names:
+        axes[h_axis] = "height"
+    if "width" in names:
+        axes[w_axis] = "width"
+    return axes
+
+
+def sample_shape(spec: InputSpec, batch: int, whole_image_size: tuple[int, int]) -> tuple[int, ...]:
+    h, w = whole_image_size if spec.preprocess.policy == "whole-image" else spec.preprocess.size
+    return (batch, 3, h, w) if spec.layout == "NCHW" else (batch, h, w, 3)
+
+
+@contextlib.contextmanager
+def mha_fastpath_disabled():
+    """Switch off nn.MultiheadAttention's fused inference kernel for the duration."""
+    import torch
+
+    backend = getattr(torch.backends, "mha", None)
+    if backend is None or not hasattr(backend, "set_fastpath_enabled"):
+        yield
+        return
+    before = backend.get_fastpath_enabled()
+    backend.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        backend.set_fastpath_enabled(before)
+
+
+def _legacy_export(model, sample, path: Path, spec: InputSpec, opset: int) -> None:
+    import torch
+
+    with mha_fastpath_disabled(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (sample,), str(path),
+            dynamo=False,
+            input_names=[spec.name], output_names=[OUTPUT_NAME],
+            dynamic_axes={spec.name: dynamic_dims(spec), OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset, do_constant_folding=True,
+        )
+
+
+def _dynamo_export(model, sample, path: Path, spec: InputSpec, opset: int) -> None:
+    import torch
+
+    dims = {i: torch.export.Dim(name, min=1 if name == "batch" else 16, max=4096 if name == "batch" else 8192)
+            for i, name in dynamic_dims(spec).items()}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (sample,), dynamo=True, input_names=[spec.name], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({k: v for k, v in dims.items()},), opset_version=opset, verbose=False,
+        )
+        program.save(str(path), external_data=False)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto",
+                whole_image_size: tuple[int, int] = (64, 64), simplify: bool = True):
+    """Export `model` to `path` (an ONNX file) and return (onnx.ModelProto, OnnxExportInfo).
+    The file at `path` is a working file: the caller saves the final model where it belongs."""
+    import onnx
+    import torch
+
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
+    path = Path(path)
+    model = model.eval()
+    sample = torch.randn(*sample_shape(spec, 2, whole_image_size))
+    order = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
+    notes: list[str] = []
+    used = None
+    for name in order:
+        try:
+            (_legacy_export if name == "legacy" else _dynamo_export)(model, sample, path, spec, opset)
+            used = name
+            break
+        except Exception as e:
+            notes.append(f"{name} exporter failed: {type(e).__name__}: {_first_line(e)}")
+            log.warning(notes[-1])
+    if used is None:
+        raise ExportError(f"no exporter could convert the model to ONNX ({'; '.join(notes)})")
+
+    proto = onnx.load(str(path))
+    simplified = False
+    if simplify:
+        try:
+            import onnxslim
+
+            # onnxslim's own (symbolic) shape inference re-serialises the whole model once per
+            # node type: minutes on a ViT. We run onnx shape inference once, below, instead.
+            proto = onnxslim.slim(proto, no_shape_infer=True)
+            simplified = True
+        except Exception as e:  # simplification is an optimisation: keep the valid unsimplified graph
+            notes.append(f"onnxslim failed, graph kept unsimplified: {_first_line(e)}")
+            log.warning(notes[-1])
+    proto = check_and_infer(proto)
+    actual = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
+    if actual != opset:
+        notes.append(f"the {used} exporter wrote opset {actual} (asked: {opset})")
+    return proto, OnnxExportInfo(used, actual, simplified, notes)
+
+
+def check_and_infer(proto):
+    """onnx.checker (full) and shape inference; raise ExportError naming the problem."""
+    import onnx
+
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as e:
+        raise ExportError(f"the exported ONNX graph is invalid: {_first_line(e)}") from None
+    return proto

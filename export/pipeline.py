@@ -1,0 +1,133 @@
+"""The export: a PyTorch detector -> a model package with FP32 / FP16 ONNX, the
+manifest (also embedded in each ONNX file) and a parity report. Everything is
+written into the PackageWriter's staging directory and put in place in one step;
+a parity failure or a crash leaves the destination as it was."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from fakedet.manifest import Manifest
+from fakedet.package import PackageWriter, embed_manifest
+
+from .fp16 import ORT_CPU_DISABLED_OPTIMIZERS, fp16_summary, to_fp16
+from .onnx_export import DEFAULT_OPSET, export_onnx
+from .parity import ParityError, compare, format_report, make_inputs, onnx_logits, torch_logits
+from .source import ExportSource, manifest_from_config
+
+log = logging.getLogger(__name__)
+
+PRECISION_CHOICES = ("fp32", "fp16", "both")
+FP32_FILE = "model.onnx"
+FP16_FILE = "model.fp16.onnx"
+PARITY_FILE = "parity/report.json"
+
+
+@dataclass
+class ExportOptions:
+    name: str | None = None
+    opset: int = DEFAULT_OPSET
+    precision: str = "both"
+    atol: float = 1e-4
+    atol_fp16: float = 5e-2
+    exporter: str = "auto"
+    calib_images: str | Path | None = None
+    whole_image_size: tuple[int, int] = (128, 128)
+    simplify: bool = True
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: Manifest
+    parity: dict
+    messages: list[str] = field(default_factory=list)
+
+
+def _say(msg: str, echo: Callable[[str], None] | None) -> None:
+    (echo or (lambda m: print(m, file=sys.stderr)))(msg)
+
+
+def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions | None = None,
+                   echo: Callable[[str], None] | None = None,
+                   after_onnx: Callable[[Path], None] | None = None) -> ExportResult:
+    """Export `source` to the package directory `dest`. `after_onnx(path)` is called after
+    each ONNX file is written into the staging directory (tests interrupt the export there)."""
+    import onnx
+
+    opts = opts or ExportOptions()
+    if opts.precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {PRECISION_CHOICES}")
+    dest = Path(dest)
+    name = opts.name or dest.name.removesuffix(".fdet")
+    manifest = manifest_from_config(source.config, name, source.checkpoint)
+    spec = manifest.input
+    threshold = manifest.threshold.value
+    model = source.model.eval()
+
+    inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images)
+    for skipped in inputs.skipped_images:
+        _say(f"parity: skipped {skipped}", echo)
+    reference = torch_logits(model, inputs)
+
+    messages: list[str] = []
+    with PackageWriter(dest, manifest) as w:
+        work = w.staged_path(".work/export.onnx")  # the torch exporter writes a file
+        proto32, info = export_onnx(model, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify)
+        shutil.rmtree(w.stage / ".work", ignore_errors=True)
+        messages += info.notes
+        _say(f"exported with the {info.exporter} exporter, opset {info.opset}"
+             f"{', simplified with onnxslim' if info.simplified else ''}", echo)
+
+        # parity runs on the serialised graphs; the files saved below differ only in metadata
+        parity: dict = {}
+        protos: dict[str, tuple] = {}
+        if opts.precision in ("fp32", "both"):
+            got = onnx_logits(proto32.SerializeToString(), inputs)
+            parity["onnx-fp32"] = compare(reference, got, threshold, opts.atol, inputs)
+            protos["onnx-fp32"] = (proto32, FP32_FILE)
+            _say(format_report("fp32", parity["onnx-fp32"]), echo)
+        if opts.precision in ("fp16", "both"):
+            proto16 = to_fp16(proto32)
+            got = onnx_logits(proto16.SerializeToString(), inputs, ORT_CPU_DISABLED_OPTIMIZERS)
+            rep = compare(reference, got, threshold, opts.atol_fp16, inputs)
+            rep["conversion"] = {"converter": "onnxconverter-common float16", "keep_io_types": True, **fp16_summary(proto16)}
+            parity["onnx-fp16"] = rep
+            protos["onnx-fp16"] = (proto16, FP16_FILE)
+            _say(format_report("fp16", rep), echo)
+
+        failed = [k for k, r in parity.items() if not r["passed"]]
+        if failed:
+            raise ParityError(
+                "parity check failed for " + ", ".join(
+                    f"{k} (max |logit diff| {parity[k]['max_abs_diff']:.3g} > atol {parity[k]['atol']:g})" for k in failed)
+                + f"; the package was not written ({dest})"
+            )
+
+        w.manifest.provenance.update({
+            "export": {"exporter": info.exporter, "opset": info.opset, "simplified": info.simplified,
+                       "notes": info.notes, "whole_image_sample": list(opts.whole_image_size)},
+            "parity": {k: {key: r[key] for key in ("max_abs_diff", "mean_abs_diff", "score_agreement", "atol",
+                                                    "passed", "real_source", "n_real_images")}
+                       for k, r in parity.items()},
+        })
+        for kind, (proto, file) in protos.items():
+            embed_manifest(proto, w.manifest, kind)
+            onnx.save(proto, str(w.staged_path(file)))
+            attrs = {"opset": info.opset, "exporter": info.exporter, "precision": kind.split("-")[1]}
+            if kind == "onnx-fp16":
+                attrs["ort_cpu_disabled_optimizers"] = list(ORT_CPU_DISABLED_OPTIMIZERS)
+            w.add_file(None, file, kind, **attrs)
+            if after_onnx is not None:
+                after_onnx(w.stage / file)
+        report_path = w.staged_path(PARITY_FILE)
+        report_path.write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
+        w.add_file(None, PARITY_FILE, "parity-report")
+        final_manifest = w.manifest
+    return ExportResult(dest, final_manifest, parity, messages)

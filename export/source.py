@@ -1,0 +1,129 @@
+"""What an export starts from: a training checkpoint (model.safetensors + config.json)
+checked before any work, and the manifest built from its config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakedet.atomic import sha256_file
+from fakedet.errors import DataError, FakedetError, InputSpecError
+from fakedet.manifest import InputSpec, Manifest, OutputSpec, Threshold
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class ExportSource:
+    model: object  # torch.nn.Module in eval mode
+    config: dict
+    checkpoint: Path | None = None
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint directory, also when given one of its two files."""
+    path = Path(path)
+    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
+        return path.parent
+    return path
+
+
+def check_checkpoint(path: str | Path) -> dict:
+    """Validate the checkpoint layout and its config without loading weights; return the config."""
+    path = checkpoint_path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such checkpoint")
+    if path.is_file():
+        if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+            raise DataError(f"{path}: a pickled checkpoint; fakedet reads only safetensors checkpoints "
+                            f"(a directory with {WEIGHTS_FILE} + {CONFIG_FILE})")
+        raise DataError(f"{path}: not a checkpoint (expected a directory with {WEIGHTS_FILE} + {CONFIG_FILE})")
+    missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (path / f).is_file()]
+    if missing:
+        raise DataError(f"{path}: not a fakedet checkpoint, missing {', '.join(missing)}")
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path / CONFIG_FILE}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "arch" not in config:
+        raise DataError(f"{path / CONFIG_FILE}: no 'arch' field (which architecture the weights belong to)")
+    from fakedet.train.models import list_models
+
+    known = list(list_models())
+    if config["arch"] not in known:
+        raise DataError(f"{path / CONFIG_FILE}: unknown architecture '{config['arch']}' (known: {', '.join(known)})")
+    return config
+
+
+def load_source(path: str | Path) -> ExportSource:
+    path = checkpoint_path(path)
+    check_checkpoint(path)
+    from fakedet.train.checkpoint import load_checkpoint
+
+    try:
+        model, config = load_checkpoint(path)
+    except FakedetError:
+        raise
+    except Exception as e:  # safetensors / state-dict mismatch: name the file
+        raise DataError(f"{path}: cannot load the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    model.eval()
+    return ExportSource(model, config, path)
+
+
+def _find(config: dict, key: str):
+    """A provenance field at the top level or one level down (training / data sections)."""
+    if key in config:
+        return config[key]
+    for v in config.values():
+        if isinstance(v, dict) and key in v:
+            return v[key]
+    return None
+
+
+def _threshold(value) -> Threshold:
+    if value is None:
+        return Threshold()
+    if isinstance(value, (int, float)):
+        return Threshold(value=float(value), method="checkpoint")
+    if isinstance(value, dict):
+        return Threshold.from_dict(value, "checkpoint config threshold")
+    raise InputSpecError(f"checkpoint config: threshold must be a number or an object, got {value!r}")
+
+
+def checkpoint_digest(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    out = {"checkpoint": str(Path(path).resolve())}
+    if (Path(path) / WEIGHTS_FILE).is_file():
+        out["checkpoint_sha256"] = sha256_file(Path(path) / WEIGHTS_FILE)
+        out["checkpoint_config_sha256"] = sha256_file(Path(path) / CONFIG_FILE)
+    return out
+
+
+def manifest_from_config(config: dict, name: str, checkpoint: Path | None = None) -> Manifest:
+    """The package manifest from a checkpoint config: the input spec the model was trained
+    with, a logit output, the threshold and the provenance of the weights."""
+    where = "checkpoint config"
+    if "input" in config:
+        spec = InputSpec.from_dict(config["input"], f"{where} input")
+    else:
+        from fakedet.train.models import model_input_spec
+
+        spec = model_input_spec(config["arch"], **config.get("model_kwargs", {}))
+    provenance = {
+        "exporter": "fakedet export",
+        "training_config": config,
+        "data_digest": _find(config, "data_digest"),
+        "metrics": _find(config, "metrics"),
+        **checkpoint_digest(checkpoint),
+    }
+    return Manifest(
+        name=name,
+        architecture=str(config.get("arch", "unknown")),
+        input=spec,
+        output=OutputSpec(name="logit", kind="logit"),
+        threshold=_threshold(config.get("threshold")),
+        provenance=provenance,
+    )
