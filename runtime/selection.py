@@ -172,6 +172,8 @@ def make_backend(choice: Choice, pkg: ModelPackage, **options):
         return TensorRTBackend(path, **options)
     from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
+    if choice.backend == "ort-cpu" and choice.artifact.attrs.get("ort_cpu_disabled_optimizers"):
+        options.setdefault("disabled_optimizers", choice.artifact.attrs["ort_cpu_disabled_optimizers"])
     if choice.backend == "ort-trt":
         options.setdefault("fp16", choice.precision == "fp16")
         options.setdefault("int8", choice.precision == "int8")

@@ -107,3 +107,21 @@ def test_detector_scores_images_from_the_package(exported, tmp_path):
         want = [float(torch.sigmoid(model(torch.from_numpy(preprocess(p, det.manifest.input)[None])))[0, 0]) for p in paths]
     np.testing.assert_allclose([p.score for p in preds[:3]], want, atol=1e-5)
     assert all(p.is_fake == (p.score >= 0.5) for p in preds[:3])
+
+
+def test_runtime_runs_the_fp16_artifact(exported, tmp_path):
+    """The fp16 ONNX runs through the runtime on the CPU (ORT's NchwcTransformer, which
+    crashes on fp16 ViTs, is disabled from the artifact's attrs) and tracks fp32."""
+    from conftest import save_image
+
+    from fakedet.runtime.detector import Detector
+
+    _, _, pkg_path, _ = exported
+    img = save_image(tmp_path / "a.png", size=(72, 56), seed=3)
+    with Detector.open(pkg_path, backend="ort-cpu", precision="fp32") as det:
+        (p32,) = det.predict([img])
+    with Detector.open(pkg_path, backend="ort-cpu", precision="fp16") as det:
+        assert det.choice.artifact.kind == "onnx-fp16"
+        (p16,) = det.predict([img])
+    assert p32.ok and p16.ok
+    assert abs(p16.logit - p32.logit) < 5e-2

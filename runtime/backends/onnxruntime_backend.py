@@ -75,7 +75,8 @@ def provider_options(provider_set: str, options: dict) -> list:
 class OnnxRuntimeBackend(Backend):
     """Options: threads (intra-op), inter_threads, spin (bool), cache_dir (TensorRT EP
     engine and timing caches), fp16 / int8 (TensorRT EP), device_id, io_binding
-    (GPU provider sets; default on)."""
+    (GPU provider sets; default on), disabled_optimizers (graph transformers to skip:
+    the export records NchwcTransformer for fp16 ViTs, which crash ORT's CPU build)."""
 
     def __init__(self, model_path, provider_set: str = "ort-cpu", **options):
         super().__init__(model_path, **options)
@@ -112,8 +113,11 @@ class OnnxRuntimeBackend(Backend):
         if self.options.get("cache_dir"):
             Path(self.options["cache_dir"]).mkdir(parents=True, exist_ok=True)
         try:
+            extra = {}
+            if self.options.get("disabled_optimizers"):
+                extra["disabled_optimizers"] = list(self.options["disabled_optimizers"])
             self.session = ort.InferenceSession(
-                str(self.model_path), self.session_options(), providers=provider_options(self.name, self.options)
+                str(self.model_path), self.session_options(), providers=provider_options(self.name, self.options), **extra
             )
         except Exception as e:
             raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {str(e).splitlines()[0][:300]}") from None
