@@ -1,7 +1,6 @@
 """`fakedet align` on a tiny AutoencoderKL built from a config (random weights, no download)."""
 
 import json
-import os
 
 import numpy as np
 import pytest

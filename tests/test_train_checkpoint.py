@@ -10,28 +10,16 @@ from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
 from fakedet.train.checkpoint import load_checkpoint, save_checkpoint
 from fakedet.train.models import create_model
+from torch_helpers import one_thread, register_clip_config, tiny_clip_config  # noqa: F401  (pytest fixtures)
 
-TINY_CLIP = {"embed_dim": 8, "vision_cfg": {"image_size": 16, "layers": 1, "width": 16, "patch_size": 8,
-                                            "head_width": 8},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 1, "layers": 1}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the CPU is shared: one intra-op thread avoids oversubscription
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+MICRO = tiny_clip_config(width=16, image_size=16, patch_size=8)
 
 
 @pytest.fixture(scope="module")
 def small_ckpt(tmp_path_factory):
-    import open_clip
 
     d = tmp_path_factory.mktemp("small")
-    (d / "fakedet-ck-small.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(d / "fakedet-ck-small.json")
+    register_clip_config(d, "fakedet-ck-small", MICRO)
     model = create_model("clip-linear", clip_model="fakedet-ck-small").eval()
     return save_checkpoint(d / "ck", model, {"arch": "clip-linear", "model_kwargs": {"clip_model": "fakedet-ck-small"}})
 
@@ -60,8 +48,7 @@ def test_roundtrip(tmp_path, small_ckpt):
 def test_roundtrip_clip_with_custom_open_clip_config(tmp_path):
     import open_clip
 
-    (tmp_path / "fakedet-ck-clip.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(tmp_path / "fakedet-ck-clip.json")
+    register_clip_config(tmp_path, "fakedet-ck-clip", MICRO)
     torch.manual_seed(0)
     model = create_model("clip-mlp", clip_model="fakedet-ck-clip").eval()
     out = save_checkpoint(tmp_path / "ck", model, {"arch": "clip-mlp", "model_kwargs": {"clip_model": "fakedet-ck-clip"}})

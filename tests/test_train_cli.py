@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -11,19 +10,7 @@ from fakedet.cli import main
 from fakedet.manifest import InputSpec
 from fakedet.runtime.preprocess import preprocess
 from fakedet.train.checkpoint import load_checkpoint
-
-TINY_CLIP = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
-                                             "head_width": 16},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the CPU is shared: one intra-op thread avoids oversubscription (a ResNet-50 step runs ~3x faster)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from torch_helpers import one_thread, tiny_clip  # noqa: F401  (pytest fixtures)
 
 
 def make_dataset(root, n=3, size=(20, 18)):
@@ -36,16 +23,6 @@ def make_dataset(root, n=3, size=(20, 18)):
             Image.fromarray(a).save(root / gen / "0_real" / f"{i}.jpg", quality=95)
             Image.fromarray((a // 2 + 64).astype(np.uint8)).save(root / gen / "1_fake" / f"{i}.png")
     return root
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    import open_clip
-
-    path = tmp_path_factory.mktemp("clipcfg") / "fakedet-cli-tiny-clip.json"
-    path.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(path)
-    return "fakedet-cli-tiny-clip"
 
 
 def _check_run(out, arch, data):

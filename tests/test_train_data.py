@@ -9,15 +9,7 @@ from fakedet.errors import DataError
 from fakedet.runtime.preprocess import preprocess
 from fakedet.train.data import FailureLog, ImageDataset, collate, load_samples, pair_samples, split_samples
 from fakedet.train.models import model_input_spec
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the CPU is shared: one intra-op thread avoids oversubscription
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from torch_helpers import one_thread  # noqa: F401  (pytest fixtures)
 
 
 def _make(root, n=3, sizes=((30, 22), (41, 37), (64, 50)), fmt="png"):

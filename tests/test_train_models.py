@@ -1,6 +1,5 @@
 """The model registry and the four architectures: shapes, heads, input specs, pretrained loading, ONNX."""
 
-import json
 
 import numpy as np
 import pytest
@@ -9,29 +8,7 @@ from torch import nn
 
 from fakedet.errors import FakedetError
 from fakedet.train.models import create_model, list_models, model_input_spec, register_model
-
-TINY_CLIP = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
-                                             "head_width": 16},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 1, "layers": 1}}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the CPU is shared: one intra-op thread avoids oversubscription
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    import open_clip
-
-    path = tmp_path_factory.mktemp("clipcfg") / "fakedet-tiny-clip.json"
-    path.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(path)
-    return "fakedet-tiny-clip"
+from torch_helpers import one_thread, tiny_clip  # noqa: F401  (pytest fixtures)
 
 
 def test_registry_lists_the_four_and_rejects_unknown():

@@ -15,6 +15,7 @@ from fakedet.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec, Preprocess
 from fakedet.train.config import make_config
 from fakedet.train.models import list_models, register_model
 from fakedet.train.trainer import Trainer, rank_auc, val_metrics
+from torch_helpers import micro_clip, one_thread  # noqa: F401  (pytest fixtures)
 
 
 def _tiny_spec(**_):
@@ -29,15 +30,6 @@ if "test-tiny-cnn" not in list_models():
     def _tiny_cnn(pretrained="none", width=8):
         return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(width, 1))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the CPU is shared: one intra-op thread avoids oversubscription (a ResNet-50 step runs ~3x faster)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_dataset(root, n=6, size=24, seed=0):
@@ -166,52 +158,37 @@ def test_config_file_and_errors_before_work(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-TINY_CLIP = {"embed_dim": 8, "vision_cfg": {"image_size": 16, "layers": 1, "width": 16, "patch_size": 8,
-                                            "head_width": 8},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 1, "layers": 1}}
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    import open_clip
-
-    path = tmp_path_factory.mktemp("clipcfg") / "fakedet-trainer-clip.json"
-    path.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(path)
-    return "fakedet-trainer-clip"
-
-
-def test_clip_linear_and_caption_features_from_csv(tmp_path, tiny_clip):
+def test_clip_linear_and_caption_features_from_csv(tmp_path, micro_clip):
     from fakedet.train.checkpoint import load_checkpoint
 
-    data = make_dataset(tmp_path / "data", n=4, size=16)
+    make_dataset(tmp_path / "data", n=4, size=16)
     rows = ["path,label,caption"] + [f"data/0_real/{i}.png,real,a photo {i}" for i in range(4)] + \
         [f"data/1_fake/{i}.png,fake,a render {i}" for i in range(4)]
     (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
     common = dict(epochs=2, batch=4, lr=1e-2, val_fraction=0.25, paired=False)
-    Trainer(_cfg(tmp_path, tmp_path / "lin", arch="clip-linear", model_kwargs={"clip_model": tiny_clip},
+    Trainer(_cfg(tmp_path, tmp_path / "lin", arch="clip-linear", model_kwargs={"clip_model": micro_clip},
                  **common)).run()
     model, cfg = load_checkpoint(tmp_path / "lin" / "best")
     assert cfg["arch"] == "clip-linear" and model.head.in_features == 8
     Trainer(_cfg(tmp_path, tmp_path / "txt", arch="clip-mlp", data=str(tmp_path / "list.csv"),
-                 model_kwargs={"clip_model": tiny_clip, "use_text": True}, **common)).run()
+                 model_kwargs={"clip_model": micro_clip, "use_text": True}, **common)).run()
     model, cfg = load_checkpoint(tmp_path / "txt" / "best")
     assert cfg["model_kwargs"]["use_text"] is True and model.head[0].in_features == 16
     with pytest.raises(DataError, match="caption"):  # a folder dataset has no captions
         Trainer(_cfg(tmp_path, tmp_path / "nocap", arch="clip-mlp",
-                     model_kwargs={"clip_model": tiny_clip, "use_text": True}, **common)).run()
+                     model_kwargs={"clip_model": micro_clip, "use_text": True}, **common)).run()
 
 
-def test_feature_cache_key_follows_backbone_and_data(tmp_path, tiny_clip):
+def test_feature_cache_key_follows_backbone_and_data(tmp_path, micro_clip):
     from fakedet.train.data import load_samples
     from fakedet.train.features import cache_key
     from fakedet.train.models import create_model, model_input_spec
 
     make_dataset(tmp_path / "data", n=2, size=16)
     samples = load_samples(tmp_path / "data")
-    spec = model_input_spec("clip-mlp", clip_model=tiny_clip)
+    spec = model_input_spec("clip-mlp", clip_model=micro_clip)
     torch.manual_seed(0)
-    m = create_model("clip-mlp", clip_model=tiny_clip)
+    m = create_model("clip-mlp", clip_model=micro_clip)
     k = cache_key(m, spec, samples, False)
     assert k == cache_key(m, spec, samples, False)
     assert k != cache_key(m, spec, samples[:-1], False)
