@@ -145,8 +145,17 @@ def choose(
         if backend == name:
             refuse(name, considered[-1].split(": ", 1)[1])
 
-    # 4. CPU: INT8 (QDQ, calibrated and accuracy-guarded) is fastest, then FP32; FP16 is slow on CPUs.
-    c = ort_choice("ort-cpu", want or ["int8", "fp32", "fp16"], "CPU execution with ONNX Runtime")
+    # 4. CPU: INT8 (QDQ, calibrated and accuracy-guarded) is usually fastest, then FP32; FP16 is
+    # slow on CPUs. Not every network gains from INT8 on every CPU (ViTs often do not): where
+    # calibration measured INT8 slower than FP32 on the CPU, FP32 goes first.
+    cpu_order = ["int8", "fp32", "fp16"]
+    int8 = onnx_for(pkg, "int8")
+    speedup = int8.attrs.get("cpu_speedup") if int8 is not None else None
+    if want is None and isinstance(speedup, (int, float)) and speedup < 1.0:
+        cpu_order = ["fp32", "int8", "fp16"]
+        considered.append(f"ort-cpu int8: ran at {speedup:.2f}x FP32's throughput when calibrated "
+                          f"({int8.attrs.get('cpu_speedup_measured_on', 'the calibrating CPU')}); FP32 first")
+    c = ort_choice("ort-cpu", want or cpu_order, "CPU execution with ONNX Runtime")
     if c:
         return c
     if backend == "ort-cpu":

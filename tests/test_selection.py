@@ -40,6 +40,22 @@ def test_cpu_falls_back_to_fp32_without_int8(tiny_package):
     assert (c.backend, c.precision) == ("ort-cpu", "fp32")
 
 
+def test_cpu_prefers_fp32_when_calibration_measured_int8_slower(pkg_int8):
+    from fakedet.package import PackageWriter
+
+    for speedup, first in ((0.6, "fp32"), (2.5, "int8")):
+        m = pkg_int8.manifest.copy()
+        art = m.artifact("onnx-int8-qdq")
+        art.attrs.update(cpu_speedup=speedup, cpu_speedup_measured_on="test cpu")
+        with PackageWriter(pkg_int8.root, m, base=pkg_int8):
+            pass
+        pkg = ModelPackage.open(pkg_int8.root)
+        c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU)
+        assert c.precision == first
+        assert any("0.60x FP32" in line for line in c.considered) == (first == "fp32")
+        assert choose(pkg, "ort-cpu", "int8", trt_env=NO_TRT, providers=CPU).precision == "int8"  # asked: honoured
+
+
 def test_explicit_gpu_provider_missing_is_refused_with_fix(pkg_int8):
     with pytest.raises(BackendUnavailable) as e:
         choose(pkg_int8, "ort-trt", trt_env=NO_TRT, providers=CPU)
