@@ -94,10 +94,23 @@ def sensitivity(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output:
         m = keep_float(qdq_model, fp32_model, grp.nodes)
         l8 = logits_of(m, batches, output)
         row = {**grp.to_dict(), "logit_mse": float(np.mean((l8 - l32) ** 2))}
-        if labels is not None:
+        if labels is not None and np.unique(labels).size == 2:
             row["auc"] = roc_auc(labels, sigmoid(l8))
         rows.append(row)
     return sorted(rows, key=lambda r: r["logit_mse"])
+
+
+def spread_subset(batches, l32: np.ndarray, labels, max_images: int | None):
+    """Whole batches spread evenly over the set (classes are stored in order), with their
+    FP32 logits and labels, holding at most about `max_images` images."""
+    sizes = [len(b) for b in batches]
+    if max_images is None or sum(sizes) <= max_images:
+        return batches, l32, labels
+    per = max(1, round(max_images / max(sizes)))
+    picks = sorted({int(i) for i in np.linspace(0, len(batches) - 1, per).round()})
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in picks])
+    return [batches[i] for i in picks], l32[rows], (labels[rows] if labels is not None else None)
 
 
 def fallback(
@@ -111,8 +124,12 @@ def fallback(
     max_auc_drop: float,
     max_float_groups: int,
     progress: bool = True,
+    sensitivity_images: int | None = 32,
 ):
-    """Greedy mixed precision. Returns (model, result dict)."""
+    """Greedy mixed precision. Returns (model, result dict). The ranking (one INT8 run per
+    layer group) uses up to `sensitivity_images` held-out images spread over the set: it
+    orders layers by logit error, which a few dozen images estimate well; every greedy
+    step is then judged on the whole held-out set."""
     l8 = logits_of(qdq_model, batches, output)
     first = compare(labels, l32, l8, threshold)
     result = {"initial": first, "max_auc_drop": max_auc_drop, "kept_float": [], "sensitivity": [], "steps": []}
@@ -122,8 +139,10 @@ def fallback(
     log.warning(
         "INT8 AUC drop %.4f exceeds --max-auc-drop %.4f: running per-layer sensitivity", first["auc_drop"], max_auc_drop
     )
-    ranking = sensitivity(qdq_model, fp32_model, batches, l32, labels, output, progress)
+    sub, l32_sub, labels_sub = spread_subset(batches, l32, labels, sensitivity_images)
+    ranking = sensitivity(qdq_model, fp32_model, sub, l32_sub, labels_sub, output, progress)
     result["sensitivity"] = ranking
+    result["sensitivity_images"] = int(l32_sub.size)
     kept: list[dict] = []
     model, final = qdq_model, first
     for row in ranking[:max_float_groups]:

@@ -61,6 +61,7 @@ class Options:
     trt_version: int = DEFAULT_TRT_VERSION
     trt_calibrator: str = "entropy2"
     max_float_layers: int = 8
+    sensitivity_images: int | None = 32  # held-out images the per-layer ranking runs on
     sensitivity: bool = False  # run the per-layer analysis even when the guard passes
     batch_size: int = 8
     progress: bool = True
@@ -181,6 +182,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "eval_digest": eval_set.digest if eval_set else None,
                 "max_auc_drop": opts.max_auc_drop if eval_set else None,
                 "max_float_layers": opts.max_float_layers,
+                "sensitivity_images": opts.sensitivity_images,
                 "trt": [opts.trt_version, opts.trt_calibrator],
                 "output": manifest.output.to_dict(),
                 "threshold": manifest.threshold.value,
@@ -213,7 +215,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             labels = eval_set.labels
             l32 = logits_of(named_path, batches, manifest.output)
             final_model, guard = fallback(
-                qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers, opts.progress
+                qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
+                opts.progress, opts.sensitivity_images,
             )
             if opts.sensitivity and not guard["sensitivity"]:
                 guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
@@ -268,7 +271,10 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "library": f"onnxruntime {_ort_version()} quantize_static (QDQ)",
                 "activations": "int8 symmetric, zero-point 0",
                 "weights": f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}",
-                "placement": "inputs and outputs of convs, relus, adds, pools (conv output at the relu range); one Q/DQ pair per consumer; none on outputs",
+                "placement": (
+                    "inputs and outputs of convs, relus, adds, pools (a conv output read only by a relu takes "
+                    "the relu's range); one Q/DQ pair per consumer; none on the model's outputs"
+                ),
             },
             "trt_cache": {
                 "file": CACHE_FILE,
