@@ -109,7 +109,8 @@ def main() -> None:
     print(f"\n=== demo done in {time.perf_counter() - t0:.0f} s; outputs in {out}")
     for name, m in (("checkpoint", ck), ("package", pk)):
         o = m.get("overall", m)
-        print(f"  {name:<10} AUC {o.get('auc')}  AP {o.get('ap')}  accuracy {o.get('accuracy')}")
+        figs = "  ".join(f"{k} {o[k]:.4f}" for k in ("auc", "ap", "accuracy") if isinstance(o.get(k), (int, float)))
+        print(f"  {name:<10} {figs}")
     print(f"  ROC: {out / 'eval-checkpoint' / 'roc.png'}  latency plot: {out / 'bench.png'}")
 
 
