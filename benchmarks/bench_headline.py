@@ -238,8 +238,8 @@ def write_markdown(path: Path, machine: str, head: dict, bench_report: dict, arg
         f"Python {platform.python_version()}",
         f"- model: ResNet-50 (fakedet.train.models 'resnet50', 1-logit head, random init), "
         f"{args.size}x{args.size}, batch {head['batch']}, {head['threads']} threads",
-        f"- machine load (1-min loadavg) at start {args.load_start:.1f}, at end {os.getloadavg()[0]:.1f}: other jobs "
-        f"shared these cores, so absolute numbers are depressed; ratios come from interleaved repeats",
+        f"- machine load (1-min loadavg) at start {args.load_start:.1f}, at end {os.getloadavg()[0]:.1f} (the benchmark's "
+        f"own threads count: {head['threads']}); ratios come from interleaved repeats, so load hits every row alike",
         f"- method: warm-up {args.warmup:g} s each, {args.repeats} interleaved repeats of {args.duration:g} s; "
         f"median of repeats, spread min-max; command: `{' '.join(sys.argv)}`",
         f"- built here: checkpoint -> torch.onnx.export (opset 17) -> PackageWriter; INT8 = onnxruntime "

@@ -1,5 +1,7 @@
-"""`fakedet calibrate` as a function: calibration set -> ranges -> QDQ INT8 + TensorRT cache
--> accuracy guard (with mixed-precision fallback) -> artifacts added to the package atomically.
+"""`fakedet calibrate` as a function: calibration set -> ranges -> two QDQ INT8 models from
+the same ranges (TensorRT: symmetric int8; ONNX Runtime CPU: uint8 activations) + TensorRT
+cache -> accuracy guard (with mixed-precision fallback) on each -> CPU speed check ->
+artifacts added to the package atomically.
 
 Everything is keyed: ranges by model hash + input spec + data digest + method (+ its
 parameters, samples, seed); the whole result additionally by per-channel, the eval data,
@@ -21,17 +23,21 @@ from fakedet.errors import FakedetError, PackageError
 from fakedet.manifest import Manifest
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 
+from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
 from .guard import compare, fallback, logits_of, sensitivity
 from .qdq import quantize_qdq
 from .report import score_figure
-from .surgery import keep_float, name_nodes
+from .surgery import name_nodes
 from .trt_cache import DEFAULT_TRT_VERSION, format_cache
 
 log = logging.getLogger("fakedet.calibration")
 
 INT8_FILE = "model.int8.onnx"
+INT8_CPU_FILE = "model.int8-cpu.onnx"
+# (target attr, file, activation type): the TensorRT one first (older readers take the first QDQ)
+TARGETS = (("tensorrt", INT8_FILE, "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8"))
 CACHE_FILE = "calibration.cache"
 REPORT_FILE = "calibration.json"
 FIGURE_FILE = "calibration.png"
@@ -40,7 +46,8 @@ ALGO_VERSION = "fakedet-calibration-1"
 
 
 class GuardFailed(FakedetError):
-    """INT8 stayed outside the AUC budget even with the fallback; nothing was written."""
+    """INT8 stayed outside the AUC budget (or, with --strict, the score-shift budget) even
+    with the fallback; nothing was written."""
 
     exit_code = 1
 
@@ -48,11 +55,14 @@ class GuardFailed(FakedetError):
 @dataclass
 class Options:
     data: Path
-    method: str = "entropy"
+    method: str = "percentile"
     samples: int = 256
     per_channel: bool = True
     eval_data: Path | None = None
     max_auc_drop: float = 0.005
+    max_score_shift: float = 0.05  # mean |P_int8 - P_fp32| on held-out data
+    strict: bool = False  # a missed score-shift budget fails like a missed AUC budget
+    cpu_bench_seconds: float = 2.5  # FP32 vs CPU INT8 timing; 0 skips it
     seed: int = 0
     force: bool = False
     num_bins: int = ranges_mod.DEFAULT_NUM_BINS
@@ -181,6 +191,9 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "per_channel": opts.per_channel,
                 "eval_digest": eval_set.digest if eval_set else None,
                 "max_auc_drop": opts.max_auc_drop if eval_set else None,
+                "max_score_shift": opts.max_score_shift if eval_set else None,
+                "strict": opts.strict if eval_set else None,
+                "targets": [t[:3] for t in TARGETS],
                 "max_float_layers": opts.max_float_layers,
                 "sensitivity_images": opts.sensitivity_images,
                 "trt": [opts.trt_version, opts.trt_calibrator],
@@ -190,8 +203,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             }
         )
         existing = _existing(dest)
-        old = existing.manifest.artifact("onnx-int8-qdq") if existing else None
-        if old is not None and old.attrs.get("calibration_key") == key and not opts.force:
+        olds = existing.manifest.artifacts_of("onnx-int8-qdq") if existing else []
+        if olds and len(olds) == len(TARGETS) and all(a.attrs.get("calibration_key") == key for a in olds) and not opts.force:
             existing.verify()
             return Result(dest, key, True, {"key": key})
 
@@ -205,40 +218,60 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         if not ranges_reused:
             amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params, opts.progress)
 
-        # ---- QDQ + guard -------------------------------------------------------------
-        qdq_path = work / "qdq.onnx"
-        quantize_qdq(named_path, amax, opts.per_channel, qdq_path)
-        qdq = onnx.load(str(qdq_path))
+        # ---- QDQ (one per target, same ranges) + guard on each -----------------------
         thr = manifest.threshold.value
         if eval_set is not None:
             batches = list(eval_set.batches(opts.batch_size))
-            labels = eval_set.labels
-            l32 = logits_of(named_path, batches, manifest.output)
-            final_model, guard = fallback(
-                qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-                opts.progress, opts.sensitivity_images,
-            )
-            if opts.sensitivity and not guard["sensitivity"]:
-                guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
-            l8 = logits_of(final_model, batches, manifest.output)
-            fig_labels = labels
+            labels = fig_labels = eval_set.labels
         else:
             log.warning("no --eval-data: accuracy guard skipped; INT8 fidelity is measured on the calibration images")
             batches = list(calib.batches(opts.batch_size))
-            l32 = logits_of(named_path, batches, manifest.output)
-            final_model = qdq
-            l8 = logits_of(qdq, batches, manifest.output)
             lab = calib.labels
-            fig_labels = lab if set(np.unique(lab)) == {0, 1} else None
-            guard = {"skipped": "no --eval-data", "fidelity_on_calibration_set": compare(fig_labels, l32, l8, thr)}
-            guard["kept_float"], guard["passed"] = [], None
-        if guard.get("passed") is False:
-            f = guard["final"]
-            raise GuardFailed(
-                f"INT8 AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop {opts.max_auc_drop} even with "
-                f"{len(guard['kept_float'])} layer group(s) in float; nothing was written "
-                f"(try --method entropy/percentile, more --samples, or a larger --max-float-layers)"
-            )
+            labels, fig_labels = None, (lab if set(np.unique(lab)) == {0, 1} else None)
+        l32 = logits_of(named_path, batches, manifest.output)
+        built: dict[str, dict] = {}
+        for target, file, act in TARGETS:
+            qdq_path = work / f"qdq-{target}.onnx"
+            quantize_qdq(named_path, amax, opts.per_channel, qdq_path, activations=act)
+            qdq = onnx.load(str(qdq_path))
+            if eval_set is not None:
+                model, guard = fallback(
+                    qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
+                    opts.progress, opts.sensitivity_images, opts.max_score_shift,
+                )
+                if opts.sensitivity and not guard["sensitivity"]:
+                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
+            else:
+                model = qdq
+                guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,
+                         "fidelity_on_calibration_set": compare(fig_labels, l32, logits_of(qdq, batches, manifest.output), thr)}  # fmt: skip
+            built[target] = {"file": file, "activations": act, "model": model, "guard": guard,
+                             "l8": logits_of(model, batches, manifest.output)}  # fmt: skip
+        for target, b in built.items():
+            g = b["guard"]
+            if g.get("passed") is False:
+                f = g["final"]
+                raise GuardFailed(
+                    f"INT8 ({b['file']}, {target}) AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop "
+                    f"{opts.max_auc_drop} even with {len(g['kept_float'])} layer group(s) in float; nothing was written "
+                    f"(try --method percentile/mse, more --samples, or a larger --max-float-layers)"
+                )
+        for target, b in built.items():
+            g = b["guard"]
+            if g.get("shift_passed") is False:
+                f = g["final"]
+                msg = (f"INT8 ({b['file']}, {target}) shifts scores by mean |dP| {f['shift']['mean_abs_dp']:.4f}, above "
+                       f"--max-score-shift {opts.max_score_shift} even with the fallback (decision agreement at "
+                       f"{thr}: {f['shift']['decision_agreement']:.3f})")  # fmt: skip
+                if opts.strict:
+                    raise GuardFailed(msg + "; --strict: nothing was written")
+                log.warning("WARNING: %s; written anyway (--strict makes this an error)", msg)
+                g["warning"] = msg
+        trt, cpu = built["tensorrt"], built["ort-cpu"]
+        guard, l8 = trt["guard"], trt["l8"]
+        speed = None
+        if opts.cpu_bench_seconds > 0:
+            speed = cpu_speed.measure(named, cpu["model"], batches[0], opts.cpu_bench_seconds)
 
         # ---- artifacts -------------------------------------------------------------
         float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
@@ -269,7 +302,9 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             "eval_data": eval_set.summary() if eval_set else None,
             "quantization": {
                 "library": f"onnxruntime {_ort_version()} quantize_static (QDQ)",
-                "activations": "int8 symmetric, zero-point 0",
+                "activations": (f"{INT8_FILE} (tensorrt): int8 symmetric, zero-point 0; {INT8_CPU_FILE} (ort-cpu): "
+                                "uint8 asymmetric, zero-point 0 on tensors non-negative by construction (ReLU "
+                                "outputs), 128 elsewhere; both from the same ranges"),
                 "weights": f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}",
                 "placement": (
                     "inputs and outputs of convs, relus, adds, pools (a conv output read only by a relu takes "
@@ -283,21 +318,37 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "tensors": len(cache_ranges),
                 "omitted_float_tensors": sorted(float_tensors & set(amax)),
             },
-            "guard": guard,
+            "guard": guard,  # of the TensorRT artifact (model.int8.onnx); per artifact under "artifacts"
             "kept_float": [g["name"] for g in guard["kept_float"]],
+            "artifacts": {
+                b["file"]: {
+                    "target": t,
+                    "activations": b["activations"],
+                    "guard": b["guard"],
+                    "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
+                }
+                for t, b in built.items()
+            },
+            "cpu_speed": speed,
             "ranges": amax,
         }
         out_manifest = base.manifest.copy() if base is not None else manifest.copy()
         with PackageWriter(dest, out_manifest, base=base) as w:
             if base is None:
                 w.add_file(fp32_path, FP32_FILE, "onnx-fp32")
-            embed_manifest(final_model, out_manifest, "onnx-int8-qdq")
-            onnx.save(final_model, str(w.staged_path(INT8_FILE)))
-            w.add_file(None, INT8_FILE, "onnx-int8-qdq", **attrs, kept_float=report["kept_float"])
+            for target, b in built.items():
+                embed_manifest(b["model"], out_manifest, "onnx-int8-qdq")
+                onnx.save(b["model"], str(w.staged_path(b["file"])))
+                extra = {}
+                if target == "ort-cpu" and speed is not None:
+                    extra = {"cpu_speedup": round(speed["speedup"], 3), "cpu_speedup_measured_on": speed["measured_on"]}
+                w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],
+                           kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
             w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
             w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
                        calibrator=opts.trt_calibrator)  # fmt: skip
-            score_figure(w.staged_path(FIGURE_FILE), l32, l8, fig_labels, f"{manifest.name}: FP32 vs INT8 ({opts.method})")
+            score_figure(w.staged_path(FIGURE_FILE), l32, l8, fig_labels,
+                         f"{manifest.name}: FP32 vs INT8 {INT8_FILE} ({opts.method})")  # fmt: skip
             w.staged_path(REPORT_FILE).write_text(json.dumps(report, indent=2, default=float) + "\n")
             w.add_file(None, REPORT_FILE, "calibration-report", **attrs, figure=FIGURE_FILE)
             w.add_file(None, FIGURE_FILE, "calibration-report", format="png", report=REPORT_FILE)

@@ -14,7 +14,17 @@ adds stayed float):
   TensorRT commutes Q/DQ with ReLU and still fuses conv+relu.
 - every consumer of a quantized tensor gets its own Q/DQ pair with its own scale and
   zero-point initializers; ORT's common-subexpression elimination merges Q nodes that
-  share initializers back into one Q feeding several DQs, and that shape is not fused."""
+  share initializers back into one Q feeding several DQs, and that shape is not fused.
+
+A second flavour for ONNX Runtime on CPUs (`activations="uint8"`, ORT's U8S8 QDQ format)
+is made from the *same* symmetric ranges: a tensor that is non-negative by construction
+(a ReLU output, and pools/adds/concats/reshapes of only such tensors) is quantized on
+[0, amax] with uint8 zero-point 0, the others on [-amax, amax] (zero-point 128). With the
+zero-point at the type minimum ORT folds every ReLU into the quantizer and fuses the whole
+backbone into QLinearConv/QLinearAdd; symmetric int8 (TensorRT's form) cannot allow that.
+There ORT's quantizer already drops those ReLUs, so a residual Add's output feeds the next
+blocks directly: it must carry ONE Q (shared by several DQs) or ORT leaves the Add in float
+(15 of 16 in a ResNet-50), hence no dedicated Q/DQ pairs in this flavour."""
 
 from __future__ import annotations
 
@@ -45,20 +55,52 @@ def _quiet_ort_logging():
         root.setLevel(old)
 
 
-def quantize_qdq(fp32_path: str | Path, amax: dict[str, float], per_channel: bool, out_path: str | Path) -> None:
-    """Write the QDQ model for `fp32_path` using the activation ranges `amax`."""
+ACTIVATIONS = ("int8", "uint8")
+NONNEG_PRODUCERS = {"Relu"}
+NONNEG_IF_INPUTS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
+                    "Transpose", "Squeeze", "Unsqueeze", "Identity", "Add", "Concat", "Resize", "Slice"}  # fmt: skip
+
+
+def nonnegative_tensors(model) -> set[str]:
+    """Tensors that cannot be negative by construction (graph order is topological)."""
+    inits = {i.name for i in model.graph.initializer}
+    out: set[str] = set()
+    for n in model.graph.node:
+        data = [t for t in n.input if t] if n.op_type in ("Add", "Concat") else [t for t in n.input[:1] if t]
+        if n.op_type in NONNEG_PRODUCERS or (
+            n.op_type in NONNEG_IF_INPUTS and data and all(t in out and t not in inits for t in data)
+        ):
+            out.update(t for t in n.output[:1] if t)
+    return out
+
+
+def quantize_qdq(
+    fp32_path: str | Path, amax: dict[str, float], per_channel: bool, out_path: str | Path, activations: str = "int8"
+) -> None:
+    """Write the QDQ model for `fp32_path` using the activation ranges `amax`: symmetric
+    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU)."""
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"unknown activation type '{activations}' (known: {', '.join(ACTIVATIONS)})")
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
 
-    amax = relu_input_ranges(onnx.load(str(fp32_path)), amax)
+    fp32 = onnx.load(str(fp32_path))
+    nonneg: set[str] = set()
+    if activations == "uint8":
+        # a conv output read only by a ReLU takes the ReLU's range, floor included
+        nonneg = nonnegative_tensors(fp32) | relu_input_ranges(fp32, amax, sources=True)
+    amax = relu_input_ranges(fp32, amax)
     ranges = TensorsData(
         CalibrationMethod.MinMax,
         {
-            name: TensorData(lowest=np.array(-a, dtype=np.float32), highest=np.array(a, dtype=np.float32))
+            name: TensorData(
+                lowest=np.array(0.0 if name in nonneg else -a, dtype=np.float32), highest=np.array(a, dtype=np.float32)
+            )
             for name, a in amax.items()
         },
     )
+    qtype = QuantType.QInt8 if activations == "int8" else QuantType.QUInt8
     with tempfile.TemporaryDirectory(prefix="fakedet-qdq-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
@@ -73,31 +115,35 @@ def quantize_qdq(fp32_path: str | Path, amax: dict[str, float], per_channel: boo
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=QUANTIZED_OPS,
                 per_channel=per_channel,
-                activation_type=QuantType.QInt8,
+                activation_type=qtype,
                 weight_type=QuantType.QInt8,
                 extra_options={
-                    "ActivationSymmetric": True,
+                    "ActivationSymmetric": activations == "int8",
                     "WeightSymmetric": True,
                     "OpTypesToExcludeOutputQuantization": NO_OUTPUT_QDQ,
-                    "DedicatedQDQPair": True,
+                    "DedicatedQDQPair": activations == "int8",
                 },
             )
         model = onnx.load(str(raw))
     from .surgery import float_graph_outputs, unshare_qdq_params
 
     float_graph_outputs(model)
-    unshare_qdq_params(model)
+    if activations == "int8":
+        unshare_qdq_params(model)
     onnx.save(model, str(out_path))
 
 
-def relu_input_ranges(model, amax: dict[str, float]) -> dict[str, float]:
-    """A copy of `amax` where a tensor read only by a ReLU takes that ReLU's output range."""
+def relu_input_ranges(model, amax: dict[str, float], sources: bool = False):
+    """A copy of `amax` where a tensor read only by a ReLU takes that ReLU's output range
+    (with `sources`: the set of those tensors instead)."""
     users: dict[str, list] = {}
     for n in model.graph.node:
         for t in n.input:
             users.setdefault(t, []).append(n)
     out = dict(amax)
+    moved = set()
     for n in model.graph.node:
         if n.op_type == "Relu" and n.output[0] in amax and n.input[0] in amax and len(users[n.input[0]]) == 1:
             out[n.input[0]] = amax[n.output[0]]
-    return out
+            moved.add(n.input[0])
+    return moved if sources else out

@@ -67,7 +67,7 @@ def build(package, precision, batch, image_size, workspace, dla_core, timing_cac
     for w in rules.check_options(version, precision, dla_core, version_compatible, hardware_compat, cc) + recipe.notes:
         click.echo(f"note: {w}", err=True)
     profiles = rules.profile_shapes(pkg.manifest.input, batch_range, sizes)
-    source = pkg.manifest.artifact(recipe.onnx_kind)
+    source = rules.source_artifact(pkg.manifest, recipe.onnx_kind)
     cache_bytes = None
     if recipe.calibration == "trt-calibration-cache":
         cache_art = pkg.manifest.artifact("trt-calibration-cache")

@@ -88,6 +88,16 @@ class BuildRecipe:
     notes: list[str] = field(default_factory=list)
 
 
+def source_artifact(manifest, kind: str):
+    """The package artifact a recipe's `onnx_kind` names. A package may hold two QDQ INT8
+    models (`fakedet calibrate`): TensorRT takes the one not made for ONNX Runtime's CPU
+    provider (attrs target "ort-cpu" has uint8 activations); older ones have no target."""
+    arts = manifest.artifacts_of(kind)
+    if kind == "onnx-int8-qdq":
+        arts = [a for a in arts if a.attrs.get("target", "tensorrt") != "ort-cpu"] or arts
+    return arts[0] if arts else None
+
+
 def choose_recipe(version: TrtVersion, precision: str, kinds: set[str] | list[str]) -> BuildRecipe:
     """Pick the source artifact, network flags and builder flags for a precision on
     a TensorRT version, given the artifact kinds the package holds."""

@@ -57,12 +57,28 @@ def ort_providers() -> set[str]:
 _ort_providers = ort_providers  # older name
 
 
-def onnx_for(pkg: ModelPackage, precision: str) -> Artifact | None:
+INT8_TARGETS = ("tensorrt", "ort-cpu")  # the `target` attr of an onnx-int8-qdq artifact
+TARGET_OF_BACKEND = {"ort-cpu": "ort-cpu", "ort-cuda": "tensorrt", "ort-trt": "tensorrt", "tensorrt": "tensorrt"}
+
+
+def int8_target(art: Artifact) -> str:
+    """The engine a QDQ artifact was made for; packages older than the attr hold the
+    TensorRT-compatible (symmetric int8) one."""
+    return art.attrs.get("target", "tensorrt")
+
+
+def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Artifact | None:
+    """The package's ONNX for `precision`. For int8, `target` ("ort-cpu" or "tensorrt", or a
+    backend name) picks the QDQ flavour made for it, else the other one; None: the first."""
+    target = TARGET_OF_BACKEND.get(target, target)
     for kind, prec in PRECISION_OF_KIND.items():
-        if prec == precision:
-            art = pkg.manifest.artifact(kind)
-            if art is not None:
-                return art
+        if prec != precision:
+            continue
+        arts = pkg.manifest.artifacts_of(kind)
+        if target is not None and kind == "onnx-int8-qdq":
+            arts = sorted(arts, key=lambda a: int8_target(a) != target)  # stable: the matching one first
+        if arts:
+            return arts[0]
     return None
 
 
@@ -114,7 +130,7 @@ def choose(
 
     def ort_choice(name: str, precs: list[str], why: str) -> Choice | None:
         for prec in precs:
-            art = onnx_for(pkg, prec)
+            art = onnx_for(pkg, prec, target=name)
             if art is not None:
                 return Choice(name, art, f"{why}; {prec} ONNX '{art.file}'", considered)
         considered.append(f"{name}: the package has no {'/'.join(precs)} ONNX")
@@ -149,7 +165,7 @@ def choose(
     # slow on CPUs. Not every network gains from INT8 on every CPU (ViTs often do not): where
     # calibration measured INT8 slower than FP32 on the CPU, FP32 goes first.
     cpu_order = ["int8", "fp32", "fp16"]
-    int8 = onnx_for(pkg, "int8")
+    int8 = onnx_for(pkg, "int8", target="ort-cpu")
     speedup = int8.attrs.get("cpu_speedup") if int8 is not None else None
     if want is None and isinstance(speedup, (int, float)) and speedup < 1.0:
         cpu_order = ["fp32", "int8", "fp16"]

@@ -2,12 +2,12 @@
 what the package has and what would make it runnable."""
 
 import pytest
-
-from fakedet.errors import BackendUnavailable
-from fakedet.package import ModelPackage
 from fakedet.runtime.selection import choose, load_extra_backend, make_backend
 from fakedet.runtime.tensorrt_support import TrtEnvironment
 from test_bench_helpers import add_artifacts, plan_attrs
+
+from fakedet.errors import BackendUnavailable
+from fakedet.package import ModelPackage
 
 NO_TRT = TrtEnvironment(why_absent=["TensorRT is not installed here"])
 CPU = {"CPUExecutionProvider"}
@@ -115,3 +115,35 @@ def test_runtime_import_stays_torch_free():
             "fakedet.runtime.bench_cli, fakedet.runtime.cuda_api, fakedet.runtime.backends.tensorrt_backend; "
             "assert 'torch' not in sys.modules and 'tensorrt' not in sys.modules and 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_int8_flavour_follows_the_route(pkg_int8, tmp_path):
+    """A package with both QDQ flavours: ort-cpu runs target=ort-cpu and reads its cpu_speedup;
+    ort-trt (and TensorRT builds) take target=tensorrt; a QDQ without a target counts as tensorrt."""
+    from fakedet.runtime.selection import onnx_for
+
+    from fakedet.package import PackageWriter
+
+    src = pkg_int8.root / "model.int8.onnx"
+    m = pkg_int8.manifest.copy()
+    m.artifact("onnx-int8-qdq").attrs.update(target="tensorrt", activations="int8", cpu_speedup=0.5)
+    with PackageWriter(pkg_int8.root, m, base=pkg_int8) as w:
+        w.add_file(src, "model.int8-cpu.onnx", "onnx-int8-qdq", target="ort-cpu", activations="uint8",
+                   cpu_speedup=3.1, cpu_speedup_measured_on="test cpu, 2 threads")  # fmt: skip
+    pkg = ModelPackage.open(pkg_int8.root)
+    assert onnx_for(pkg, "int8", target="ort-cpu").file == "model.int8-cpu.onnx"
+    assert onnx_for(pkg, "int8", target="tensorrt").file == "model.int8.onnx"
+    assert onnx_for(pkg, "int8", target="ort-trt").file == "model.int8.onnx"
+    c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU)  # 3.1x on the CPU flavour: int8 first
+    assert (c.backend, c.artifact.file) == ("ort-cpu", "model.int8-cpu.onnx")
+    assert choose(pkg, "auto", trt_env=NO_TRT, providers=TRT_EP).artifact.file == "model.int8.onnx"
+
+    # only the CPU flavour: the GPU route takes it anyway (else the other); no target = tensorrt
+    m = pkg.manifest.copy()
+    m.artifacts = [a for a in m.artifacts if a.file != "model.int8.onnx"]
+    with PackageWriter(tmp_path / "cpu_only.fdet", m, base=pkg) as w:
+        for a in m.artifacts:
+            w.add_file(pkg.root / a.file, a.file, a.kind, **a.attrs)
+    only = ModelPackage.open(tmp_path / "cpu_only.fdet")
+    assert onnx_for(only, "int8", target="tensorrt").file == "model.int8-cpu.onnx"
+    assert onnx_for(pkg_int8, "int8", target="ort-cpu").file == "model.int8.onnx"

@@ -1,0 +1,57 @@
+"""A cheap CPU throughput check of FP32 against the CPU INT8 artifact, run during calibration
+so the runtime can put FP32 first where INT8 does not pay on this kind of CPU."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def measure(fp32_model, int8_model, batch: np.ndarray, budget_s: float = 2.5, max_repeats: int = 5) -> dict:
+    """Interleaved timed runs (one warm-up each) on one batch; median img/s per model.
+    Stops after `max_repeats` or once `budget_s` is spent (at least one repeat each)."""
+    import onnxruntime as ort
+
+    threads = os.cpu_count() or 1
+
+    def sess(m):
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = threads
+        src = m if isinstance(m, (str, bytes)) else (str(m) if hasattr(m, "__fspath__") else m.SerializeToString())
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+    sessions = {"fp32": sess(fp32_model), "int8": sess(int8_model)}
+    feeds = {k: {s.get_inputs()[0].name: batch} for k, s in sessions.items()}
+    for k, s in sessions.items():
+        s.run(None, feeds[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    t_end = time.perf_counter() + budget_s
+    while len(times["fp32"]) < max_repeats and (not times["fp32"] or time.perf_counter() < t_end):
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append(time.perf_counter() - t0)
+    ips = {k: len(batch) / float(np.median(v)) for k, v in times.items()}
+    return {
+        "fp32_img_s": ips["fp32"],
+        "int8_img_s": ips["int8"],
+        "speedup": ips["int8"] / ips["fp32"],
+        "batch": len(batch),
+        "repeats": len(times["fp32"]),
+        "measured_on": f"{cpu_model()}, {threads} threads, onnxruntime {ort.__version__} CPU",
+    }
