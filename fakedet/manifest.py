@@ -39,6 +39,12 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def _no_unknown(cls, d: dict, where: str) -> None:
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+
+
 def _need(d: dict, key: str, where: str):
     if key not in d:
         raise InputSpecError(f"{where}: missing required field '{key}'")
@@ -101,10 +107,7 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "preprocess") -> "Preprocess":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _no_unknown(cls, d, where)
         d = dict(d)
         if d.get("size") is not None:
             size = d["size"]
@@ -149,10 +152,7 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "input") -> "InputSpec":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _no_unknown(cls, d, where)
         d = dict(d)
         d["preprocess"] = Preprocess.from_dict(d.get("preprocess", {}), f"{where}.preprocess")
         if "dynamic_axes" in d:
@@ -190,9 +190,7 @@ class OutputSpec:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "output") -> "OutputSpec":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _no_unknown(cls, d, where)
         return cls(**d).validate(where)
 
     def to_dict(self) -> dict:
@@ -215,9 +213,7 @@ class Threshold:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "threshold") -> "Threshold":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _no_unknown(cls, d, where)
         return cls(**d).validate(where)
 
     def to_dict(self) -> dict:
@@ -247,9 +243,7 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "artifact") -> "Artifact":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _no_unknown(cls, d, where)
         for key in ("file", "kind", "sha256"):
             _need(d, key, where)
         return cls(**d).validate(where)
