@@ -12,25 +12,13 @@ from fakedet.export import trt_rules
 from fakedet.runtime.selection import choose, onnx_for
 from fakedet.runtime.tensorrt_support import TrtEnvironment
 from onnx import numpy_helper
-from test_calibration_pipeline import SPEC, outlier_net, write_images
+from test_calibration_pipeline import outlier_net, setup  # noqa: F401  (setup is a pytest fixture)
 
 from fakedet.cli import main
-from fakedet.manifest import Manifest, OutputSpec
 from fakedet.package import ModelPackage, PackageWriter
 
 NO_TRT = TrtEnvironment(why_absent=["TensorRT is not installed here"])
 TRT_EP = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
-
-
-@pytest.fixture
-def setup(tmp_path):
-    outlier_net(tmp_path / "net.onnx")
-    manifest = Manifest(name="outlier", input=SPEC, output=OutputSpec(name="logit"))
-    with PackageWriter(tmp_path / "det.fdet", manifest) as w:
-        w.add_file(tmp_path / "net.onnx", "model.onnx", "onnx-fp32")
-    write_images(tmp_path / "calib", 8, 8, seed=1, red_outlier=True, gen="sd14")
-    write_images(tmp_path / "heldout", 16, 16, seed=2)
-    return tmp_path
 
 
 def zero_points(path) -> dict[str, np.ndarray]:

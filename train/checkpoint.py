@@ -14,6 +14,8 @@ from fakedet import __version__
 from fakedet.atomic import replace_dir, staging_dir
 from fakedet.errors import FakedetError, PackageError
 
+from .models.weights import state_mismatch
+
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 STATE_TENSORS = "training_state.safetensors"
@@ -120,19 +122,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[torch.
         state = load_file(str(path / WEIGHTS), device=map_location)
     except (SafetensorError, OSError, ValueError) as e:
         raise PackageError(path / WEIGHTS, f"not a readable safetensors file ({e})") from None
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensor(s) e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
-        if wrong:
-            parts.append(f"{len(wrong)} shape mismatch(es) e.g. {wrong[:3]}")
+    parts = state_mismatch(model.state_dict(), state)
+    if parts:
         raise PackageError(path / WEIGHTS, f"tensors do not match architecture '{arch}': " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     model.eval()

@@ -32,12 +32,8 @@ def strip_prefix(state: dict, prefixes=("module.", "model.")) -> dict:
     return state
 
 
-def load_into(module: torch.nn.Module, state: dict, source: str, skip=(), allow_missing=()) -> None:
-    """Copy `state` into `module`, requiring every tensor to match in name and shape
-    except keys starting with one of `skip` (ignored in the file) or `allow_missing`
-    (left at their init: e.g. a new classification head)."""
-    state = {k: v for k, v in strip_prefix(state).items() if not k.startswith(tuple(skip))}
-    own = module.state_dict()
+def state_mismatch(own: dict, state: dict, allow_missing=()) -> list[str]:
+    """What keeps `state` from loading into a module whose state dict is `own`, in words."""
     missing = [k for k in own if k not in state and not k.startswith(tuple(allow_missing))]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -49,6 +45,15 @@ def load_into(module: torch.nn.Module, state: dict, source: str, skip=(), allow_
         problems.append(f"{len(unexpected)} unexpected tensor(s) e.g. {unexpected[:3]}")
     if wrong:
         problems.append(f"{len(wrong)} shape mismatch(es) e.g. {wrong[:3]}")
+    return problems
+
+
+def load_into(module: torch.nn.Module, state: dict, source: str, skip=(), allow_missing=()) -> None:
+    """Copy `state` into `module`, requiring every tensor to match in name and shape
+    except keys starting with one of `skip` (ignored in the file) or `allow_missing`
+    (left at their init: e.g. a new classification head)."""
+    state = {k: v for k, v in strip_prefix(state).items() if not k.startswith(tuple(skip))}
+    problems = state_mismatch(module.state_dict(), state, allow_missing)
     if problems:
         raise FakedetError(f"{source}: weights do not fit the model: " + "; ".join(problems))
     module.load_state_dict(state, strict=False)
