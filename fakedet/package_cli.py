@@ -17,6 +17,16 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in value_info.type.tensor_type.shape.dim]
 
 
+def _match_name(role: str, wanted: str, names: list[str], notes: list[str], path: Path) -> str:
+    """The spec's tensor name if the graph has it, else the graph's only one (noted)."""
+    if wanted in names:
+        return wanted
+    if len(names) == 1:
+        notes.append(f"{role} tensor: using the model's only {role} '{names[0]}' (spec said '{wanted}')")
+        return names[0]
+    raise PackageError(path, f"{role} '{wanted}' not in the model; its {role}s are {names}")
+
+
 def reconcile_io(model, manifest: Manifest, path: Path) -> list[str]:
     """Check the spec against the graph; adopt the graph's tensor names where the spec
     kept the defaults and the graph has exactly one. Returns notes for the user."""
@@ -26,21 +36,10 @@ def reconcile_io(model, manifest: Manifest, path: Path) -> list[str]:
     outputs = list(model.graph.output)
     spec_in, spec_out = manifest.input, manifest.output
     in_names = [i.name for i in inputs]
-    if spec_in.name not in in_names:
-        if len(inputs) == 1:
-            notes.append(f"input tensor: using the model's only input '{in_names[0]}' (spec said '{spec_in.name}')")
-            spec_in.name = in_names[0]
-        else:
-            raise PackageError(path, f"input '{spec_in.name}' not in the model; its inputs are {in_names}")
+    spec_in.name = _match_name("input", spec_in.name, in_names, notes, path)
     if len(inputs) != 1:
         raise PackageError(path, f"fakedet runs image classifiers with one input; this model has {in_names}")
-    out_names = [o.name for o in outputs]
-    if spec_out.name not in out_names:
-        if len(outputs) == 1:
-            notes.append(f"output tensor: using the model's only output '{out_names[0]}' (spec said '{spec_out.name}')")
-            spec_out.name = out_names[0]
-        else:
-            raise PackageError(path, f"output '{spec_out.name}' not in the model; its outputs are {out_names}")
+    spec_out.name = _match_name("output", spec_out.name, [o.name for o in outputs], notes, path)
     dims = _dims(inputs[0])
     if len(dims) != 4:
         raise PackageError(path, f"input '{spec_in.name}' has rank {len(dims)}; an image batch needs rank 4 ({spec_in.layout})")

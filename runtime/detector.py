@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -130,8 +128,3 @@ class Detector:
     def __exit__(self, *exc):
         self.close()
 
-
-def iter_images(paths) -> list[Path]:
-    from .imageio import expand_paths
-
-    return expand_paths([Path(os.fspath(p)) for p in paths])

@@ -54,8 +54,6 @@ def ort_providers() -> set[str]:
     return set(ort.get_available_providers())
 
 
-_ort_providers = ort_providers  # older name
-
 
 INT8_TARGETS = ("tensorrt", "ort-cpu")  # the `target` attr of an onnx-int8-qdq artifact
 TARGET_OF_BACKEND = {"ort-cpu": "ort-cpu", "ort-cuda": "tensorrt", "ort-trt": "tensorrt", "tensorrt": "tensorrt"}

@@ -22,26 +22,17 @@ def _need_gpu():
 def whole_image_package(tmp_path_factory):
     _need_gpu()
     import torch
-    from torch import nn
+    from test_triton_repo import Tiny
 
     from fakedet.export.pipeline import ExportOptions, export_package
     from fakedet.export.source import ExportSource
     from fakedet.manifest import InputSpec, Preprocess
 
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 3, padding=1)
-            self.fc = nn.Linear(8, 1)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
-
     torch.manual_seed(0)
     spec = InputSpec(dynamic_axes=("batch", "height", "width"), preprocess=Preprocess(policy="whole-image", size=None))
     cfg = {"arch": "tiny", "model_kwargs": {}, "input": spec.to_dict(), "threshold": 0.5}
     dest = tmp_path_factory.mktemp("gpu") / "tiny.fdet"
-    export_package(ExportSource(Tiny().eval(), cfg, None), dest, ExportOptions(precision="both", whole_image_size=(32, 32)),
+    export_package(ExportSource(Tiny(width=8).eval(), cfg, None), dest, ExportOptions(precision="both", whole_image_size=(32, 32)),
                    echo=lambda m: None)
     return dest
 

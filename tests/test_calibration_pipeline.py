@@ -16,6 +16,7 @@ from fakedet.cli import main  # noqa: E402
 from fakedet.errors import DataError  # noqa: E402
 from fakedet.manifest import InputSpec, Manifest, OutputSpec, Preprocess  # noqa: E402
 from fakedet.package import ModelPackage, PackageWriter  # noqa: E402
+from test_calibration_units import save_two_conv_net  # noqa: E402
 
 SPEC = InputSpec(name="x", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                  preprocess=Preprocess(policy="resize", size=(16, 16)))  # fmt: skip
@@ -25,7 +26,7 @@ def outlier_net(path: Path):
     """Channel 0 of convA fires only on pure-red pixels, with a value ~1000 (a rare outlier
     in calibration data); channels 1-3 carry the real/fake signal (brightness) at ~1. With
     min-max ranges the shared INT8 scale of relu(convA) rounds the signal to 0."""
-    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+    from onnx import numpy_helper as nh
 
     wA = np.zeros((4, 3, 1, 1), np.float32)
     bA = np.zeros(4, np.float32)
@@ -37,20 +38,7 @@ def outlier_net(path: Path):
     wF = np.array([[4.0, 2.0]], np.float32)
     inits = [nh.from_array(a, n) for n, a in (("wA", wA), ("bA", bA), ("wB", wB), ("bB", np.zeros(2, np.float32)),
                                                ("wF", wF), ("bF", np.array([-6.0], np.float32)))]  # fmt: skip
-    nodes = [
-        h.make_node("Conv", ["x", "wA", "bA"], ["a"], name="convA"),
-        h.make_node("Relu", ["a"], ["ar"], name="reluA"),
-        h.make_node("Conv", ["ar", "wB", "bB"], ["b"], name="convB"),
-        h.make_node("Relu", ["b"], ["br"], name="reluB"),
-        h.make_node("GlobalAveragePool", ["br"], ["g"], name="gap"),
-        h.make_node("Flatten", ["g"], ["f"], name="flat"),
-        h.make_node("Gemm", ["f", "wF", "bF"], ["logit"], name="fc", transB=1),
-    ]
-    g = h.make_graph(nodes, "outlier", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
-                     [h.make_tensor_value_info("logit", T.FLOAT, ["N", 1])], inits)  # fmt: skip
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
+    save_two_conv_net(path, inits, "outlier")
 
 
 def write_images(root: Path, n_real: int, n_fake: int, seed: int, red_outlier: bool = False, gen: str = ""):

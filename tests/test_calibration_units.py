@@ -64,8 +64,30 @@ def test_mse_amax_matches_brute_force_on_the_data():
     assert err(got) < err(float(x.max())) or got == pytest.approx(float(x.max()), rel=0.01)
 
 
+def save_two_conv_net(path: Path, inits: list, name: str, pad: int = 0) -> None:
+    """x -> convA -> relu -> convB -> relu -> global pool -> Gemm -> logit, 16x16 input;
+    `inits` supplies wA, bA, wB, bB, wF, bF."""
+    from onnx import TensorProto as T, helper as h
+
+    pads = {"pads": [pad] * 4} if pad else {}
+    nodes = [
+        h.make_node("Conv", ["x", "wA", "bA"], ["a"], name="convA", **pads),
+        h.make_node("Relu", ["a"], ["ar"], name="reluA"),
+        h.make_node("Conv", ["ar", "wB", "bB"], ["b"], name="convB", **pads),
+        h.make_node("Relu", ["b"], ["br"], name="reluB"),
+        h.make_node("GlobalAveragePool", ["br"], ["g"], name="gap"),
+        h.make_node("Flatten", ["g"], ["f"], name="flat"),
+        h.make_node("Gemm", ["f", "wF", "bF"], ["logit"], name="fc", transB=1),
+    ]
+    g = h.make_graph(nodes, name, [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
+                     [h.make_tensor_value_info("logit", T.FLOAT, ["N", 1])], inits)  # fmt: skip
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
 def _tiny_net(path: Path, seed=0):
-    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+    from onnx import numpy_helper as nh
 
     rng = np.random.default_rng(seed)
 
@@ -77,20 +99,7 @@ def _tiny_net(path: Path, seed=0):
         init("wB", rng.normal(size=(8, 8, 3, 3)) * 0.2), init("bB", rng.normal(size=8) * 0.1),
         init("wF", rng.normal(size=(1, 8))), init("bF", [0.1]),
     ]  # fmt: skip
-    nodes = [
-        h.make_node("Conv", ["x", "wA", "bA"], ["a"], name="convA", pads=[1, 1, 1, 1]),
-        h.make_node("Relu", ["a"], ["ar"], name="reluA"),
-        h.make_node("Conv", ["ar", "wB", "bB"], ["b"], name="convB", pads=[1, 1, 1, 1]),
-        h.make_node("Relu", ["b"], ["br"], name="reluB"),
-        h.make_node("GlobalAveragePool", ["br"], ["g"], name="gap"),
-        h.make_node("Flatten", ["g"], ["f"], name="flat"),
-        h.make_node("Gemm", ["f", "wF", "bF"], ["logit"], name="fc", transB=1),
-    ]
-    g = h.make_graph(nodes, "tiny", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
-                     [h.make_tensor_value_info("logit", T.FLOAT, ["N", 1])], inits)  # fmt: skip
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
+    save_two_conv_net(path, inits, "tiny", pad=1)
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "mse"])

@@ -67,10 +67,12 @@ def parse_pbtxt(text):
 
 
 class Tiny(nn.Module):
-    def __init__(self):
+    """conv 3x3 -> relu -> mean pool -> linear: a detector-shaped net that exports in a second."""
+
+    def __init__(self, width: int = 4):
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 1)
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.fc = nn.Linear(width, 1)
 
     def forward(self, x):
         return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
