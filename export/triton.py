@@ -1,29 +1,36 @@
 """A model package -> an NVIDIA Triton Inference Server model repository.
 
-    REPO/NAME/config.pbtxt            onnxruntime backend, dynamic batching
-    REPO/NAME/1/model.onnx
+    REPO/NAME/config.pbtxt            onnxruntime backend, dynamic batching where the model batches
+    REPO/NAME/1/model.onnx            the fp32 model, else fp16, else INT8 QDQ
     REPO/NAME/fakedet.manifest.json   the preprocessing contract (clients send tensors)
     REPO/NAME_trt/...                 tensorrt backend, only when the package has plans:
-                                      1/model_<trt>_sm<cc>_<prec>.plan, chosen per GPU with
+                                      1/trt-<version>_sm<cc>_<prec>.plan, chosen per GPU with
                                       cc_model_filenames
+
+The tensors' types, the batch axis and the output rank are read from the ONNX model (for
+plans, the ONNX they were built from), so the config says what the model takes: Triton
+refuses a config that disagrees with its model.
 
 Each model directory is written in a staging directory and renamed into place."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.atomic import replace_dir, staging_dir
-from fakedet.errors import DataError
+from fakedet.errors import DataError, FakedetError
 from fakedet.manifest import Manifest
 from fakedet.package import ModelPackage
+
+from fakedet.runtime.tensorrt_support import parse_cc
 
 from .trt_rules import TrtVersion
 
 CONTRACT_FILE = "fakedet.manifest.json"
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}
-TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
+ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16"}  # onnx.TensorProto.FLOAT, FLOAT16
 
 
 def parse_instance(text: str) -> tuple[str, int]:
@@ -37,6 +44,43 @@ def parse_instance(text: str) -> tuple[str, int]:
     if n < 1:
         raise DataError(f"--instance '{text}': COUNT must be >= 1")
     return kind, n
+
+
+@dataclass(frozen=True)
+class ModelTensors:
+    """What the model file says about its input and output, as Triton needs it."""
+
+    batch: int | None  # None: the first axis is dynamic and Triton batches; else the model's fixed batch
+    input_type: str
+    output_type: str
+    output_shape: tuple[int, ...]  # the whole shape, batch axis included, -1 where dynamic
+
+
+def read_model_tensors(path: Path, manifest: Manifest) -> ModelTensors:
+    """The manifest's input and output tensors as the ONNX graph at `path` declares them."""
+    try:
+        import onnx
+    except ImportError:
+        raise FakedetError("writing a Triton repository reads the ONNX model's tensors and needs the onnx "
+                           "library: pip install onnx (or 'fakedet[export]')") from None
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def find(values, name: str, role: str):
+        for v in values:
+            if v.name == name:
+                tt = v.type.tensor_type
+                if tt.elem_type not in ONNX_TYPES:
+                    raise DataError(f"{path}: {role} '{name}' is {onnx.TensorProto.DataType.Name(tt.elem_type)}; "
+                                    "a Triton repository is written for float32 or float16 tensors")
+                return ONNX_TYPES[tt.elem_type], [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+        raise DataError(f"{path}: the manifest's {role} '{name}' is not among the model's {role}s "
+                        f"{[v.name for v in values]}")
+
+    in_type, in_shape = find(graph.input, manifest.input.name, "input")
+    out_type, out_shape = find(graph.output, manifest.output.name, "output")
+    if len(in_shape) != 4:
+        raise DataError(f"{path}: input '{manifest.input.name}' has rank {len(in_shape)}; an image batch needs rank 4")
+    return ModelTensors(None if in_shape[0] == -1 else in_shape[0], in_type, out_type, tuple(out_shape))
 
 
 def input_dims(manifest: Manifest) -> list[int]:
@@ -54,34 +98,48 @@ def preferred_batches(max_batch: int) -> list[int]:
     return out or [max_batch]
 
 
-def render_config(name: str, platform: str, manifest: Manifest, max_batch: int, kind: str, count: int,
-                  extra: list[str] | None = None) -> str:
+def _dims(values) -> str:
+    return f"[ {', '.join(map(str, values))} ]"
+
+
+def render_config(name: str, platform: str, manifest: Manifest, tensors: ModelTensors, max_batch: int, kind: str,
+                  count: int, extra: list[str] | None = None) -> str:
+    """Triton's rules: with max_batch_size > 0 dims leave out the batch axis; a model with a
+    fixed batch gets max_batch_size 0 and its whole shape; an output of shape [batch]
+    is declared [1] and reshaped to [] (Triton has no empty dims)."""
     spec, out = manifest.input, manifest.output
-    out_dims = [1] if out.kind == "logit" else [2]
-    fmt = f"FORMAT_{spec.layout}"
+    batched = tensors.batch is None
+    in_dims = input_dims(manifest) if batched else [tensors.batch, *input_dims(manifest)]
+    out_dims = list(tensors.output_shape[1:] if batched else tensors.output_shape)
+    out_dims_lines = [f"    dims: {_dims(out_dims)}"] if out_dims else ["    dims: [ 1 ]", "    reshape { shape: [ ] }"]
     lines = [
         f'name: "{name}"',
         f'platform: "{platform}"',
-        f"max_batch_size: {max_batch}",
+        f"max_batch_size: {max_batch if batched else 0}",
         "input [",
         "  {",
         f'    name: "{spec.name}"',
-        f"    data_type: {TYPES[spec.dtype]}",
-        f"    format: {fmt}",
-        f"    dims: [ {', '.join(map(str, input_dims(manifest)))} ]",
+        f"    data_type: {tensors.input_type}",
+        f"    format: FORMAT_{spec.layout}",
+        f"    dims: {_dims(in_dims)}",
         "  }",
         "]",
         "output [",
         "  {",
         f'    name: "{out.name}"',
-        "    data_type: TYPE_FP32",
-        f"    dims: [ {', '.join(map(str, out_dims))} ]",
+        f"    data_type: {tensors.output_type}",
+        *out_dims_lines,
         "  }",
         "]",
-        "dynamic_batching {",
-        f"  preferred_batch_size: [ {', '.join(map(str, preferred_batches(max_batch)))} ]",
-        "  max_queue_delay_microseconds: 100",
-        "}",
+    ]
+    if batched:
+        lines += [
+            "dynamic_batching {",
+            f"  preferred_batch_size: {_dims(preferred_batches(max_batch))}",
+            "  max_queue_delay_microseconds: 100",
+            "}",
+        ]
+    lines += [
         "instance_group [",
         "  {",
         f"    count: {count}",
@@ -128,19 +186,32 @@ def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name
     repo = Path(repo)
     repo.mkdir(parents=True, exist_ok=True)
     name = name or pkg.name
-    onnx = pkg.manifest.artifact("onnx-fp32") or pkg.manifest.artifact("onnx-fp16")
+    onnx_arts = pkg.onnx_artifacts()
+    # fp32 first, then fp16; an INT8 QDQ model only where the package has nothing else
+    onnx = next((a for k in ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq") for a in onnx_arts if a.kind == k), None)
     written = []
     if onnx is not None:
-        cfg = render_config(name, "onnxruntime_onnx", pkg.manifest, max_batch, kind, count)
+        tensors = read_model_tensors(pkg.path_of(onnx), pkg.manifest)
+        extra = []
+        if onnx.attrs.get("ort_cpu_disabled_optimizers") and kind in ("cpu", "auto"):
+            # ORT's CPU NCHWc layout pass crashes on these fp16 graphs; Triton cannot skip one
+            # optimizer, but level 1 (basic + extended) leaves out the layout passes.
+            extra = ["optimization { graph { level: 1 } }"]
+        cfg = render_config(name, "onnxruntime_onnx", pkg.manifest, tensors, max_batch, kind, count, extra)
         written.append(_write_model_dir(repo / name, {"1/model.onnx": pkg.path_of(onnx)}, cfg, pkg.manifest))
     plans = _plans_by_cc(pkg)
     if plans:
         files = {f"1/{Path(art.file).name}": pkg.path_of(art) for art in plans.values()}
-        first = next(iter(sorted(plans.items())))[1]
+        first = plans[max(plans, key=parse_cc)]  # the fallback for GPUs not listed: the newest architecture
         max_b = min(int(p["max"][0]) for a in plans.values() for p in a.attrs["profiles"])
         extra = [f'default_model_filename: "{Path(first.file).name}"'] + [
-            f'cc_model_filenames {{ key: "{cc}" value: "{Path(a.file).name}" }}' for cc, a in sorted(plans.items())]
-        cfg = render_config(f"{name}_trt", "tensorrt_plan", pkg.manifest, max_b, "gpu", count, extra)
+            f'cc_model_filenames {{ key: "{cc}" value: "{Path(a.file).name}" }}' for cc, a in sorted(plans.items(), key=lambda kv: parse_cc(kv[0]))]
+        source = next((a for a in onnx_arts if a.file == first.attrs.get("built_from")), onnx)
+        if source is None:
+            raise DataError(f"{pkg.source}: the TensorRT plans' ONNX model ({first.attrs.get('built_from')}) is not in "
+                            "the package; its input and output tensors are needed for the Triton config")
+        tensors = read_model_tensors(pkg.path_of(source), pkg.manifest)
+        cfg = render_config(f"{name}_trt", "tensorrt_plan", pkg.manifest, tensors, max_b, "gpu", count, extra)
         written.append(_write_model_dir(repo / f"{name}_trt", files, cfg, pkg.manifest))
     if not written:
         raise DataError(f"{pkg.source}: no ONNX model or TensorRT plan to put in a Triton repository")

@@ -31,39 +31,31 @@ def import_tensorrt():
 
 
 def device_facts(device: int = 0) -> tuple[str, str]:
-    """(compute capability 'major.minor', device name) of a CUDA device, via cuda-python,
-    then pycuda, then torch: whichever the machine has."""
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError:
-            cudart = None
-    if cudart is not None:
-        err, props = cudart.cudaGetDeviceProperties(device)
-        if int(err) == 0:
-            name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-            return f"{props.major}.{props.minor}", name.rstrip("\x00")
-    try:
-        import pycuda.driver as cuda
+    """(compute capability 'major.minor', device name) of a CUDA device, through the runtime's
+    CUDA layer (cuda-python, then pycuda), then torch: whichever the machine has."""
+    from fakedet.runtime.cuda_api import load_cuda
 
-        cuda.init()
-        dev = cuda.Device(device)
-        major, minor = dev.compute_capability()
-        return f"{major}.{minor}", dev.name()
-    except Exception:
-        pass
     try:
+        cuda = load_cuda(device=device)
+        try:
+            info = cuda.device_info()
+        finally:
+            cuda.close()
+        return info.compute_capability, info.name
+    except (BackendUnavailable, RuntimeError) as e:
+        why = str(e)
+    try:  # a JetPack image may have TensorRT and torch but neither CUDA binding
         import torch
 
         if torch.cuda.is_available():
             major, minor = torch.cuda.get_device_capability(device)
             return f"{major}.{minor}", torch.cuda.get_device_name(device)
-    except Exception:
-        pass
-    raise BackendUnavailable("no CUDA device found (or no cuda-python / pycuda / torch to query it); "
-                             "TensorRT plans are built on the GPU they run on")
+        why += "; torch: no CUDA device"
+    except ImportError:
+        why += "; torch not installed"
+    except Exception as e:  # a broken torch install, or no such device
+        why += f"; torch: {type(e).__name__}: {str(e)[:120]}"
+    raise BackendUnavailable(f"no CUDA device found ({why}); TensorRT plans are built on the GPU they run on")
 
 
 def cache_only_calibrator(trt, cache: bytes):
@@ -102,8 +94,9 @@ def build_plan(onnx_path: Path, recipe: BuildRecipe, profiles: list[dict], works
     flags = 0
     for name in recipe.network_flags:
         flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
-        if flag is not None:  # EXPLICIT_BATCH is gone on 11; STRONGLY_TYPED the only mode there
-            flags |= 1 << int(flag)
+        if flag is None:  # building without it would silently change precision (STRONGLY_TYPED on 11)
+            raise BuildError(f"TensorRT {trt.__version__} has no NetworkDefinitionCreationFlag.{name}")
+        flags |= 1 << int(flag)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):

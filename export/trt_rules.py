@@ -58,6 +58,11 @@ class TrtVersion:
         return (self.major, self.minor) >= (10, 1)
 
     @property
+    def precision_flags_deprecated(self) -> bool:
+        """BuilderFlag.FP16/INT8 are deprecated from 10.12 (superseded by strong typing)."""
+        return (self.major, self.minor) >= (10, 12)
+
+    @property
     def cache_tag(self) -> int:
         """The number TensorRT writes in calibration cache headers: 8.6.1 -> 8601, 10.3.0 -> 100300."""
         if self.major >= 10:
@@ -101,6 +106,14 @@ def source_artifact(manifest, kind: str):
 def choose_recipe(version: TrtVersion, precision: str, kinds: set[str] | list[str]) -> BuildRecipe:
     """Pick the source artifact, network flags and builder flags for a precision on
     a TensorRT version, given the artifact kinds the package holds."""
+    recipe = _choose_recipe(version, precision, kinds)
+    if recipe.builder_flags and version.precision_flags_deprecated:
+        recipe.notes.append(f"the {'/'.join(recipe.builder_flags)} builder flags are deprecated since TensorRT 10.12 "
+                            "(strong typing supersedes them) and gone in 11; this 10.x build still uses them")
+    return recipe
+
+
+def _choose_recipe(version: TrtVersion, precision: str, kinds: set[str] | list[str]) -> BuildRecipe:
     kinds = set(kinds)
     if precision not in PRECISIONS:
         raise BuildOptionError(f"unknown precision '{precision}' (known: {', '.join(PRECISIONS)})")

@@ -34,6 +34,32 @@ class DeviceBuffer:
             self._free = None
 
 
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"  # 12060 -> "12.6"
+
+
+def insufficient_driver_hint(driver: int, built: int) -> str:
+    """Why cudaErrorInsufficientDriver, from cudaDriverGetVersion (0: no driver) and
+    cudaRuntimeGetVersion (the CUDA this cuda-python is built for). A cuda-python of a
+    newer CUDA major than the driver (13.x on JetPack 6's CUDA 12) never works there."""
+    if driver == 0:
+        return "no CUDA driver is installed"
+    hint = f"driver supports CUDA {_cuda_version(driver)}, this cuda-python is built for {_cuda_version(built)}"
+    if driver // 1000 < built // 1000:
+        hint += f": pip install 'cuda-python<{driver // 1000 + 1}'"
+    return hint
+
+
+def native_handle(obj) -> int:
+    """The address behind a cuda-python handle such as cudaStream_t. cuda-bindings 13
+    deprecates int(obj) for this ("subject to future removal"); 12.9 has both ways."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:  # cuda-python before 12.9.1: int() is the way
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
 # ---- cuda-python -----------------------------------------------------------
 class CudaPython:
     name = "cuda-python"
@@ -45,7 +71,12 @@ class CudaPython:
         except ImportError:
             from cuda import cudart  # older cuda-python
         self.rt = cudart
-        self._check(cudart.cudaSetDevice(device), "cudaSetDevice")
+        err = cudart.cudaSetDevice(device)[0]
+        if err == cudart.cudaError_t.cudaErrorInsufficientDriver:
+            driver = self._check(cudart.cudaDriverGetVersion(), "cudaDriverGetVersion")
+            built = self._check(cudart.cudaRuntimeGetVersion(), "cudaRuntimeGetVersion")
+            raise RuntimeError(f"cudaSetDevice failed: {err.name} ({insufficient_driver_hint(driver, built)})")
+        self._check(err, "cudaSetDevice")
         self.device = device
 
     def _check(self, result, what: str):
@@ -65,7 +96,7 @@ class CudaPython:
 
     @staticmethod
     def stream_handle(stream) -> int:
-        return int(stream)
+        return native_handle(stream)
 
     def alloc(self, nbytes: int) -> DeviceBuffer:
         ptr = self._check(self.rt.cudaMalloc(max(int(nbytes), 1)), "cudaMalloc")

@@ -78,6 +78,13 @@ def test_int8_source_per_version():
         R.choose_recipe(R.TrtVersion.parse("10.3.0"), "int8", {"onnx-fp32", "onnx-fp16"})
 
 
+@pytest.mark.parametrize("version, noted", [("10.11.0", False), ("10.12.0", True), ("10.16.1", True), ("8.6.1", False)])
+def test_precision_flags_deprecated_from_10_12_are_noted(version, noted):
+    r = R.choose_recipe(R.TrtVersion.parse(version), "fp16", {"onnx-fp32"})
+    assert any("deprecated since TensorRT 10.12" in n for n in r.notes) == noted
+    assert not R.choose_recipe(R.TrtVersion.parse(version), "fp32", {"onnx-fp32"}).notes  # no flags, no note
+
+
 def test_trt11_is_strongly_typed_from_typed_onnx():
     v = R.TrtVersion.parse("11.4.0")
     for precision, kind, calib in [("fp32", "onnx-fp32", None), ("fp16", "onnx-fp16", None), ("int8", "onnx-int8-qdq", "qdq")]:

@@ -1,0 +1,119 @@
+"""Record the Python API surface of real TensorRT releases, for tests that check
+fakedet's TensorRT calls without a GPU (tests/test_trt_api_surface.py).
+
+TensorRT's Python bindings wheels (tensorrt-bindings, tensorrt-cu12-bindings) are real
+packages on PyPI, but their module cannot be imported without libnvinfer. The names of
+the API are still in the wheel: pybind11 keeps every class, method, property and enum
+member name as a string in tensorrt.so, and the pure-Python helpers (nptype, Logger
+severities) are in __init__.py. This script reads a wheel without importing it and
+writes the identifiers it holds. Absence is what the tests rely on: a name missing from
+a release's strings is not in that release's API.
+
+A type-stubs wheel (tensorrt-stubs, generated from the bindings) is read too: it gives
+each class's own members, so for its release the check is per class.
+
+    pip download --no-deps -d wheels tensorrt-bindings==8.6.1 tensorrt-cu12-bindings==10.0.1 \\
+        tensorrt-cu12-bindings==10.16.1.11 tensorrt-cu12-bindings==11.4.0.106 tensorrt-stubs==10.13.0.35.1
+    python scripts/trt_api_surface.py wheels/*.whl -o tests/data/trt_api
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{2,}")
+
+
+def binary_identifiers(blob: bytes) -> set[str]:
+    """Identifiers inside the printable runs of a shared object (mangled C++ dropped)."""
+    names: set[str] = set()
+    for run in PRINTABLE_RUN.findall(blob):
+        for tok in IDENT.findall(run.decode("ascii")):
+            if len(tok) >= 2 and not tok.startswith("_Z"):
+                names.add(tok)
+    return names
+
+
+def stub_classes(source: str) -> tuple[dict[str, list[str]], list[str]]:
+    """({class: members}, module-level names) of a .pyi file. Read line by line, not
+    with `ast`: generated stubs are not always valid Python (tensorrt-stubs 10.13 has a
+    non-default argument after default ones)."""
+    classes: dict[str, set[str]] = {}
+    module: set[str] = set()
+    current = None
+    top = re.compile(r"^(?:class|def)\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*[:=]")
+    member = re.compile(r"^    (?:def\s+([A-Za-z_]\w*)|([A-Za-z_]\w*)\s*[:=])")
+    for line in source.splitlines():
+        if line and not line[0].isspace():
+            m = top.match(line)
+            current = None
+            if m:
+                name = m.group(1) or m.group(2)
+                module.add(name)
+                if line.startswith("class "):
+                    current = classes.setdefault(name, set())
+        elif current is not None:
+            m = member.match(line)
+            if m:
+                current.add(m.group(1) or m.group(2))
+    return {k: sorted(v) for k, v in classes.items()}, sorted(module)
+
+
+def wheel_version(name: str) -> str:
+    m = re.match(r"^[A-Za-z0-9_]+?-(\d+(?:\.\d+)*)", name)
+    if not m:
+        raise SystemExit(f"{name}: cannot read a version from the wheel's file name")
+    return m.group(1)
+
+
+def read_wheel(path: Path) -> dict:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    record = {"source": path.name, "sha256": digest, "tensorrt": wheel_version(path.name)}
+    with zipfile.ZipFile(path) as zf:
+        files = zf.namelist()
+        so = [f for f in files if re.search(r"/tensorrt[^/]*\.so$", f)]
+        pyi = [f for f in files if f.endswith("tensorrt.pyi")]
+        if so:
+            names = binary_identifiers(zf.read(so[0]))
+            for f in files:
+                if f.endswith(".py"):
+                    names.update(IDENT.findall(zf.read(f).decode("utf-8", "replace")))
+            record.update(kind="binding-strings", names=sorted(names))
+        elif pyi:
+            classes, module = stub_classes(zf.read(pyi[0]).decode("utf-8"))
+            init = [f for f in files if f.endswith("__init__.pyi")]
+            for f in init:  # helpers such as nptype live in the package's __init__
+                module = sorted(set(module) | set(stub_classes(zf.read(f).decode("utf-8"))[1]))
+            record.update(kind="stubs", classes=classes, module=module)
+        else:
+            raise SystemExit(f"{path}: neither a TensorRT bindings wheel (tensorrt*.so) nor a stubs wheel (tensorrt.pyi)")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("wheels", nargs="+", type=Path)
+    ap.add_argument("-o", "--out", type=Path, default=Path("tests/data/trt_api"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for wheel in args.wheels:
+        record = read_wheel(wheel)
+        stem = f"tensorrt-{record['tensorrt']}" + ("-stubs" if record["kind"] == "stubs" else "")
+        target = args.out / f"{stem}.json.gz"
+        data = json.dumps(record, indent=0, sort_keys=True).encode()
+        target.write_bytes(gzip.compress(data, 9, mtime=0))
+        size = len(record.get("names", [])) or sum(len(v) for v in record.get("classes", {}).values())
+        print(f"{target}: {record['kind']}, {size} names from {wheel.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
