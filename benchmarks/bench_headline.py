@@ -81,7 +81,7 @@ def build_package(work: Path, size: int, calib_images: int) -> Path:
                         provenance={"checkpoint": ckpt.name, "note": "random-init weights: speed only"})
     with PackageWriter(pkg_dir, manifest) as w:
         w.add_file(fp32, "model.onnx", "onnx-fp32")
-        w.add_file(int8, "model.int8.onnx", "onnx-int8-qdq", method="minmax", per_channel=True,
+        w.add_file(int8, "model.int8.onnx", "onnx-int8-qdq", target="ort-cpu", method="minmax", per_channel=True,
                    activations="uint8-asymmetric", weights="int8-symmetric",
                    tool="onnxruntime.quantization.quantize_static")
     return pkg_dir

@@ -36,6 +36,7 @@ from fakedet.errors import FakedetError, ImageError
 from fakedet.package import ModelPackage
 
 from . import bench_stats as st
+from .bench_trtexec import TRTEXEC_ENTRY_SCHEMA
 from .selection import BACKENDS, EXTRA_BACKENDS, PRECISIONS, choose, load_extra_backend, make_backend
 
 REPORT_SCHEMA_VERSION = 1
@@ -94,6 +95,7 @@ REPORT_SCHEMA = {
                 },
             },
         },
+        "trtexec": {"type": "array", "items": TRTEXEC_ENTRY_SCHEMA},  # only with --trtexec
         "skipped": {
             "type": "array",
             "items": {
@@ -151,12 +153,13 @@ class BenchSettings:
     e2e_dir: str | None = None
     checkpoint: str | None = None
     cuda_graph: bool = False  # TensorRT backend: capture fixed shapes as CUDA graphs
+    trtexec: str | None = None  # "auto" or a path: compare each tensorrt row with trtexec on the same plan
     seed: int = 0
     min_iterations: int = 2  # per repeat, however slow the model
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("backends", "precisions", "batches", "warmup_s", "duration_s",
-                                              "repeats", "threads", "e2e_dir", "checkpoint", "cuda_graph")}
+                                              "repeats", "threads", "e2e_dir", "checkpoint", "cuda_graph", "trtexec")}
 
 
 def machine_info() -> dict:
@@ -350,7 +353,7 @@ def run_bench(pkg: ModelPackage, settings: BenchSettings, progress=None) -> dict
                                          f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"))
         finally:
             runner.backend.close()
-    return {
+    report = {
         "schema": "fakedet.bench",
         "schema_version": REPORT_SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -362,6 +365,13 @@ def run_bench(pkg: ModelPackage, settings: BenchSettings, progress=None) -> dict
         "notes": inputs.notes + ([f"{inputs.failed} --e2e image(s) failed to decode and were skipped"]
                                  if inputs.failed else []),
     }
+    if settings.trtexec:
+        from .bench_trtexec import compare
+
+        report["trtexec"] = compare(pkg, report, settings, progress)
+        if not report["trtexec"]:
+            report["notes"].append("--trtexec: no tensorrt row was measured, so there was nothing to compare")
+    return report
 
 
 def _one(runner: _Runner, precision: str, batch: int, inputs: _Inputs, settings: BenchSettings) -> dict:
@@ -442,6 +452,10 @@ def format_table(report: dict) -> str:
     for s in report["skipped"]:
         where = f" batch {s['batch']}" if s["batch"] is not None else ""
         lines.append(f"skipped {s['backend']} {s['precision']}{where}: {s['reason']}")
+    if report.get("trtexec"):
+        from .bench_trtexec import format_lines
+
+        lines.extend(format_lines(report["trtexec"]))
     return "\n".join(lines)
 
 

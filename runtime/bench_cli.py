@@ -35,6 +35,7 @@ Examples:
   fakedet bench r50.fdet --backend torch,ort-cpu --precision fp32,int8 --batch 1,8
   fakedet bench r50.fdet --backend tensorrt --precision fp16 --batch 1,8,32 --json b.json --plot b.png
   fakedet bench r50.fdet --e2e photos/ --batch 8 --csv b.csv
+  fakedet bench r50.fdet --backend tensorrt --precision fp16 --batch 8 --trtexec
 \b
 The split follows trtexec: host preprocessing (with --e2e, decoding real
 images), H2D, compute, D2H, end to end. Where a backend cannot separate
@@ -60,6 +61,9 @@ are listed with the reason.""",
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint directory for the torch row (default: the manifest's provenance).")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT backend: replay each fixed batch shape as a CUDA graph.")
+@click.option("--trtexec", "trtexec", default=None, is_flag=False, flag_value="auto",
+              help="Also run trtexec on each measured TensorRT plan (same batch and shape) and report "
+                   "fakedet/trtexec; give a path, or no value to find trtexec on PATH or in /usr/src/tensorrt/bin.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the report as JSON (schema fakedet.bench v1).")
 @click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -68,7 +72,7 @@ are listed with the reason.""",
               help="Write a PNG of latency and throughput against batch size.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def bench(package, backends, precisions, batches, warmup, duration, repeats, threads, e2e_dir, checkpoint,
-          cuda_graph, json_out, csv_out, plot_out, quiet) -> int:
+          cuda_graph, trtexec, json_out, csv_out, plot_out, quiet) -> int:
     """Measure throughput and latency (p50/p90/p99/max, with the trtexec-style split)
     of PACKAGE for each backend x precision x batch size."""
     from .bench import BenchSettings, format_table, run_bench, write_csv, write_json
@@ -82,7 +86,7 @@ def bench(package, backends, precisions, batches, warmup, duration, repeats, thr
     settings = BenchSettings(
         backends=backends, precisions=precisions, batches=batches, warmup_s=warmup, duration_s=duration,
         repeats=repeats, threads=threads, e2e_dir=str(e2e_dir) if e2e_dir else None,
-        checkpoint=str(checkpoint) if checkpoint else None, cuda_graph=cuda_graph,
+        checkpoint=str(checkpoint) if checkpoint else None, cuda_graph=cuda_graph, trtexec=trtexec,
     )
     progress = None if quiet else (lambda msg: click.echo(f"fakedet bench: {msg}", err=True))
     with ModelPackage.open(package) as pkg:

@@ -123,8 +123,9 @@ def choose(
             providers = ort_providers()
         return set(providers)
 
-    def refuse(name: str, why: str):
-        raise BackendUnavailable(f"{name}: {why}; {runnable_hint(pkg, name, precision)}")
+    def refuse(name: str, why: str, package_can_fix: bool = True):
+        hint = f"; {runnable_hint(pkg, name, precision)}" if package_can_fix else ""
+        raise BackendUnavailable(f"{name}: {why}{hint}")
 
     def ort_choice(name: str, precs: list[str], why: str) -> Choice | None:
         for prec in precs:
@@ -150,14 +151,15 @@ def choose(
     ):
         if backend not in ("auto", name):
             continue
-        if provider in provs():
+        has_provider = provider in provs()
+        if has_provider:
             c = ort_choice(name, precs, f"ONNX Runtime has the {provider}")
             if c:
                 return c
         else:
             considered.append(f"{name}: ONNX Runtime here has no {provider} (pip install onnxruntime-gpu)")
-        if backend == name:
-            refuse(name, considered[-1].split(": ", 1)[1])
+        if backend == name:  # a missing provider is this machine's to fix, not the package's
+            refuse(name, considered[-1].split(": ", 1)[1], package_can_fix=has_provider)
 
     # 4. CPU: INT8 (QDQ, calibrated and accuracy-guarded) is usually fastest, then FP32; FP16 is
     # slow on CPUs. Not every network gains from INT8 on every CPU (ViTs often do not): where

@@ -61,7 +61,15 @@ def test_explicit_gpu_provider_missing_is_refused_with_fix(pkg_int8):
         choose(pkg_int8, "ort-trt", trt_env=NO_TRT, providers=CPU)
     msg = str(e.value)
     assert "no TensorrtExecutionProvider" in msg and "onnxruntime-gpu" in msg
-    assert "model.onnx" in msg or "onnx-fp32" in msg
+    # the package already has what ort-trt runs: no advice to export or calibrate it again
+    assert "fakedet export" not in msg and "fakedet calibrate" not in msg
+
+
+def test_gpu_provider_present_but_no_artifact_suggests_the_package_fix(tiny_package):
+    pkg = ModelPackage.open(tiny_package[0])  # fp32 only
+    with pytest.raises(BackendUnavailable) as e:
+        choose(pkg, "ort-trt", "int8", trt_env=NO_TRT, providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
+    assert "fakedet calibrate" in str(e.value)
 
 
 def test_missing_artifact_lists_what_package_has_and_how_to_fix(tiny_package):

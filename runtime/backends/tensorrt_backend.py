@@ -224,8 +224,13 @@ class TensorRTBackend(Backend):
         result = host_out.reshape(out_shape)[:b].astype(np.float32)
         return result, timing
 
+    @property
+    def uses_cuda_graphs(self) -> bool:
+        """Asked for, and possible: stream capture needs cuda-python and the tensor-name API."""
+        return bool(self.options.get("cuda_graph")) and getattr(self.cuda, "supports_graphs", False) and bool(self.tensor_api)
+
     def _execute(self, slot: _Slot, profile: int, shape: tuple, shape_changed: bool) -> None:
-        use_graph = bool(self.options.get("cuda_graph")) and getattr(self.cuda, "supports_graphs", False) and self.tensor_api
+        use_graph = self.uses_cuda_graphs
         key = (profile, shape)
         if use_graph and key in slot.graphs:
             self.cuda.launch(slot.graphs[key], slot.stream)
@@ -282,4 +287,5 @@ class TensorRTBackend(Backend):
             return "tensorrt"
         return (f"tensorrt {self.trt.__version__} via {self.cuda.name} "
                 f"({len(self.slots)} context(s), batch <= {self.max_batch}"
-                f"{', CUDA graphs' if self.options.get('cuda_graph') else ''})")
+                f"{', CUDA graphs' if self.uses_cuda_graphs else ''}"
+                f"{' (CUDA graphs asked for, not possible with ' + self.cuda.name + ')' if self.options.get('cuda_graph') and not self.uses_cuda_graphs else ''})")
