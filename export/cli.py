@@ -34,6 +34,7 @@ Examples:
   fakedet export runs/r50/best -o r50.fdet --precision fp32 --opset 18 --atol 1e-5
   fakedet export runs/r50/best -o triton_repo --format triton --name r50
   fakedet export r50.fdet -o triton_repo --format triton   # package (with plans) -> Triton
+  fakedet export r50.fdet -o triton_repo --format triton --image-endpoint   # + JPEG/PNG in, scores out
 
 \b
 Parity: the ONNX model is run with ONNX Runtime (CPU) against PyTorch on random
@@ -71,8 +72,11 @@ preprocessing contract clients must apply.""",
               help="Triton max_batch_size for the ONNX model (TensorRT models take their profile's max).")
 @click.option("--instance", default="gpu:1", show_default=True,
               help="Triton instance group for the ONNX model: KIND:COUNT, KIND gpu, cpu or auto.")
+@click.option("--image-endpoint", is_flag=True,
+              help="--format triton: also write NAME_images, a Python-backend model that takes encoded images "
+                   "(JPEG/PNG bytes) and applies the package's preprocessing in the server.")
 def export(checkpoint, output, name, opset, precision, atol, atol_fp16, exporter, calib_images, sample_size,
-           no_simplify, fmt, max_batch, instance):
+           no_simplify, fmt, max_batch, instance, image_endpoint):
     """Export CHECKPOINT (a training checkpoint directory: model.safetensors +
     config.json) to a model package with ONNX models, the manifest and a parity report."""
     opts = ExportOptions(name=name, opset=opset, precision=precision, atol=atol, atol_fp16=atol_fp16,
@@ -83,11 +87,11 @@ def export(checkpoint, output, name, opset, precision, atol, atol_fp16, exporter
 
         kind, count = parse_instance(instance)
         if (checkpoint / "manifest.json").is_file():
-            written = write_triton_repo(checkpoint, output, name, max_batch, kind, count)
+            written = write_triton_repo(checkpoint, output, name, max_batch, kind, count, image_endpoint)
         else:
             with tempfile.TemporaryDirectory(prefix="fakedet-export-") as tmp:
                 pkg = _export(checkpoint, Path(tmp) / f"{name or checkpoint.name}.fdet", opts)
-                written = write_triton_repo(pkg, output, name, max_batch, kind, count)
+                written = write_triton_repo(pkg, output, name, max_batch, kind, count, image_endpoint)
         for d in written:
             click.echo(f"wrote Triton model {d}")
         return 0

@@ -3,6 +3,9 @@
     REPO/NAME/config.pbtxt            onnxruntime backend, dynamic batching where the model batches
     REPO/NAME/1/model.onnx            the fp32 model, else fp16, else INT8 QDQ
     REPO/NAME/fakedet.manifest.json   the preprocessing contract (clients send tensors)
+    REPO/NAME_images/                 with --image-endpoint: Triton's Python backend running
+                                      fakedet's runtime on encoded images (1/model.py,
+                                      1/detector.fdet): preprocessing happens in the server
     REPO/NAME_trt/...                 tensorrt backend, only when the package has plans:
                                       1/trt-<version>_sm<cc>_<prec>.plan, chosen per GPU with
                                       cc_model_filenames
@@ -155,7 +158,10 @@ def _write_model_dir(dest: Path, files: dict[str, Path], config: str, manifest: 
     try:
         (stage / "1").mkdir()
         for rel, src in files.items():
-            shutil.copyfile(src, stage / rel)
+            if Path(src).is_dir():
+                shutil.copytree(src, stage / rel)
+            else:
+                shutil.copyfile(src, stage / rel)
         (stage / "config.pbtxt").write_text(config, encoding="utf-8")
         (stage / CONTRACT_FILE).write_text(manifest.to_json(), encoding="utf-8")
         replace_dir(stage, dest)
@@ -178,8 +184,46 @@ def _plans_by_cc(pkg: ModelPackage) -> dict[str, object]:
     return best
 
 
+IMAGE_ENDPOINT_SUFFIX = "_images"
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+
+
+def render_image_endpoint_config(name: str, max_batch: int, kind: str, count: int, backend: str = "auto",
+                                 precision: str = "auto") -> str:
+    """A Python-backend model over encoded images: IMAGE (BYTES) in; SCORE, IS_FAKE and
+    ERROR out, one row per image."""
+    return "\n".join([
+        f'name: "{name}"',
+        'backend: "python"',
+        f"max_batch_size: {max_batch}",
+        'input [ { name: "IMAGE" data_type: TYPE_STRING dims: [ 1 ] } ]',
+        "output [",
+        '  { name: "SCORE" data_type: TYPE_FP32 dims: [ 1 ] },',
+        '  { name: "IS_FAKE" data_type: TYPE_BOOL dims: [ 1 ] },',
+        '  { name: "ERROR" data_type: TYPE_STRING dims: [ 1 ] }',
+        "]",
+        "dynamic_batching {",
+        f"  preferred_batch_size: {_dims(preferred_batches(max_batch))}",
+        "  max_queue_delay_microseconds: 500",
+        "}",
+        f"instance_group [ {{ count: {count} kind: {KINDS[kind]} }} ]",
+        f'parameters {{ key: "fakedet_backend" value: {{ string_value: "{backend}" }} }}',
+        f'parameters {{ key: "fakedet_precision" value: {{ string_value: "{precision}" }} }}',
+    ]) + "\n"
+
+
+def write_image_endpoint(pkg: ModelPackage, repo: Path, name: str, max_batch: int, kind: str, count: int) -> Path:
+    """REPO/NAME_images: model.py (fakedet's runtime, preprocessing included) and the
+    package itself, served by Triton's Python backend."""
+    model = f"{name}{IMAGE_ENDPOINT_SUFFIX}"
+    cfg = render_image_endpoint_config(model, max_batch, kind, count)
+    files = {"1/model.py": PYTHON_MODEL, "1/detector.fdet": pkg.root}
+    return _write_model_dir(repo / model, files, cfg, pkg.manifest)
+
+
 def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name: str | None = None,
-                      max_batch: int = 16, kind: str = "gpu", count: int = 1) -> list[Path]:
+                      max_batch: int = 16, kind: str = "gpu", count: int = 1,
+                      image_endpoint: bool = False) -> list[Path]:
     """Write the package's models into the Triton repository `repo`; return the model dirs."""
     pkg = package if isinstance(package, ModelPackage) else ModelPackage.open(package)
     pkg.verify()
@@ -215,4 +259,6 @@ def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name
         written.append(_write_model_dir(repo / f"{name}_trt", files, cfg, pkg.manifest))
     if not written:
         raise DataError(f"{pkg.source}: no ONNX model or TensorRT plan to put in a Triton repository")
+    if image_endpoint:
+        written.append(write_image_endpoint(pkg, repo, name, max_batch, kind, count))
     return written

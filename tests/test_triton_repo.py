@@ -331,3 +331,29 @@ def test_config_that_disagrees_with_its_model_is_caught(mismatch, tmp_path):
     corrupt(cfg)
     with pytest.raises(AssertionError):
         check_against_model(cfg, written / "1/model.onnx")
+
+
+# ---- the image endpoint: Triton's Python backend running fakedet on encoded images ------
+def test_image_endpoint_model_dir(tiny_package, tmp_path):
+    src, _ = tiny_package
+    assert main(["export", str(src), "-o", str(tmp_path / "repo"), "--format", "triton", "--name", "t",
+                 "--image-endpoint", "--max-batch", "8", "--instance", "cpu:2"]) == 0
+    d = tmp_path / "repo" / "t_images"
+    cfg = read_config(d / "config.pbtxt")
+    assert (cfg.name, cfg.backend, cfg.max_batch_size) == ("t_images", "python", 8)
+    (inp,) = cfg.input
+    assert (inp.name, inp.data_type, list(inp.dims)) == ("IMAGE", mc.TYPE_STRING, [1])
+    assert [(o.name, o.data_type, list(o.dims)) for o in cfg.output] == [
+        ("SCORE", mc.TYPE_FP32, [1]), ("IS_FAKE", mc.TYPE_BOOL, [1]), ("ERROR", mc.TYPE_STRING, [1])]
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert [(g.kind, g.count) for g in cfg.instance_group] == [(mc.ModelInstanceGroup.KIND_CPU, 2)]
+    assert {k: v.string_value for k, v in cfg.parameters.items()} == {"fakedet_backend": "auto",
+                                                                       "fakedet_precision": "auto"}
+    # the package travels whole and intact; model.py is the shipped template
+    copied = ModelPackage.open(d / "1" / "detector.fdet")
+    copied.verify()
+    assert copied.manifest.to_json() == ModelPackage.open(src).manifest.to_json()
+    from fakedet.export.triton import PYTHON_MODEL
+
+    assert (d / "1" / "model.py").read_text() == PYTHON_MODEL.read_text()
+    compile(PYTHON_MODEL.read_text(), "model.py", "exec")  # valid Python for the stub's interpreter
