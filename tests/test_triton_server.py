@@ -144,3 +144,29 @@ def test_triton_serves_scores_equal_to_the_runtime(server, tiny_package):
     again, _, _ = _infer(server, [good[2]])
     np.testing.assert_allclose(again, [want[2].score], rtol=1e-5, atol=1e-6)
 
+
+
+def test_concurrent_requests_each_get_their_own_rows(server, tiny_package):
+    """Requests the dynamic batcher merges into one execute() call are split back per request."""
+    import threading
+
+    from fakedet.runtime.detector import Detector
+
+    requests = [[_png(10 + i)] * (1 + i % 2) for i in range(6)]  # 6 requests of 1 or 2 rows
+    with Detector.open(tiny_package[0], backend="ort-cpu") as det:
+        want = [[p.score for p in det.predict(r)] for r in requests]
+    got: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(requests))
+
+    def send(i):
+        start.wait(timeout=30)
+        got[i] = _infer(server, requests[i])[0]
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(got) == list(range(len(requests)))
+    for i, scores in got.items():
+        np.testing.assert_allclose(scores, want[i], rtol=1e-5, atol=1e-6)
