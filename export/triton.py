@@ -26,7 +26,6 @@ from fakedet.atomic import replace_dir, staging_dir
 from fakedet.errors import DataError, FakedetError
 from fakedet.manifest import Manifest
 from fakedet.package import ModelPackage
-
 from fakedet.runtime.tensorrt_support import parse_cc
 
 from .trt_rules import TrtVersion

@@ -1,0 +1,70 @@
+"""Record the option keys ONNX Runtime's GPU execution providers accept, for
+tests/test_ort_provider_options.py (fakedet's provider options checked without a GPU).
+
+An unknown key in `providers=[("TensorrtExecutionProvider", {...})]` fails session
+creation, but only on a machine where the provider loads. The keys are plain strings in
+the provider libraries of the onnxruntime-gpu wheel, so they can be read here without
+loading them (or CUDA):
+
+    pip download --no-deps -d wheels onnxruntime-gpu==1.31.1
+    python scripts/ort_provider_options.py wheels/onnxruntime_gpu-*.whl -o tests/data/ort_providers
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import re
+import sys
+import zipfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from trt_api_surface import binary_identifiers  # noqa: E402
+
+LIBRARIES = {
+    "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
+    "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so",
+}
+OPTION_LIKE = re.compile(r"^[a-z][a-z0-9_]{2,63}$")  # option keys are snake_case
+
+
+def read_wheel(path: Path) -> dict:
+    m = re.match(r"^onnxruntime_gpu-(\d+(?:\.\d+)*)", path.name)
+    if not m:
+        raise SystemExit(f"{path.name}: not an onnxruntime-gpu wheel")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    record = {"onnxruntime": m.group(1), "source": path.name, "sha256": digest.hexdigest(), "providers": {}}
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        for provider, lib in LIBRARIES.items():
+            member = next((n for n in names if n.endswith("/" + lib)), None)
+            if member is None:
+                raise SystemExit(f"{path.name}: no {lib}")
+            keys = {t for t in binary_identifiers(zf.read(member)) if OPTION_LIKE.match(t) and "_" in t}
+            record["providers"][provider] = sorted(keys)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("wheels", nargs="+", type=Path)
+    ap.add_argument("-o", "--out", type=Path, default=Path("tests/data/ort_providers"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for wheel in args.wheels:
+        record = read_wheel(wheel)
+        target = args.out / f"onnxruntime-gpu-{record['onnxruntime']}.json.gz"
+        target.write_bytes(gzip.compress(json.dumps(record, indent=0, sort_keys=True).encode(), 9, mtime=0))
+        sizes = ", ".join(f"{p}: {len(k)}" for p, k in record["providers"].items())
+        print(f"{target}: {sizes} names from {wheel.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
