@@ -12,17 +12,14 @@ loading them (or CUDA):
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import hashlib
-import json
 import re
 import sys
 import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from trt_api_surface import binary_identifiers  # noqa: E402
+from trt_api_surface import binary_identifiers, record_wheels  # noqa: E402
 
 LIBRARIES = {
     "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
@@ -52,18 +49,11 @@ def read_wheel(path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("wheels", nargs="+", type=Path)
-    ap.add_argument("-o", "--out", type=Path, default=Path("tests/data/ort_providers"))
-    args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for wheel in args.wheels:
-        record = read_wheel(wheel)
-        target = args.out / f"onnxruntime-gpu-{record['onnxruntime']}.json.gz"
-        target.write_bytes(gzip.compress(json.dumps(record, indent=0, sort_keys=True).encode(), 9, mtime=0))
+    def name_and_summary(record: dict) -> tuple[str, str]:
         sizes = ", ".join(f"{p}: {len(k)}" for p, k in record["providers"].items())
-        print(f"{target}: {sizes} names from {wheel.name}")
-    return 0
+        return f"onnxruntime-gpu-{record['onnxruntime']}", f"{sizes} names"
+
+    return record_wheels(__doc__, "tests/data/ort_providers", read_wheel, name_and_summary, argv)
 
 
 if __name__ == "__main__":

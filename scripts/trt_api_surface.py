@@ -98,21 +98,31 @@ def read_wheel(path: Path) -> dict:
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def record_wheels(doc: str, default_out: str, read, name_and_summary, argv: list[str] | None = None) -> int:
+    """The command line both recorders share: WHEEL... [-o DIR]; each wheel's record is
+    written as DIR/<name>.json.gz (deterministic bytes: no timestamp in the gzip header)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("wheels", nargs="+", type=Path)
-    ap.add_argument("-o", "--out", type=Path, default=Path("tests/data/trt_api"))
+    ap.add_argument("-o", "--out", type=Path, default=Path(default_out))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for wheel in args.wheels:
-        record = read_wheel(wheel)
-        stem = f"tensorrt-{record['tensorrt']}" + ("-stubs" if record["kind"] == "stubs" else "")
-        target = args.out / f"{stem}.json.gz"
-        data = json.dumps(record, indent=0, sort_keys=True).encode()
-        target.write_bytes(gzip.compress(data, 9, mtime=0))
-        size = len(record.get("names", [])) or sum(len(v) for v in record.get("classes", {}).values())
-        print(f"{target}: {record['kind']}, {size} names from {wheel.name}")
+        record = read(wheel)
+        name, summary = name_and_summary(record)
+        target = args.out / f"{name}.json.gz"
+        target.write_bytes(gzip.compress(json.dumps(record, indent=0, sort_keys=True).encode(), 9, mtime=0))
+        print(f"{target}: {summary} from {wheel.name}")
     return 0
+
+
+def _name_and_summary(record: dict) -> tuple[str, str]:
+    name = f"tensorrt-{record['tensorrt']}" + ("-stubs" if record["kind"] == "stubs" else "")
+    size = len(record.get("names", [])) or sum(len(v) for v in record.get("classes", {}).values())
+    return name, f"{record['kind']}, {size} names"
+
+
+def main(argv: list[str] | None = None) -> int:
+    return record_wheels(__doc__, "tests/data/trt_api", read_wheel, _name_and_summary, argv)
 
 
 if __name__ == "__main__":
