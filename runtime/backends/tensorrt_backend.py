@@ -51,11 +51,14 @@ class _Slot:
     events: list = field(default_factory=list)
 
 
-def _np_dtype(trt, dt) -> np.dtype:
+def _np_dtype(trt, dt, tensor: str, plan) -> np.dtype:
+    """numpy's dtype for a plan's I/O tensor. A type numpy lacks (bf16, fp8) is refused
+    with the reason, not read as float32: the bytes would be misread silently."""
     try:
         return np.dtype(trt.nptype(dt))
     except Exception:
-        return np.dtype(np.float32)
+        raise PackageError(plan, f"I/O tensor '{tensor}' is {dt}, which numpy cannot hold; "
+                                 "export the model with float32 or float16 inputs and outputs") from None
 
 
 class TensorRTBackend(Backend):
@@ -107,12 +110,13 @@ class TensorRTBackend(Backend):
             for i in range(engine.num_io_tensors):
                 name = engine.get_tensor_name(i)
                 is_in = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-                out.append(_IO(name, is_in, _np_dtype(trt, engine.get_tensor_dtype(name)),
+                out.append(_IO(name, is_in, _np_dtype(trt, engine.get_tensor_dtype(name), name, self.model_path),
                                tuple(engine.get_tensor_shape(name)), i))
             return out
         per_profile = engine.num_bindings // max(engine.num_optimization_profiles, 1)
         return [
-            _IO(engine.get_binding_name(i), engine.binding_is_input(i), _np_dtype(trt, engine.get_binding_dtype(i)),
+            _IO(engine.get_binding_name(i), engine.binding_is_input(i),
+                _np_dtype(trt, engine.get_binding_dtype(i), engine.get_binding_name(i), self.model_path),
                 tuple(engine.get_binding_shape(i)), i)
             for i in range(per_profile)
         ]
