@@ -25,7 +25,7 @@ from pathlib import Path
 from fakedet.atomic import replace_dir, staging_dir
 from fakedet.errors import DataError, FakedetError
 from fakedet.manifest import Manifest
-from fakedet.package import ModelPackage
+from fakedet.package import MANIFEST_FILE, ModelPackage
 from fakedet.runtime.tensorrt_support import parse_cc
 
 from .trt_rules import TrtVersion
@@ -152,13 +152,15 @@ def render_config(name: str, platform: str, manifest: Manifest, tensors: ModelTe
     return "\n".join(lines + (extra or [])) + "\n"
 
 
-def _write_model_dir(dest: Path, files: dict[str, Path], config: str, manifest: Manifest) -> Path:
+def _write_model_dir(dest: Path, files: dict[str, Path | str], config: str, manifest: Manifest) -> Path:
+    """`files`: relative path -> a file to copy, or text (str) to write."""
     stage = staging_dir(dest)
     try:
         (stage / "1").mkdir()
         for rel, src in files.items():
-            if Path(src).is_dir():
-                shutil.copytree(src, stage / rel)
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(src, str):
+                (stage / rel).write_text(src, encoding="utf-8")
             else:
                 shutil.copyfile(src, stage / rel)
         (stage / "config.pbtxt").write_text(config, encoding="utf-8")
@@ -216,7 +218,9 @@ def write_image_endpoint(pkg: ModelPackage, repo: Path, name: str, max_batch: in
     package itself, served by Triton's Python backend."""
     model = f"{name}{IMAGE_ENDPOINT_SUFFIX}"
     cfg = render_image_endpoint_config(model, max_batch, kind, count)
-    files = {"1/model.py": PYTHON_MODEL, "1/detector.fdet": pkg.root}
+    # The package as a directory of its own files only (a bare .onnx package lives among others).
+    files: dict[str, Path | str] = {"1/model.py": PYTHON_MODEL, f"1/detector.fdet/{MANIFEST_FILE}": pkg.manifest.to_json()}
+    files.update({f"1/detector.fdet/{a.file}": pkg.path_of(a) for a in pkg.manifest.artifacts})
     return _write_model_dir(repo / model, files, cfg, pkg.manifest)
 
 

@@ -357,3 +357,22 @@ def test_image_endpoint_model_dir(tiny_package, tmp_path):
 
     assert (d / "1" / "model.py").read_text() == PYTHON_MODEL.read_text()
     compile(PYTHON_MODEL.read_text(), "model.py", "exec")  # valid Python for the stub's interpreter
+
+
+def test_image_endpoint_from_a_bare_onnx_takes_only_its_own_file(tiny_package, tmp_path):
+    """A bare .onnx package lives in a folder of other files: only it and a manifest travel."""
+    import onnx
+
+    from fakedet.package import embed_manifest
+
+    pkg = ModelPackage.open(tiny_package[0])
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "unrelated.bin").write_bytes(b"x" * 100)
+    model = onnx.load(str(tiny_package[0] / "model.onnx"))
+    embed_manifest(model, pkg.manifest, "onnx-fp32")
+    onnx.save(model, str(folder / "det.onnx"))
+    (written,) = write_triton_repo(folder / "det.onnx", tmp_path / "repo", "d", kind="cpu", image_endpoint=True)[1:]
+    copied = written / "1" / "detector.fdet"
+    assert sorted(p.name for p in copied.iterdir()) == ["det.onnx", "manifest.json"]
+    ModelPackage.open(copied).verify()
