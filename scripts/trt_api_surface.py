@@ -42,29 +42,85 @@ def binary_identifiers(blob: bytes) -> set[str]:
     return names
 
 
-def stub_classes(source: str) -> tuple[dict[str, list[str]], list[str]]:
-    """({class: members}, module-level names) of a .pyi file. Read line by line, not
-    with `ast`: generated stubs are not always valid Python (tensorrt-stubs 10.13 has a
-    non-default argument after default ones)."""
+def _split_params(text: str) -> list[str]:
+    """Top-level comma split of a parameter list (commas inside [], () stay)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[(" and 1 or (-1 if ch in "])" else 0)
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p.strip() for p in out + [cur] if p.strip()]
+
+
+def _until_close(text: str) -> str | None:
+    """The text before the ')' that closes an already opened '(' ; None if not there yet."""
+    depth = 1
+    for i, ch in enumerate(text):
+        depth += 1 if ch in "([" else -1 if ch in ")]" else 0
+        if depth == 0:
+            return text[:i]
+    return None
+
+
+def param_spec(param: str) -> str | None:
+    """'name: T' -> 'name'; 'name: T = x' -> 'name='; '*args' -> '*'; '**kw' -> '**';
+    'self' and the bare '*' / '/' markers -> None."""
+    name = param.split(":", 1)[0].split("=", 1)[0].strip()
+    if name in ("self", "*", "/"):
+        return None
+    if name.startswith("**"):
+        return "**"
+    if name.startswith("*"):
+        return "*"
+    return name + ("=" if "=" in param else "")
+
+
+def stub_classes(source: str) -> tuple[dict[str, list[str]], list[str], dict[str, dict[str, list[list[str]]]]]:
+    """({class: members}, module-level names, {class: {method: [signature, ...]}}) of a
+    .pyi file; a signature is a list of param_spec()s, one per overload. Read line by
+    line, not with `ast`: generated stubs are not always valid Python (tensorrt-stubs
+    10.13 has a non-default argument after default ones)."""
     classes: dict[str, set[str]] = {}
+    signatures: dict[str, dict[str, list[list[str]]]] = {}
     module: set[str] = set()
     current = None
+    pending = None  # (method, text so far) of a def spread over several lines
     top = re.compile(r"^(?:class|def)\s+([A-Za-z_]\w*)|^([A-Za-z_]\w*)\s*[:=]")
     member = re.compile(r"^    (?:def\s+([A-Za-z_]\w*)|([A-Za-z_]\w*)\s*[:=])")
     for line in source.splitlines():
-        if line and not line[0].isspace():
+        if pending is not None:
+            pending = (pending[0], pending[1] + " " + line.strip())
+        elif line and not line[0].isspace():
             m = top.match(line)
             current = None
             if m:
                 name = m.group(1) or m.group(2)
                 module.add(name)
                 if line.startswith("class "):
-                    current = classes.setdefault(name, set())
+                    current = name
+                    classes.setdefault(name, set())
+            continue
         elif current is not None:
             m = member.match(line)
-            if m:
-                current.add(m.group(1) or m.group(2))
-    return {k: sorted(v) for k, v in classes.items()}, sorted(module)
+            if not m:
+                continue
+            classes[current].add(m.group(1) or m.group(2))
+            if not m.group(1):
+                continue
+            pending = (m.group(1), line.split("(", 1)[1] if "(" in line else "")
+        else:
+            continue
+        method, text = pending
+        params = _until_close(text)
+        if params is not None:  # the parameter list closed
+            specs = [sp for sp in (param_spec(p) for p in _split_params(params)) if sp is not None]
+            signatures.setdefault(current, {}).setdefault(method, []).append(specs)
+            pending = None
+    members = {k: sorted(v) for k, v in classes.items()}
+    return members, sorted(module), signatures
 
 
 def wheel_version(name: str) -> str:
@@ -88,11 +144,11 @@ def read_wheel(path: Path) -> dict:
                     names.update(IDENT.findall(zf.read(f).decode("utf-8", "replace")))
             record.update(kind="binding-strings", names=sorted(names))
         elif pyi:
-            classes, module = stub_classes(zf.read(pyi[0]).decode("utf-8"))
+            classes, module, signatures = stub_classes(zf.read(pyi[0]).decode("utf-8"))
             init = [f for f in files if f.endswith("__init__.pyi")]
             for f in init:  # helpers such as nptype live in the package's __init__
                 module = sorted(set(module) | set(stub_classes(zf.read(f).decode("utf-8"))[1]))
-            record.update(kind="stubs", classes=classes, module=module)
+            record.update(kind="stubs", classes=classes, module=module, signatures=signatures)
         else:
             raise SystemExit(f"{path}: neither a TensorRT bindings wheel (tensorrt*.so) nor a stubs wheel (tensorrt.pyi)")
     return record

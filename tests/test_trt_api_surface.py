@@ -128,6 +128,64 @@ def find_uses(source: str, filename: str = "<source>") -> list[Use]:
     return uses
 
 
+@dataclass(frozen=True)
+class Call:
+    owner: str  # the TensorRT class whose method (or constructor: "__init__") is called
+    method: str
+    positional: int
+    keywords: tuple
+    where: str
+
+
+def find_calls(source: str, filename: str = "<source>") -> list[Call]:
+    """Calls of TensorRT methods and constructors, and the overrides of a TensorRT base
+    class's methods (called by TensorRT with the base signature), with their arities."""
+    calls = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = _owner(node.func.value)
+            if owner is None:
+                continue
+            n = len(node.args)
+            kws = tuple(k.arg for k in node.keywords if k.arg)
+            if owner == MODULE:  # trt.Builder(logger): the class's constructor
+                calls.append(Call(node.func.attr, "__init__", n, kws, f"{filename}:{node.lineno}"))
+            else:
+                calls.append(Call(owner, node.func.attr, n, kws, f"{filename}:{node.lineno}"))
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                if isinstance(base, ast.Attribute) and _owner(base.value) == MODULE:
+                    for item in node.body:
+                        if isinstance(item, ast.FunctionDef) and not item.name.startswith("__"):
+                            n = len(item.args.args) - 1  # without self
+                            calls.append(Call(base.attr, item.name, n, (), f"{filename}:{item.lineno} (override)"))
+    return calls
+
+
+def accepts(signature: list[str], positional: int, keywords: tuple) -> bool:
+    """Whether a stub signature (param specs: 'a', 'b=' optional, '*', '**') takes the call."""
+    names = [p.rstrip("=") for p in signature if p not in ("*", "**")]
+    if positional > len(names) and "*" not in signature:
+        return False
+    bound = set(names[:positional])
+    if any(k not in names and "**" not in signature for k in keywords) or bound & set(keywords):
+        return False
+    required = {p for p in signature if p not in ("*", "**") and not p.endswith("=")}
+    return required <= bound | set(keywords)
+
+
+def arity_problems(calls: list[Call], signatures: dict) -> list[str]:
+    out = []
+    for c in calls:
+        overloads = signatures.get(c.owner, {}).get(c.method)
+        if overloads is None:
+            continue  # existence is the other tests' business
+        if not any(accepts(sig, c.positional, c.keywords) for sig in overloads):
+            out.append(f"{c.where}: {c.owner}.{c.method} with {c.positional} positional {list(c.keywords)}; "
+                       f"takes {overloads}")
+    return sorted(set(out))
+
+
 # ---- the releases -------------------------------------------------------------
 class Release:
     def __init__(self, record: dict):
@@ -135,6 +193,7 @@ class Release:
         self.label = record["tensorrt"] + (" (stubs)" if record["kind"] == "stubs" else "")
         self.classes = {k: set(v) for k, v in record.get("classes", {}).items()}
         self.module = set(record.get("module", ()))
+        self.signatures = record.get("signatures", {})
         self.names = set(record.get("names", ()))
         if record["kind"] == "stubs":
             self.names = self.module.union(*self.classes.values())
@@ -280,3 +339,33 @@ def test_a_recipe_flag_a_release_lacks_is_caught():
     assert not _release("11.4").has("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH")
     assert _release("8.6.1").has("NetworkDefinitionCreationFlag", "EXPLICIT_BATCH")
     assert not _release("8.6.1").has("NetworkDefinitionCreationFlag", "STRONGLY_TYPED")
+
+
+# ---- argument counts, from the 10.13 stubs' signatures ---------------------------
+def _stubs() -> Release:
+    return next(r for r in RELEASES if r.per_class)
+
+
+def test_every_call_passes_arguments_the_signature_takes():
+    calls = []
+    for rel in TRT_SOURCES:
+        calls += find_calls((ROOT / rel).read_text(), rel)
+    stubs = _stubs()
+    checked = [c for c in calls if c.method in stubs.signatures.get(c.owner, {})]
+    assert len(checked) >= 25, f"only {len(checked)} calls were checked"
+    assert arity_problems(calls, stubs.signatures) == []
+
+
+def test_a_wrong_argument_count_or_keyword_is_caught():
+    bad = find_calls("def f(trt, config, profile, ctx, cache, logger):\n"
+                     "    config.set_memory_pool_limit(1)\n"  # one argument short
+                     "    profile.set_shape('x', 1, 2)\n"  # max missing
+                     "    config.set_timing_cache(cache, ignore_mismatches=False)\n"  # misspelled keyword
+                     "    ctx.execute_async_v3(0, 1)\n"  # one too many
+                     "    trt.OnnxParser(logger)\n"  # needs network and logger
+                     "class C(trt.IInt8EntropyCalibrator2):\n"
+                     "    def get_batch(self):\n"  # TensorRT calls get_batch(names)
+                     "        return None\n")
+    assert len(arity_problems(bad, _stubs().signatures)) == 6
+    good = find_calls("def f(config, cache):\n    config.set_timing_cache(cache, ignore_mismatch=False)\n")
+    assert arity_problems(good, _stubs().signatures) == []
