@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fakedet.calibration.trt_cache import trt_version_number
 from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
+from fakedet.runtime.tensorrt_support import parse_cc, parse_version
 
 MIN_SUPPORTED = (8, 5)
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -37,10 +39,10 @@ class TrtVersion:
 
     @classmethod
     def parse(cls, text: str) -> "TrtVersion":
-        m = re.match(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(text))
-        if not m:
-            raise BuildOptionError(f"cannot read a TensorRT version from '{text}'")
-        return cls(*(int(g) if g is not None else 0 for g in m.groups()))
+        try:
+            return cls(*parse_version(text))
+        except ValueError:
+            raise BuildOptionError(f"cannot read a TensorRT version from '{text}'") from None
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
@@ -65,9 +67,7 @@ class TrtVersion:
     @property
     def cache_tag(self) -> int:
         """The number TensorRT writes in calibration cache headers: 8.6.1 -> 8601, 10.3.0 -> 100300."""
-        if self.major >= 10:
-            return self.major * 10000 + self.minor * 100 + self.patch
-        return self.major * 1000 + self.minor * 100 + self.patch
+        return trt_version_number(str(self))
 
 
 def calibration_cache_version(first_line: str) -> TrtVersion | None:
@@ -179,7 +179,7 @@ def check_options(version: TrtVersion, precision: str, dla_core: int | None, ver
         if version.strongly_typed_only:
             warnings.append("DLA with a strongly typed network: layers whose types DLA lacks fall back to the GPU")
     if hardware_compat == "ampere+" and compute_capability is not None:
-        if TrtVersion.parse(compute_capability).major < 8:
+        if parse_cc(compute_capability) < (8, 0):
             raise BuildOptionError(f"--hardware-compat ampere+ needs an Ampere or newer GPU (this one is sm{cc_tag(compute_capability)})")
     return warnings
 

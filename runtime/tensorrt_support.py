@@ -21,6 +21,7 @@ NVIDIA's compatibility rules (TensorRT developer guide, "Version Compatibility" 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 
 from fakedet.manifest import Artifact
@@ -95,18 +96,17 @@ def detect_environment() -> TrtEnvironment:
 
 
 # ---- version and hardware rules (pure) -----------------------------------
+_VERSION = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+
+
 def parse_version(text: str) -> tuple[int, int, int]:
-    """'10.3.0.26' -> (10, 3, 0). Missing parts count as 0."""
-    parts = [p for p in str(text).strip().split(".") if p != ""]
-    nums = []
-    for p in parts[:3]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        if not digits:
-            raise ValueError(f"not a TensorRT version: '{text}'")
-        nums.append(int(digits))
-    while len(nums) < 3:
-        nums.append(0)
-    return tuple(nums)  # type: ignore[return-value]
+    """'10.3.0.26' -> (10, 3, 0); '10.0.0b6' -> (10, 0, 0). Missing parts count as 0.
+    The one parser of TensorRT versions: the build stamps plans with it and the runtime
+    compares with it, so a pre-release tag cannot make a plan refuse its own builder."""
+    m = _VERSION.match(str(text))
+    if not m:
+        raise ValueError(f"not a TensorRT version: '{text}'")
+    return tuple(int(g) if g is not None else 0 for g in m.groups())  # type: ignore[return-value]
 
 
 def _v(t: tuple[int, int, int]) -> str:
