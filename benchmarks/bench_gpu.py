@@ -252,10 +252,11 @@ def torch_cuda_problem() -> str | None:
 
 def machine_facts() -> dict:
     """GPU, driver, CUDA, TensorRT, ONNX Runtime, torch, trtexec: each None with a note when absent."""
+    from fakedet.calibration.cpu_speed import cpu_model
     from fakedet.runtime.tensorrt_support import detect_environment
     from fakedet.runtime.trtexec import find_trtexec
 
-    f = {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": hl.cpu_model(),
+    f = {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
          "cpu_count": os.cpu_count(), "python": platform.python_version(), "notes": []}
     env = detect_environment()
     f["tensorrt"], f["gpu"], f["compute_capability"] = env.trt_version, env.device_name, env.compute_capability

@@ -215,17 +215,8 @@ def fused_ops(path: Path, threads: int) -> dict:
 
 
 # ---- report ------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def write_markdown(path: Path, machine: str, head: dict, bench_report: dict, args) -> None:
+    from fakedet.calibration.cpu_speed import cpu_model
     from fakedet.runtime.bench import format_table
 
     t = head["throughput_img_s"]

@@ -35,7 +35,6 @@ import io
 import json
 import logging
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -215,10 +214,11 @@ def throughput(paths: dict, batch: np.ndarray, repeats: int, iters: int) -> dict
 
 
 def machine_id() -> tuple[str, str, list[str]]:
-    cpu, flags = platform.processor() or platform.machine(), []
+    from fakedet.calibration.cpu_speed import cpu_model
+
+    cpu, flags = cpu_model(), []
     try:
         info = Path("/proc/cpuinfo").read_text()
-        cpu = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()
         flags = sorted(set(re.search(r"flags\s*:\s*(.+)", info).group(1).split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
     except (OSError, AttributeError):
         pass
@@ -324,6 +324,7 @@ def main() -> None:
     rows = []
     for k in models:
         p = sigmoid(logits[k])
+        auc = roc_auc(labels, p)
         shift = score_shift(logits["fp32"], logits[k], thr)
         g = graphs[k]
         int8_ops = sum(v for op, v in g.items() if op.startswith("QLinear") or op in ("QGemm", "MatMulInteger"))
@@ -333,9 +334,9 @@ def main() -> None:
             "img_per_s_min_max": [tput[k]["min"], tput[k]["max"]],
             "ms_per_img": 1000 / tput[k]["median"],
             "speedup_vs_fp32": tput[k]["median"] / tput["fp32"]["median"],
-            "auc": roc_auc(labels, p),
+            "auc": auc,
             "ap": average_precision(labels, p),
-            "auc_drop_points": 100 * (auc32 - roc_auc(labels, p)),
+            "auc_drop_points": 100 * (auc32 - auc),
             "decision_agreement": shift["decision_agreement"],
             "mean_abs_dp_vs_fp32": shift["mean_abs_dp"],
             "logit_spread_ratio": shift["logit_spread_ratio"],

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from .guard import session
+
 
 def cpu_model() -> str:
     try:
@@ -27,15 +29,7 @@ def measure(fp32_model, int8_model, batch: np.ndarray, budget_s: float = 2.5, ma
     import onnxruntime as ort
 
     threads = os.cpu_count() or 1
-
-    def sess(m):
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.intra_op_num_threads = threads
-        src = m if isinstance(m, (str, bytes)) else (str(m) if hasattr(m, "__fspath__") else m.SerializeToString())
-        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-    sessions = {"fp32": sess(fp32_model), "int8": sess(int8_model)}
+    sessions = {"fp32": session(fp32_model, threads), "int8": session(int8_model, threads)}
     feeds = {k: {s.get_inputs()[0].name: batch} for k, s in sessions.items()}
     for k, s in sessions.items():
         s.run(None, feeds[k])

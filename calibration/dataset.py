@@ -22,6 +22,17 @@ log = logging.getLogger("fakedet.calibration")
 UNLABELLED = -1
 
 
+def progress_bar(items, progress: bool, **kw):
+    """`items` under a tqdm bar (leave=False) when `progress` and tqdm is installed; else `items`."""
+    if progress:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return items
+        return tqdm(items, leave=False, **kw)
+    return items
+
+
 @dataclass
 class TensorSet:
     """Preprocessed tensors with their samples (one tensor per sample, same order)."""
@@ -153,15 +164,7 @@ def load_set(
     if n is not None and len(chosen) < n:
         log.warning("%s data %s has %d images, fewer than the %d asked; using all of them", purpose, root, len(chosen), n)
     tensors, kept, skipped = [], [], []
-    it = chosen
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            it = tqdm(chosen, desc=f"reading {purpose} images", unit="img", leave=False)
-        except ImportError:
-            pass
-    for s in it:
+    for s in progress_bar(chosen, progress, desc=f"reading {purpose} images", unit="img"):
         try:
             tensors.append(preprocess(s.path, spec))
             kept.append(s)

@@ -4,7 +4,6 @@ AUC drop and the score shift (mean |P_int8 - P_fp32|) are both within budget."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import numpy as np
@@ -13,17 +12,20 @@ from fakedet.manifest import OutputSpec
 from fakedet.runtime.metrics import accuracy_at, average_precision, roc_auc
 from fakedet.runtime.scoring import fake_logits, sigmoid
 
+from .dataset import progress_bar
 from .surgery import keep_float, layer_groups
 
 log = logging.getLogger("fakedet.calibration")
 
 
-def session(model):
-    """An ORT CPU session from a path or an in-memory ModelProto."""
+def session(model, threads: int | None = None):
+    """An ORT CPU session from a path or an in-memory ModelProto (`threads`: intra-op threads)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if threads is not None:
+        so.intra_op_num_threads = threads
     src = model if isinstance(model, (str, bytes)) else (str(model) if hasattr(model, "__fspath__") else model.SerializeToString())
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
@@ -35,15 +37,24 @@ def logits_of(model, batches, output: OutputSpec) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
-    """Mean |accuracy - confidence| over equal-width probability bins, weighted by bin size."""
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[tuple]:
+    """(mean confidence, fraction positive, share of images) per non-empty equal-width
+    probability bin, in bin order."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    err = 0.0
+    out = []
     for b in range(bins):
         sel = idx == b
         if sel.any():
-            err += sel.mean() * abs(labels[sel].mean() - probs[sel].mean())
+            out.append((probs[sel].mean(), labels[sel].mean(), sel.mean()))
+    return out
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width probability bins, weighted by bin size."""
+    err = 0.0
+    for conf, acc, weight in reliability_bins(labels, probs, bins):
+        err += weight * abs(acc - conf)
     return float(err)
 
 
@@ -84,13 +95,7 @@ def sensitivity(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output:
     """Keep one layer group in float at a time; measure the logit error against FP32 (and AUC)."""
     groups = layer_groups(fp32_model)
     rows = []
-    it = groups
-    if progress:
-        with contextlib.suppress(ImportError):
-            from tqdm import tqdm
-
-            it = tqdm(groups, desc="layer sensitivity", unit="layer", leave=False)
-    for grp in it:
+    for grp in progress_bar(groups, progress, desc="layer sensitivity", unit="layer"):
         m = keep_float(qdq_model, fp32_model, grp.nodes)
         l8 = logits_of(m, batches, output)
         row = {**grp.to_dict(), "logit_mse": float(np.mean((l8 - l32) ** 2))}
@@ -127,13 +132,13 @@ def fallback(
     sensitivity_images: int | None = 32,
     max_score_shift: float | None = None,
 ):
-    """Greedy mixed precision. Returns (model, result dict). The ranking (one INT8 run per
-    layer group) uses up to `sensitivity_images` held-out images spread over the set: it
-    orders layers by logit error, which a few dozen images estimate well;     every greedy
-    step is then judged on the whole held-out set. It engages when either budget is
-    exceeded; `passed` is the AUC verdict, `shift_passed` the score-shift one. When the
-    shift budget cannot be met, the model kept is the first step that meets the AUC budget
-    (no layer is left in float for a shift it does not cure)."""
+    """Greedy mixed precision. Returns (model, result dict, that model's logits on `batches`).
+    The ranking (one INT8 run per layer group) uses up to `sensitivity_images` held-out
+    images spread over the set: it orders layers by logit error, which a few dozen images
+    estimate well; every greedy step is then judged on the whole held-out set. It engages
+    when either budget is exceeded; `passed` is the AUC verdict, `shift_passed` the
+    score-shift one. When the shift budget cannot be met, the model kept is the first step
+    that meets the AUC budget (no layer is left in float for a shift it does not cure)."""
 
     def auc_ok(r):
         return r["auc_drop"] <= max_auc_drop
@@ -147,7 +152,7 @@ def fallback(
               "kept_float": [], "sensitivity": [], "steps": []}  # fmt: skip
     if auc_ok(first) and shift_ok(first):
         result.update(final=first, passed=True, shift_passed=True)
-        return qdq_model, result
+        return qdq_model, result, l8
     log.warning(
         "INT8 AUC drop %.4f (budget %.4f), mean |dP| %.4f (budget %s): running per-layer sensitivity",
         first["auc_drop"], max_auc_drop, first["shift"]["mean_abs_dp"], max_score_shift,
@@ -157,12 +162,13 @@ def fallback(
     result["sensitivity"] = ranking
     result["sensitivity_images"] = int(l32_sub.size)
     kept: list[dict] = []
-    tried = [([], qdq_model, first)]
+    tried = [([], qdq_model, first, l8)]
     for row in ranking[:max_float_groups]:
         kept.append(row)
         model = keep_float(qdq_model, fp32_model, [n for r in kept for n in r["nodes"]])
-        final = compare(labels, l32, logits_of(model, batches, output), threshold)
-        tried.append((list(kept), model, final))
+        l8 = logits_of(model, batches, output)
+        final = compare(labels, l32, l8, threshold)
+        tried.append((list(kept), model, final, l8))
         result["steps"].append({"kept_float": [r["name"] for r in kept], "auc_drop": final["auc_drop"],
                                 "mean_abs_dp": final["shift"]["mean_abs_dp"]})  # fmt: skip
         log.info("keeping %s in float: AUC drop %.4f, mean |dP| %.4f", row["name"], final["auc_drop"],
@@ -171,9 +177,9 @@ def fallback(
             break
     pick = next((t for t in tried if auc_ok(t[2]) and shift_ok(t[2])), None)
     pick = pick or next((t for t in tried if auc_ok(t[2])), None) or tried[-1]
-    kept, model, final = pick
+    kept, model, final, l8 = pick
     result["kept_float"] = [{"name": r["name"], "op_type": r["op_type"], "nodes": r["nodes"]} for r in kept]
     result["final"] = final
     result["passed"] = bool(auc_ok(final))
     result["shift_passed"] = bool(shift_ok(final))
-    return model, result
+    return model, result, l8

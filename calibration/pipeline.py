@@ -96,7 +96,7 @@ def _ort_version() -> str:
 
 
 def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path):
-    """(manifest, fp32 path, base package or None, destination)."""
+    """(manifest, fp32 path, its sha256, base package or None, destination)."""
     if input_spec is not None:
         import onnx
 
@@ -120,17 +120,17 @@ def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: 
         embed_manifest(model, manifest, "onnx-fp32")
         fp32 = work / FP32_FILE
         onnx.save(model, str(fp32))
-        return manifest, fp32, None, out or source.with_suffix(".fdet")
+        return manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet")
     pkg = ModelPackage.open(source)
     art = pkg.manifest.artifact("onnx-fp32")
     if art is None:
         raise PackageError(source, "has no onnx-fp32 artifact to calibrate (fakedet export writes one)")
-    fp32 = pkg.path_of(art)  # verifies its sha256
+    fp32 = pkg.path_of(art)  # verifies its sha256: the recorded one is the file's
     if out is None:
         if not pkg.source.is_dir():
             raise PackageError(source, "is not a package directory; give -o NAME.fdet for the calibrated package")
         out = pkg.source
-    return pkg.manifest, fp32, pkg, out
+    return pkg.manifest, fp32, art.sha256, pkg, out
 
 
 def _existing(dest: Path) -> ModelPackage | None:
@@ -163,7 +163,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
     source = Path(source)
     with tempfile.TemporaryDirectory(prefix="fakedet-calibrate-") as tmp:
         work = Path(tmp)
-        manifest, fp32_path, base, dest = _open_source(
+        manifest, fp32_path, model_sha, base, dest = _open_source(
             source, Path(input_spec) if input_spec else None, Path(out) if out else None, work
         )
         params = ranges_mod.method_params(opts.method, opts.num_bins, opts.percentile)
@@ -172,7 +172,6 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         if opts.eval_data is not None:
             eval_set = load_set(opts.eval_data, manifest.input, opts.eval_samples, opts.seed, True, "evaluation", opts.progress)
         calib = load_set(opts.data, manifest.input, opts.samples, opts.seed, False, "calibration", opts.progress)
-        model_sha = sha256_file(fp32_path)
         ranges_inputs = {
             "algo": ALGO_VERSION,
             "model_sha256": model_sha,
@@ -193,7 +192,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "max_auc_drop": opts.max_auc_drop if eval_set else None,
                 "max_score_shift": opts.max_score_shift if eval_set else None,
                 "strict": opts.strict if eval_set else None,
-                "targets": [t[:3] for t in TARGETS],
+                "targets": [list(t) for t in TARGETS],
                 "max_float_layers": opts.max_float_layers,
                 "sensitivity_images": opts.sensitivity_images,
                 "trt": [opts.trt_version, opts.trt_calibrator],
@@ -202,7 +201,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "onnxruntime": _ort_version(),
             }
         )
-        existing = _existing(dest)
+        # in place: the destination is the package already open (and its model.onnx verified)
+        existing = base if base is not None and base.source.is_dir() and dest == base.source else _existing(dest)
         olds = existing.manifest.artifacts_of("onnx-int8-qdq") if existing else []
         if olds and len(olds) == len(TARGETS) and all(a.attrs.get("calibration_key") == key for a in olds) and not opts.force:
             existing.verify()
@@ -231,22 +231,20 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         l32 = logits_of(named_path, batches, manifest.output)
         built: dict[str, dict] = {}
         for target, file, act in TARGETS:
-            qdq_path = work / f"qdq-{target}.onnx"
-            quantize_qdq(named_path, amax, opts.per_channel, qdq_path, activations=act)
-            qdq = onnx.load(str(qdq_path))
+            qdq = quantize_qdq(named_path, amax, opts.per_channel, work / f"qdq-{target}.onnx", activations=act)
             if eval_set is not None:
-                model, guard = fallback(
+                model, guard, l8 = fallback(
                     qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
                     opts.progress, opts.sensitivity_images, opts.max_score_shift,
                 )
                 if opts.sensitivity and not guard["sensitivity"]:
                     guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
             else:
-                model = qdq
+                model, l8 = qdq, logits_of(qdq, batches, manifest.output)
                 guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,
-                         "fidelity_on_calibration_set": compare(fig_labels, l32, logits_of(qdq, batches, manifest.output), thr)}  # fmt: skip
-            built[target] = {"file": file, "activations": act, "model": model, "guard": guard,
-                             "l8": logits_of(model, batches, manifest.output)}  # fmt: skip
+                         "fidelity_on_calibration_set": compare(fig_labels, l32, l8, thr)}  # fmt: skip
+            # l8: the final model's logits on `batches` (the TensorRT one's go in the figure)
+            built[target] = {"file": file, "activations": act, "model": model, "guard": guard, "l8": l8}
         for target, b in built.items():
             g = b["guard"]
             if g.get("passed") is False:

@@ -76,9 +76,10 @@ def nonnegative_tensors(model) -> set[str]:
 
 def quantize_qdq(
     fp32_path: str | Path, amax: dict[str, float], per_channel: bool, out_path: str | Path, activations: str = "int8"
-) -> None:
+):
     """Write the QDQ model for `fp32_path` using the activation ranges `amax`: symmetric
-    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU)."""
+    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU). Returns it
+    (the ModelProto saved to `out_path`)."""
     if activations not in ACTIVATIONS:
         raise ValueError(f"unknown activation type '{activations}' (known: {', '.join(ACTIVATIONS)})")
     import onnx
@@ -86,11 +87,11 @@ def quantize_qdq(
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
 
     fp32 = onnx.load(str(fp32_path))
+    amax, moved = relu_input_ranges(fp32, amax)
     nonneg: set[str] = set()
     if activations == "uint8":
         # a conv output read only by a ReLU takes the ReLU's range, floor included
-        nonneg = nonnegative_tensors(fp32) | relu_input_ranges(fp32, amax, sources=True)
-    amax = relu_input_ranges(fp32, amax)
+        nonneg = nonnegative_tensors(fp32) | moved
     ranges = TensorsData(
         CalibrationMethod.MinMax,
         {
@@ -131,19 +132,19 @@ def quantize_qdq(
     if activations == "int8":
         unshare_qdq_params(model)
     onnx.save(model, str(out_path))
+    return model
 
 
-def relu_input_ranges(model, amax: dict[str, float], sources: bool = False):
-    """A copy of `amax` where a tensor read only by a ReLU takes that ReLU's output range
-    (with `sources`: the set of those tensors instead)."""
-    users: dict[str, list] = {}
-    for n in model.graph.node:
-        for t in n.input:
-            users.setdefault(t, []).append(n)
+def relu_input_ranges(model, amax: dict[str, float]) -> tuple[dict[str, float], set[str]]:
+    """(a copy of `amax` where a tensor read only by a ReLU takes that ReLU's output range,
+    the set of those tensors)."""
+    from .surgery import _consumers
+
+    users = _consumers(model.graph)
     out = dict(amax)
     moved = set()
     for n in model.graph.node:
         if n.op_type == "Relu" and n.output[0] in amax and n.input[0] in amax and len(users[n.input[0]]) == 1:
             out[n.input[0]] = amax[n.output[0]]
             moved.add(n.input[0])
-    return moved if sources else out
+    return out, moved

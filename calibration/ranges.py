@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .dataset import progress_bar
 from .mse import mse_amax
-
-log = logging.getLogger("fakedet.calibration")
 
 METHODS = ("entropy", "percentile", "minmax", "mse")
 DEFAULT_NUM_BINS = 2048  # ORT's Entropy default of 128 bins gives the MinMax answer
@@ -30,17 +28,8 @@ class _OneBatch:
     def __init__(self, name: str, batch: np.ndarray):
         self._items = [{name: batch}]
 
-    def get_next(self):
+    def get_next(self):  # all ORT's collect_data calls
         return self._items.pop() if self._items else None
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        item = self.get_next()
-        if item is None:
-            raise StopIteration
-        return item
 
 
 def method_params(method: str, num_bins: int = DEFAULT_NUM_BINS, percentile: float = DEFAULT_PERCENTILE) -> dict:
@@ -78,21 +67,12 @@ def _calibrator(model_path: Path, method: str, params: dict, workdir: Path):
 
 def compute_ranges(model_path: str | Path, batches, method: str, params: dict, progress: bool = True) -> dict[str, float]:
     """{tensor name: amax} for every float activation tensor of the model (symmetric ranges)."""
-    import onnxruntime as ort
-
     model_path = Path(model_path)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    input_name = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"]).get_inputs()[0].name
     batches = list(batches)
-    it = batches
-    if progress:
-        with contextlib.suppress(ImportError):
-            from tqdm import tqdm
-
-            it = tqdm(batches, desc=f"calibrating ({method})", unit="batch", leave=False)
+    it = progress_bar(batches, progress, desc=f"calibrating ({method})", unit="batch")
     with tempfile.TemporaryDirectory(prefix="fakedet-calib-") as tmp:
         cal = _calibrator(model_path, method, params, Path(tmp))
+        input_name = cal.infer_session.get_inputs()[0].name  # the augmented model keeps the inputs
         quiet = io.StringIO()  # ORT's histogram collector prints its settings to stdout
         with contextlib.redirect_stdout(quiet):
             for batch in it:

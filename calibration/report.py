@@ -9,17 +9,12 @@ import numpy as np
 from fakedet.atomic import atomic_output
 from fakedet.runtime.scoring import sigmoid
 
+from .guard import reliability_bins
+
 
 def _reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10):
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    conf, acc = [], []
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            conf.append(probs[sel].mean())
-            acc.append(labels[sel].mean())
-    return np.array(conf), np.array(acc)
+    rows = reliability_bins(labels, probs, bins)
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
 def score_figure(path: str | Path, l32: np.ndarray, l8: np.ndarray, labels: np.ndarray | None, title: str) -> None:

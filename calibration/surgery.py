@@ -27,7 +27,6 @@ class LayerGroup:
     name: str  # the head node's name
     op_type: str
     nodes: list[str]
-    outputs: list[str]  # tensors leaving the group (FP32 names)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "op_type": self.op_type, "nodes": self.nodes}
@@ -72,7 +71,7 @@ def layer_groups(model) -> list[LayerGroup]:
                 nodes.append(cur.name)
             else:
                 break
-        groups.append(LayerGroup(n.name, n.op_type, nodes, [t for t in cur.output if t]))
+        groups.append(LayerGroup(n.name, n.op_type, nodes))
     return groups
 
 

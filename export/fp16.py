@@ -92,17 +92,15 @@ def drop_noop_float_casts(model) -> int:
     would hand a float32 tensor to an FP16 region."""
     from onnx import TensorProto
 
+    from fakedet.calibration.surgery import _replace_uses
+
     dtypes = _float_tensors(model)
     outputs = {o.name for o in model.graph.output}
     dropped = 0
     for node in list(model.graph.node):
         if (node.op_type == "Cast" and _cast_to(node) == TensorProto.FLOAT
                 and dtypes.get(node.input[0]) == TensorProto.FLOAT and node.output[0] not in outputs):
-            src, old = node.input[0], node.output[0]
-            for other in model.graph.node:
-                for i, name in enumerate(other.input):
-                    if name == old:
-                        other.input[i] = src
+            _replace_uses(model.graph, node.output[0], node.input[0])
             model.graph.node.remove(node)
             dropped += 1
     return dropped
@@ -117,6 +115,8 @@ def remove_cast_pairs(model) -> int:
     the second cast read the first cast's (float32) input directly. Returns pairs removed."""
     from onnx import TensorProto
 
+    from fakedet.calibration.surgery import _producers, _replace_uses
+
     removed = 0
     outputs = {o.name for o in model.graph.output}
     graph = model.graph
@@ -124,7 +124,7 @@ def remove_cast_pairs(model) -> int:
     # under the converter, and skipping the pair would feed its consumers the wrong type
     dtypes = _float_tensors(model)
     while True:
-        producers = {o: n for n in graph.node for o in n.output}
+        producers = _producers(graph)
         pair = None
         for n2 in graph.node:
             if n2.op_type != "Cast" or _cast_to(n2) != TensorProto.FLOAT or n2.output[0] in outputs:
@@ -137,11 +137,7 @@ def remove_cast_pairs(model) -> int:
         if pair is None:
             return removed
         n1, n2 = pair
-        src, old = n1.input[0], n2.output[0]
-        for node in graph.node:
-            for i, name in enumerate(node.input):
-                if name == old:
-                    node.input[i] = src
+        _replace_uses(graph, n2.output[0], n1.input[0])
         graph.node.remove(n2)
         if not any(n1.output[0] in n.input for n in graph.node) and n1.output[0] not in outputs:
             graph.node.remove(n1)
@@ -165,14 +161,15 @@ def to_fp16(proto):
     from onnxconverter_common import float16
 
     model = copy.deepcopy(proto)
+    block_list = fp16_block_list()
     drop_noop_float_casts(model)
-    unshare_initializers(model, set(fp16_block_list()))
+    unshare_initializers(model, set(block_list))
     with warnings.catch_warnings(), _library_cast_cleanup_off(float16):
         warnings.simplefilter("ignore")  # one "truncated to 1e-07" warning per tiny weight
         converted = float16.convert_float_to_float16(
             model,
             keep_io_types=True,
-            op_block_list=fp16_block_list(),
+            op_block_list=block_list,
             disable_shape_infer=False,
         )
     remove_cast_pairs(converted)

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
+from fakedet.runtime.scoring import sigmoid
 
 from .onnx_export import sample_shape
 
@@ -134,10 +135,6 @@ def onnx_logits(onnx_model: str | Path | bytes, inputs: ParityInputs,
     return out
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
 def compare(reference: dict, candidate: dict, threshold: float, atol: float, inputs: ParityInputs) -> dict:
     """max / mean |logit diff| per input kind and batch, score agreement at the threshold."""
     report: dict = {"atol": atol, "threshold": threshold, "batches": list(PARITY_BATCHES),
@@ -150,7 +147,7 @@ def compare(reference: dict, candidate: dict, threshold: float, atol: float, inp
             if ref.shape != got.shape:
                 raise ParityError(f"ONNX output shape {got.shape} != PyTorch output shape {ref.shape} at batch {b}")
             d = np.abs(ref.astype(np.float64) - got.astype(np.float64))
-            same = (_sigmoid(ref) >= threshold) == (_sigmoid(got) >= threshold)
+            same = (sigmoid(ref) >= threshold) == (sigmoid(got) >= threshold)
             per[f"batch_{b}"] = {"max_abs_diff": float(d.max()), "mean_abs_diff": float(d.mean()),
                                  "score_agreement": float(same.mean())}
             all_diffs.append(d.ravel())

@@ -9,7 +9,7 @@ import json
 import logging
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -47,7 +47,6 @@ class ExportResult:
     path: Path
     manifest: Manifest
     parity: dict
-    messages: list[str] = field(default_factory=list)
 
 
 def _say(msg: str, echo: Callable[[str], None] | None) -> None:
@@ -76,12 +75,10 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         _say(f"parity: skipped {skipped}", echo)
     reference = torch_logits(model, inputs)
 
-    messages: list[str] = []
     with PackageWriter(dest, manifest) as w:
         work = w.staged_path(".work/export.onnx")  # the torch exporter writes a file
         proto32, info = export_onnx(model, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify)
         shutil.rmtree(w.stage / ".work", ignore_errors=True)
-        messages += info.notes
         _say(f"exported with the {info.exporter} exporter, opset {info.opset}"
              f"{', simplified with onnxslim' if info.simplified else ''}", echo)
 
@@ -130,4 +127,4 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         report_path.write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
         w.add_file(None, PARITY_FILE, "parity-report")
         final_manifest = w.manifest
-    return ExportResult(dest, final_manifest, parity, messages)
+    return ExportResult(dest, final_manifest, parity)

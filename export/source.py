@@ -3,16 +3,12 @@ checked before any work, and the manifest built from its config."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.atomic import sha256_file
 from fakedet.errors import DataError, FakedetError, InputSpecError
 from fakedet.manifest import InputSpec, Manifest, OutputSpec, Threshold
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 @dataclass
@@ -22,46 +18,12 @@ class ExportSource:
     checkpoint: Path | None = None
 
 
-def checkpoint_path(path: str | Path) -> Path:
-    """The checkpoint directory, also when given one of its two files."""
-    path = Path(path)
-    if path.is_file() and path.name in (WEIGHTS_FILE, CONFIG_FILE):
-        return path.parent
-    return path
-
-
-def check_checkpoint(path: str | Path) -> dict:
-    """Validate the checkpoint layout and its config without loading weights; return the config."""
-    path = checkpoint_path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such checkpoint")
-    if path.is_file():
-        if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
-            raise DataError(f"{path}: a pickled checkpoint; fakedet reads only safetensors checkpoints "
-                            f"(a directory with {WEIGHTS_FILE} + {CONFIG_FILE})")
-        raise DataError(f"{path}: not a checkpoint (expected a directory with {WEIGHTS_FILE} + {CONFIG_FILE})")
-    missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (path / f).is_file()]
-    if missing:
-        raise DataError(f"{path}: not a fakedet checkpoint, missing {', '.join(missing)}")
-    try:
-        config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path / CONFIG_FILE}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or "arch" not in config:
-        raise DataError(f"{path / CONFIG_FILE}: no 'arch' field (which architecture the weights belong to)")
-    from fakedet.train.models import list_models
-
-    known = list(list_models())
-    if config["arch"] not in known:
-        raise DataError(f"{path / CONFIG_FILE}: unknown architecture '{config['arch']}' (known: {', '.join(known)})")
-    return config
-
-
 def load_source(path: str | Path) -> ExportSource:
-    path = checkpoint_path(path)
-    check_checkpoint(path)
-    from fakedet.train.checkpoint import load_checkpoint
+    """The checkpoint's model and config; its layout and config (train.checkpoint's checks:
+    pickled files, missing files, unknown architecture) are checked before the weights load."""
+    from fakedet.train.checkpoint import checkpoint_dir, load_checkpoint
 
+    path = checkpoint_dir(path)
     try:
         model, config = load_checkpoint(path)
     except FakedetError:
@@ -95,10 +57,12 @@ def _threshold(value) -> Threshold:
 def checkpoint_digest(path: Path | None) -> dict:
     if path is None:
         return {}
+    from fakedet.train.checkpoint import CONFIG, WEIGHTS
+
     out = {"checkpoint": str(Path(path).resolve())}
-    if (Path(path) / WEIGHTS_FILE).is_file():
-        out["checkpoint_sha256"] = sha256_file(Path(path) / WEIGHTS_FILE)
-        out["checkpoint_config_sha256"] = sha256_file(Path(path) / CONFIG_FILE)
+    if (Path(path) / WEIGHTS).is_file():
+        out["checkpoint_sha256"] = sha256_file(Path(path) / WEIGHTS)
+        out["checkpoint_config_sha256"] = sha256_file(Path(path) / CONFIG)
     return out
 
 

@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakedet.atomic import replace_dir, staging_dir
+from fakedet.atomic import staged_dir
 from fakedet.errors import DataError, FakedetError
 from fakedet.manifest import Manifest
 from fakedet.package import MANIFEST_FILE, ModelPackage
@@ -154,8 +154,7 @@ def render_config(name: str, platform: str, manifest: Manifest, tensors: ModelTe
 
 def _write_model_dir(dest: Path, files: dict[str, Path | str], config: str, manifest: Manifest) -> Path:
     """`files`: relative path -> a file to copy, or text (str) to write."""
-    stage = staging_dir(dest)
-    try:
+    with staged_dir(dest) as stage:
         (stage / "1").mkdir()
         for rel, src in files.items():
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -165,10 +164,6 @@ def _write_model_dir(dest: Path, files: dict[str, Path | str], config: str, mani
                 shutil.copyfile(src, stage / rel)
         (stage / "config.pbtxt").write_text(config, encoding="utf-8")
         (stage / CONTRACT_FILE).write_text(manifest.to_json(), encoding="utf-8")
-        replace_dir(stage, dest)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return dest
 
 
@@ -257,7 +252,8 @@ def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name
         if source is None:
             raise DataError(f"{pkg.source}: the TensorRT plans' ONNX model ({first.attrs.get('built_from')}) is not in "
                             "the package; its input and output tensors are needed for the Triton config")
-        tensors = read_model_tensors(pkg.path_of(source), pkg.manifest)
+        if source is not onnx:  # the served ONNX model's tensors were read above
+            tensors = read_model_tensors(pkg.path_of(source), pkg.manifest)
         cfg = render_config(f"{name}_trt", "tensorrt_plan", pkg.manifest, tensors, max_b, "gpu", count, extra)
         written.append(_write_model_dir(repo / f"{name}_trt", files, cfg, pkg.manifest))
     if not written:

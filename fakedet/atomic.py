@@ -121,3 +121,16 @@ def staging_dir(dest: Path) -> Path:
     with contextlib.suppress(OSError):
         os.chmod(stage, 0o777 & ~_umask())
     return stage
+
+
+@contextlib.contextmanager
+def staged_dir(dest: Path):
+    """Build `dest`'s replacement in a staging directory (yielded); on success it is swapped
+    in with replace_dir, on any exception (KeyboardInterrupt too) it is removed."""
+    stage = staging_dir(dest)
+    try:
+        yield stage
+        replace_dir(stage, Path(dest))
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

@@ -303,10 +303,7 @@ class Manifest:
                 f"{where}: unknown schema_version {version!r} (this fakedet reads "
                 f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}; upgrade fakedet to open it)"
             )
-        known = {"schema_version", "name", "architecture", "input", "output", "threshold", "provenance", "artifacts"}
-        unknown = set(d) - known
-        if unknown:
-            raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        _no_unknown(cls, d, where)
         return cls(
             name=str(_need(d, "name", where)),
             architecture=str(d.get("architecture", "unknown")),

@@ -203,12 +203,7 @@ class _Runner:
         self.backend, self.label, self.artifact, self.reason = backend, label, artifact, reason
 
     def run(self, batch: np.ndarray) -> dict:
-        timed = getattr(self.backend, "infer_timed", None)
-        if timed is not None:
-            return timed(batch)[1]
-        t0 = time.perf_counter()
-        self.backend.infer(batch)
-        return {"h2d": None, "compute": (time.perf_counter() - t0) * 1e3, "d2h": None}
+        return self.backend.infer_timed(batch)[1]
 
 
 def _open_runner(pkg: ModelPackage, backend: str, precision: str, settings: BenchSettings) -> _Runner:

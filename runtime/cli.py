@@ -12,7 +12,7 @@ from fakedet.errors import BackendUnavailable, FakedetError, PackageError
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
-from .selection import BACKENDS, PRECISIONS, choose
+from .selection import BACKENDS, PRECISIONS, choose, explain
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -101,12 +101,7 @@ def _backend_lines(pkg: ModelPackage) -> list[str]:
             lines.append(f"{b:<9} yes: {c.artifact.file} ({c.precision})")
         except BackendUnavailable as e:
             lines.append(f"{b:<9} no: {str(e).split('; the package has')[0]}")
-    try:
-        from .selection import explain  # plan-by-plan reasoning, where available
-    except ImportError:
-        explain = None
-    if explain is not None:
-        lines.extend(explain(pkg))
+    lines.extend(explain(pkg))  # plan-by-plan reasoning
     return lines
 
 

@@ -26,6 +26,10 @@ class Sample:
     generator: str  # folder path above the class folder ("" at the top), or CSV column
     key: str = ""  # path inside the class folder without suffix: pairs a real image with its reconstruction
 
+    def __post_init__(self):
+        if not self.key:  # no key given: the file name without suffix
+            object.__setattr__(self, "key", self.path.stem)
+
 
 def _from_folder(root: Path) -> list[Sample]:
     samples = []

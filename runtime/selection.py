@@ -42,9 +42,6 @@ class Choice:
             return self.artifact.attrs.get("precision", "?")
         return PRECISION_OF_KIND.get(self.artifact.kind, "?")
 
-    def describe(self) -> str:
-        return f"{self.backend} / {self.precision} / {self.artifact.file}: {self.reason}"
-
 
 def ort_providers() -> set[str]:
     try:
@@ -54,8 +51,6 @@ def ort_providers() -> set[str]:
     return set(ort.get_available_providers())
 
 
-
-INT8_TARGETS = ("tensorrt", "ort-cpu")  # the `target` attr of an onnx-int8-qdq artifact
 TARGET_OF_BACKEND = {"ort-cpu": "ort-cpu", "ort-cuda": "tensorrt", "ort-trt": "tensorrt", "tensorrt": "tensorrt"}
 
 
@@ -127,13 +122,15 @@ def choose(
         hint = f"; {runnable_hint(pkg, name, precision)}" if package_can_fix else ""
         raise BackendUnavailable(f"{name}: {why}{hint}")
 
-    def ort_choice(name: str, precs: list[str], why: str) -> Choice | None:
+    def ort_choice(name: str, precs: list[str], why: str) -> tuple[Choice | None, str]:
+        """(the choice, "") or (None, why not); a why-not is also noted in `considered`."""
         for prec in precs:
             art = onnx_for(pkg, prec, target=name)
             if art is not None:
-                return Choice(name, art, f"{why}; {prec} ONNX '{art.file}'", considered)
-        considered.append(f"{name}: the package has no {'/'.join(precs)} ONNX")
-        return None
+                return Choice(name, art, f"{why}; {prec} ONNX '{art.file}'", considered), ""
+        why_not = f"the package has no {'/'.join(precs)} ONNX"
+        considered.append(f"{name}: {why_not}")
+        return None, why_not
 
     # 1. A TensorRT plan for this GPU and TensorRT version.
     if backend in ("auto", "tensorrt"):
@@ -153,13 +150,14 @@ def choose(
             continue
         has_provider = provider in provs()
         if has_provider:
-            c = ort_choice(name, precs, f"ONNX Runtime has the {provider}")
+            c, why_not = ort_choice(name, precs, f"ONNX Runtime has the {provider}")
             if c:
                 return c
         else:
-            considered.append(f"{name}: ONNX Runtime here has no {provider} (pip install onnxruntime-gpu)")
+            why_not = f"ONNX Runtime here has no {provider} (pip install onnxruntime-gpu)"
+            considered.append(f"{name}: {why_not}")
         if backend == name:  # a missing provider is this machine's to fix, not the package's
-            refuse(name, considered[-1].split(": ", 1)[1], package_can_fix=has_provider)
+            refuse(name, why_not, package_can_fix=has_provider)
 
     # 4. CPU: INT8 (QDQ, calibrated and accuracy-guarded) is usually fastest, then FP32; FP16 is
     # slow on CPUs. Not every network gains from INT8 on every CPU (ViTs often do not): where
@@ -171,11 +169,11 @@ def choose(
         cpu_order = ["fp32", "int8", "fp16"]
         considered.append(f"ort-cpu int8: ran at {speedup:.2f}x FP32's throughput when calibrated "
                           f"({int8.attrs.get('cpu_speedup_measured_on', 'the calibrating CPU')}); FP32 first")
-    c = ort_choice("ort-cpu", want or cpu_order, "CPU execution with ONNX Runtime")
+    c, why_not = ort_choice("ort-cpu", want or cpu_order, "CPU execution with ONNX Runtime")
     if c:
         return c
     if backend == "ort-cpu":
-        refuse("ort-cpu", considered[-1].split(": ", 1)[1])
+        refuse("ort-cpu", why_not)
     raise BackendUnavailable(
         f"no backend can run this package here ({'; '.join(considered)}); {runnable_hint(pkg, backend, precision)}"
     )
@@ -183,9 +181,29 @@ def choose(
 
 def explain(pkg: ModelPackage, providers=None, trt_env=None) -> list[str]:
     """Lines for `fakedet info`: this machine, each plan's verdict, what auto runs and why."""
-    from .tensorrt_support import explain as trt_explain
+    from .tensorrt_support import detect_environment, plan_runs_here
 
-    return trt_explain(pkg, env=trt_env, providers=providers)
+    env = trt_env if trt_env is not None else detect_environment()
+    lines = []
+    if env.usable:
+        lines.append(
+            f"this machine: TensorRT {env.trt_version}, GPU {env.device_name or '?'} "
+            f"(compute capability {env.compute_capability}{', integrated' if env.integrated else ''}"
+            f"{f', {env.dla_cores} DLA cores' if env.dla_cores else ''})"
+        )
+    else:
+        lines.append("this machine: " + ("; ".join(env.why_absent) or "no TensorRT"))
+    for p in pkg.manifest.artifacts_of("trt-plan"):
+        good, why = plan_runs_here(p.attrs, env)
+        lines.append(f"plan {p.file} [{p.attrs.get('precision', '?')}, TensorRT {p.attrs.get('trt_version', '?')}, "
+                     f"sm {p.attrs.get('compute_capability', '?')}]: {'runs here' if good else 'refused'}: {why}")
+    try:
+        c = choose(pkg, "auto", "auto", trt_env=env, providers=providers)
+        lines.append(f"auto selects {c.backend} / {c.precision} / {c.artifact.file}: {c.reason}")
+        lines.extend(f"  not chosen: {line}" for line in c.considered)
+    except Exception as e:  # BackendUnavailable: say it, do not fail `info`
+        lines.append(f"auto cannot run this package here: {e}")
+    return lines
 
 
 def make_backend(choice: Choice, pkg: ModelPackage, **options):

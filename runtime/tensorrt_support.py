@@ -27,18 +27,6 @@ from dataclasses import dataclass, field
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
-PLAN_ATTR_KEYS = (
-    "trt_version",
-    "compute_capability",
-    "device_name",
-    "precision",
-    "profiles",
-    "dla_core",
-    "version_compatible",
-    "hardware_compatibility",
-    "built_from",
-    "calibration",
-)
 # Majors a version-compatible plan may cross (builder major -> runtime major).
 CROSS_MAJOR_OK = {(8, 9), (8, 10), (10, 11)}
 # auto picks the fastest plan that runs: INT8 (calibrated, accuracy-guarded) before FP16 before FP32.
@@ -222,33 +210,6 @@ def matching_plan(
         p, why = min(ok, key=lambda pw: rank.get(pw[0].attrs.get("precision"), 99))
         return p, f"TensorRT plan '{p.file}' ({p.attrs.get('precision')}) runs here: {why}"
     return None, "; ".join(f"plan '{p.file}' refused: {why}" for p, _, why in verdicts)
-
-
-def explain(pkg: ModelPackage, env: TrtEnvironment | None = None, providers=None) -> list[str]:
-    """Lines for `fakedet info`: each plan's verdict and what `auto` would run, with why."""
-    from .selection import choose
-
-    env = env if env is not None else detect_environment()
-    lines = []
-    if env.usable:
-        lines.append(
-            f"this machine: TensorRT {env.trt_version}, GPU {env.device_name or '?'} "
-            f"(compute capability {env.compute_capability}{', integrated' if env.integrated else ''}"
-            f"{f', {env.dla_cores} DLA cores' if env.dla_cores else ''})"
-        )
-    else:
-        lines.append("this machine: " + ("; ".join(env.why_absent) or "no TensorRT"))
-    for p in pkg.manifest.artifacts_of("trt-plan"):
-        good, why = plan_runs_here(p.attrs, env)
-        lines.append(f"plan {p.file} [{p.attrs.get('precision', '?')}, TensorRT {p.attrs.get('trt_version', '?')}, "
-                     f"sm {p.attrs.get('compute_capability', '?')}]: {'runs here' if good else 'refused'}: {why}")
-    try:
-        c = choose(pkg, "auto", "auto", trt_env=env, providers=providers)
-        lines.append(f"auto selects {c.backend} / {c.precision} / {c.artifact.file}: {c.reason}")
-        lines.extend(f"  not chosen: {line}" for line in c.considered)
-    except Exception as e:  # BackendUnavailable: say it, do not fail `info`
-        lines.append(f"auto cannot run this package here: {e}")
-    return lines
 
 
 # ---- API generation, profiles, batches and buffers (pure) -----------------

@@ -12,14 +12,15 @@ loading them (or CUDA):
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 import zipfile
 from pathlib import Path
 
+from fakedet.atomic import sha256_file
+
 sys.path.insert(0, str(Path(__file__).parent))
-from trt_api_surface import binary_identifiers, record_wheels  # noqa: E402
+from trt_api_surface import binary_identifiers, record_wheels, wheel_version  # noqa: E402
 
 LIBRARIES = {
     "TensorrtExecutionProvider": "libonnxruntime_providers_tensorrt.so",
@@ -29,14 +30,10 @@ OPTION_LIKE = re.compile(r"^[a-z][a-z0-9_]{2,63}$")  # option keys are snake_cas
 
 
 def read_wheel(path: Path) -> dict:
-    m = re.match(r"^onnxruntime_gpu-(\d+(?:\.\d+)*)", path.name)
-    if not m:
+    if not path.name.startswith("onnxruntime_gpu-"):
         raise SystemExit(f"{path.name}: not an onnxruntime-gpu wheel")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    record = {"onnxruntime": m.group(1), "source": path.name, "sha256": digest.hexdigest(), "providers": {}}
+    record = {"onnxruntime": wheel_version(path.name), "source": path.name, "sha256": sha256_file(path),
+              "providers": {}}
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         for provider, lib in LIBRARIES.items():

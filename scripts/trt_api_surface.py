@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import re
 import sys
 import zipfile
 from pathlib import Path
+
+from fakedet.atomic import sha256_file
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PRINTABLE_RUN = re.compile(rb"[\x20-\x7e]{2,}")
@@ -131,8 +132,7 @@ def wheel_version(name: str) -> str:
 
 
 def read_wheel(path: Path) -> dict:
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    record = {"source": path.name, "sha256": digest, "tensorrt": wheel_version(path.name)}
+    record = {"source": path.name, "sha256": sha256_file(path), "tensorrt": wheel_version(path.name)}
     with zipfile.ZipFile(path) as zf:
         files = zf.namelist()
         so = [f for f in files if re.search(r"/tensorrt[^/]*\.so$", f)]

@@ -49,10 +49,6 @@ class Job:
     rel: str  # DST-relative path of the reconstruction (`[G/]1_fake/REL.png`)
     real_rel: str  # DST-relative path of the real image's copy (`[G/]0_real/REL.EXT`)
 
-    @property
-    def key(self) -> str:
-        return self.rel
-
 
 def _has_class_folders(src: Path) -> bool:
     if src.name.lower() in CLASS_DIRS:
@@ -327,13 +323,19 @@ def run_align(
     reals: str = "copy",
     limit: int | None = None,
     progress: bool = True,
+    planned: list[Job] | None = None,
 ) -> AlignSummary:
-    """Reconstruct every real image of this shard that has no valid output yet."""
+    """Reconstruct every real image of this shard that has no valid output yet.
+
+    `planned`: plan_jobs(src) from a caller that has also run check_dst(src, dst);
+    both are done here when it is None."""
     from tqdm import tqdm
 
     src, dst = Path(src), Path(dst)
-    check_dst(src, dst)
-    jobs = [j for j in plan_jobs(src) if in_shard(j, *shard)]
+    if planned is None:
+        check_dst(src, dst)
+        planned = plan_jobs(src)
+    jobs = [j for j in planned if in_shard(j, *shard)]
     summary = AlignSummary()
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="img", desc=f"align {shard[0]}/{shard[1]}", disable=not progress, dynamic_ncols=True)

@@ -92,11 +92,11 @@ def align(vae, subfolder, src, dst, mode, seed, shard, device, precision, batch,
 
     shard_t = parse_shard(shard)
     check_dst(Path(src), Path(dst))
-    plan_jobs(src)  # bad --src stops here, before the model loads
+    jobs = plan_jobs(src)  # bad --src stops here, before the model loads
     dev = _device(device)
     ae = load_autoencoder(vae, subfolder, dev, _dtype(precision, dev))
     summary = run_align(ae, src, dst, mode=mode, seed=seed, shard=shard_t, batch=batch, reals=reals,
-                        limit=limit, progress=not quiet)
+                        limit=limit, progress=not quiet, planned=jobs)
     d = summary.to_dict()
     click.echo(json.dumps({k: d[k] for k in ("done", "skipped", "failed_count", "seconds", "images_per_second")})
                + f"  -> {os.path.join(dst, summary_name(shard_t))}", err=True)

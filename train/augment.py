@@ -43,9 +43,6 @@ class AugmentConfig:
                 raise DataError(f"{where}.{k}: a probability in [0, 1], got {v}")
         return cfg
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def _resized_crop(img: Image.Image, size: int, rng) -> Image.Image:
     w, h = img.size

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from fakedet import __version__
-from fakedet.atomic import replace_dir, staging_dir
+from fakedet.atomic import staged_dir
 from fakedet.errors import FakedetError, PackageError
 
 from .models.weights import state_mismatch
@@ -56,8 +56,7 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: dict,
 
     out_dir = Path(out_dir)
     cfg = full_config(model, config)
-    stage = staging_dir(out_dir)
-    try:
+    with staged_dir(out_dir) as stage:
         save_file(state_tensors(model), str(stage / WEIGHTS), metadata={"format": "pt", "arch": cfg["arch"]})
         (stage / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         if extra_tensors is not None:
@@ -65,12 +64,6 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: dict,
                       str(stage / STATE_TENSORS))
         if extra_json is not None:
             (stage / STATE_JSON).write_text(json.dumps(extra_json, indent=1) + "\n")
-        replace_dir(stage, out_dir)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -81,19 +74,34 @@ def checkpoint_dir(path: str | Path) -> Path:
         path = path.parent
     if not path.exists():
         raise PackageError(path, "no such checkpoint")
-    if not path.is_dir() or not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
+    if not path.is_dir():
+        if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+            raise PackageError(path, "a pickled checkpoint; fakedet reads only safetensors checkpoints "
+                                     f"(a directory with {WEIGHTS} + {CONFIG})")
         raise PackageError(path, f"not a fakedet checkpoint (expected a directory with {WEIGHTS} and {CONFIG})")
+    missing = [f for f in (WEIGHTS, CONFIG) if not (path / f).is_file()]
+    if missing:
+        raise PackageError(path, f"not a fakedet checkpoint, missing {', '.join(missing)}")
     return path
 
 
 def read_config(path: str | Path) -> dict:
+    """The checkpoint's config.json, checked: a JSON object naming a known architecture,
+    with every REQUIRED field."""
+    from .models import list_models
+
     path = checkpoint_dir(path)
     try:
-        cfg = json.loads((path / CONFIG).read_text())
+        cfg = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PackageError(path / CONFIG, f"not valid JSON ({e})") from None
     if not isinstance(cfg, dict):
         raise PackageError(path / CONFIG, "expected a JSON object")
+    if "arch" not in cfg:
+        raise PackageError(path / CONFIG, "no 'arch' field (which architecture the weights belong to)")
+    known = list(list_models())
+    if cfg["arch"] not in known:
+        raise PackageError(path / CONFIG, f"unknown architecture '{cfg['arch']}' (known: {', '.join(known)})")
     missing = [k for k in REQUIRED if k not in cfg]
     if missing:
         raise PackageError(path / CONFIG, f"missing field(s) {missing}")
@@ -106,13 +114,11 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[torch.
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .models import create_model, list_models
+    from .models import create_model
 
     path = checkpoint_dir(path)
     cfg = read_config(path)
     arch = cfg["arch"]
-    if arch not in list_models():
-        raise PackageError(path / CONFIG, f"unknown architecture '{arch}' (known: {', '.join(list_models())})")
     kwargs = {k: v for k, v in dict(cfg["model_kwargs"]).items() if k != "pretrained"}
     try:
         model = create_model(arch, pretrained="none", **kwargs)

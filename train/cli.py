@@ -96,18 +96,16 @@ def train(config_file, model_opt, augment_opts, no_augment, **flags):
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    overrides = dict(flags)
-    if model_opt:
-        overrides["model_kwargs"] = _kv(model_opt, "model-opt")
+    model_kwargs = _kv(model_opt, "model-opt")
     augment = _kv(augment_opts, "augment")
     if no_augment:
         augment["off"] = True
-    cfg = make_config(config_file, **overrides)
+    cfg = make_config(config_file, **flags)
+    # flags add to the file's mappings rather than replace them
     if augment:
         cfg.augment = {**cfg.augment, **augment}
-    if model_opt:  # flags add to the file's model_kwargs rather than replace them
-        file_kwargs = make_config(config_file).model_kwargs if config_file else {}
-        cfg.model_kwargs = {**file_kwargs, **overrides["model_kwargs"]}
+    if model_kwargs:
+        cfg.model_kwargs = {**cfg.model_kwargs, **model_kwargs}
     summary = Trainer(cfg).run()
     skipped = summary["skipped_images"]["skipped"]
     click.echo(json.dumps({k: summary[k] for k in ("epochs_done", "best_balanced_accuracy", "best", "last",

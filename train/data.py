@@ -21,7 +21,7 @@ from fakedet.errors import DataError, FakedetError
 from fakedet.manifest import InputSpec
 from fakedet.runtime.dataset_index import Sample, digest, index_dataset
 from fakedet.runtime.imageio import load_image
-from fakedet.runtime.preprocess import geometry, normalize
+from fakedet.runtime.preprocess import preprocess_image
 
 from .augment import AugmentConfig, augment, augment_pair
 
@@ -29,16 +29,16 @@ log = logging.getLogger("fakedet.train")
 
 
 def to_tensor(img, spec: InputSpec, name: str) -> torch.Tensor:
-    return torch.from_numpy(normalize(geometry(img, spec.preprocess, name), spec))
+    return torch.from_numpy(preprocess_image(img, spec, name))
 
 
 def pair_samples(samples: list[Sample]) -> tuple[list[tuple[Sample, Sample]], int]:
     """(real, fake) pairs sharing generator folder and key (`0_real/a/x.jpg` <-> `1_fake/a/x.png`),
     and how many images had no partner."""
-    reals = {(s.generator, s.key or s.path.stem): s for s in samples if s.label == 0}
+    reals = {(s.generator, s.key): s for s in samples if s.label == 0}
     pairs, used = [], 0
     for s in samples:
-        if s.label == 1 and (r := reals.get((s.generator, s.key or s.path.stem))) is not None:
+        if s.label == 1 and (r := reals.get((s.generator, s.key))) is not None:
             pairs.append((r, s))
             used += 2
     return pairs, len(samples) - used
@@ -72,12 +72,6 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def labels(self) -> list[int]:
-        return [l for it in self.items for l in ((0, 1) if self.paired else (it.label,))]
-
-    def _rng_seed(self, index: int) -> list[int]:
-        return [self.seed, self.epoch, index]
-
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         group = item if self.paired else (item,)
@@ -85,7 +79,7 @@ class ImageDataset(Dataset):
         try:
             imgs = [load_image(s.path, self.spec.preprocess.max_pixels) for s in group]
             if self.aug is not None:
-                seed = self._rng_seed(index)
+                seed = [self.seed, self.epoch, index]
                 imgs = list(augment_pair(*imgs, self.aug, seed)) if self.paired else \
                     [augment(imgs[0], self.aug, np.random.default_rng(seed))]
             x = torch.stack([to_tensor(im, self.spec, n) for im, n in zip(imgs, names)])
@@ -152,12 +146,12 @@ def data_digest(samples: list[Sample], content_limit: int = 20000) -> tuple[str,
 
 def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """A validation split that keeps real/fake pairs together (split by generator+key)."""
-    keys = sorted({(s.generator, s.key or s.path.stem) for s in samples})
+    keys = sorted({(s.generator, s.key) for s in samples})
     rng = np.random.default_rng(seed)
     n_val = max(1, int(round(len(keys) * fraction))) if fraction > 0 else 0
     val_keys = {keys[i] for i in rng.permutation(len(keys))[:n_val]}
-    train = [s for s in samples if (s.generator, s.key or s.path.stem) not in val_keys]
-    val = [s for s in samples if (s.generator, s.key or s.path.stem) in val_keys]
+    train = [s for s in samples if (s.generator, s.key) not in val_keys]
+    val = [s for s in samples if (s.generator, s.key) in val_keys]
     for part, name in ((train, "training"), (val, "validation")):
         if n_val and {s.label for s in part} != {0, 1}:
             raise DataError(f"the {name} split holds only one class; give --val-data or more images")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fakedet.atomic import atomic_output, atomic_write_text
-from fakedet.errors import DataError, FakedetError, ImageError
+from fakedet.errors import DataError, FakedetError, ImageError, PackageError
 from fakedet.manifest import InputSpec
 from fakedet.runtime import metrics
 from fakedet.runtime.dataset_index import Sample, index_dataset, summarize
@@ -103,10 +103,13 @@ class PackageScorer(Scorer):
 
 
 def is_checkpoint(path: Path) -> bool:
-    from .checkpoint import CONFIG, WEIGHTS
+    from .checkpoint import checkpoint_dir
 
-    p = path.parent if path.is_file() and path.name in (WEIGHTS, CONFIG) else path
-    return p.is_dir() and (p / WEIGHTS).is_file() and (p / CONFIG).is_file()
+    try:
+        checkpoint_dir(path)
+    except PackageError:
+        return False
+    return True
 
 
 def open_scorer(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto") -> Scorer:
@@ -224,10 +227,12 @@ def summarize_run(samples: list[Sample], run: ScoreRun, threshold: float) -> tup
 # --------------------------------------------------------- evaluation ----
 def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float | None = None,
              target_fpr: float = 0.05, conditions: list[Condition] | None = None, batch: int = 16,
-             progress: bool = True) -> dict:
-    """Score `data`, write metrics.json, scores.csv, roc.png (and robustness.png); return the report."""
+             progress: bool = True, samples: list[Sample] | None = None) -> dict:
+    """Score `data`, write metrics.json, scores.csv, roc.png (and robustness.png); return the report.
+    `samples`: index_dataset(data) when already made by the caller."""
     out = Path(out)
-    samples = index_dataset(data)
+    if samples is None:
+        samples = index_dataset(data)
     thr = float(scorer.threshold if threshold is None else threshold)
     clean = score_samples(scorer, samples, CLEAN, batch, progress)
     overall, labels, scores = summarize_run(samples, clean, thr)

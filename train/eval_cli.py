@@ -67,11 +67,12 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
     from .robustness import DEFAULT_SWEEP, parse_conditions
 
     conditions = parse_conditions(sweep if sweep else DEFAULT_SWEEP) if (robustness or sweep) else []
-    index_dataset(data)  # a bad dataset stops here, before the model loads
+    samples = index_dataset(data)  # a bad dataset stops here, before the model loads
     out = Path(out) if out else Path(f"eval-{Path(model).name.removesuffix('.fdet')}")
     scorer = open_scorer(model, backend=backend, precision=precision, device=device)
     try:
-        report = evaluate(scorer, data, out, threshold, target_fpr, conditions, batch, progress=not quiet)
+        report = evaluate(scorer, data, out, threshold, target_fpr, conditions, batch, progress=not quiet,
+                          samples=samples)
     finally:
         scorer.close()
     o, t = report["overall"], report["threshold_for_target_fpr"]

@@ -27,11 +27,14 @@ def backbone_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def cache_key(model, spec: InputSpec, samples: list[Sample], captions: bool) -> str:
+def cache_key(model, spec: InputSpec, samples: list[Sample], captions: bool, *,
+              backbone_sha: str | None = None, samples_digest: str | None = None) -> str:
+    """`backbone_sha` (backbone_digest(model)) and `samples_digest` (data_digest(samples)[0])
+    are computed here when not given."""
     h = hashlib.sha256()
-    h.update(backbone_digest(model).encode())
+    h.update((backbone_sha or backbone_digest(model)).encode())
     h.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
-    h.update(data_digest(samples)[0].encode())
+    h.update((samples_digest or data_digest(samples)[0]).encode())
     h.update(f"text={captions}".encode())
     return h.hexdigest()[:32]
 
@@ -64,11 +67,13 @@ def extract(model, samples: list[Sample], spec: InputSpec, batch: int, device, w
 
 
 def cached_features(model, samples, spec, cache_dir: Path, batch: int, device, workers: int = 0,
-                    captions: dict | None = None, progress: bool = True, failures: FailureLog | None = None):
-    """Features from the cache, or extracted now and written to it atomically."""
+                    captions: dict | None = None, progress: bool = True, failures: FailureLog | None = None,
+                    *, backbone_sha: str | None = None, samples_digest: str | None = None):
+    """Features from the cache, or extracted now and written to it atomically (digests as in cache_key)."""
     from safetensors.torch import load_file, save_file
 
-    key = cache_key(model, spec, samples, captions is not None)
+    key = cache_key(model, spec, samples, captions is not None, backbone_sha=backbone_sha,
+                    samples_digest=samples_digest)
     path = Path(cache_dir) / f"features-{key}.safetensors"
     if path.is_file():
         t = load_file(str(path))

@@ -8,13 +8,14 @@ that quality), `blur:2` (Gaussian blur, sigma 2 px). `clean` is the image as dec
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Callable
 
 from PIL import Image, ImageFilter
 
 from fakedet.errors import DataError
+
+from .augment import _encode
 
 DEFAULT_SWEEP = (
     "downscale:0.75", "downscale:0.5", "downscale:0.25",
@@ -35,11 +36,7 @@ def _reencode(fmt: str) -> Callable[[Image.Image, float], Image.Image]:
     def apply(img: Image.Image, quality: float) -> Image.Image:
         if not 1 <= quality <= 100:
             raise DataError(f"{fmt.lower()} quality must be in [1, 100], got {quality}")
-        buf = io.BytesIO()
-        img.save(buf, format=fmt, quality=int(quality))
-        buf.seek(0)
-        with Image.open(buf) as out:
-            return out.convert("RGB")
+        return _encode(img, fmt, int(quality))
 
     return apply
 

@@ -17,12 +17,14 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from fakedet import __version__
 from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError
+from fakedet.runtime.metrics import accuracy_at, roc_auc
 
 from .checkpoint import STATE_JSON, STATE_TENSORS, WEIGHTS, checkpoint_dir, save_checkpoint
 from .config import TrainConfig
@@ -35,27 +37,40 @@ log = logging.getLogger("fakedet.train")
 
 
 # ---------------------------------------------------------------- metrics
+def _one_class(y: np.ndarray) -> bool:
+    return not (y.any() and not y.all())
+
+
 def rank_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """ROC AUC by the Mann-Whitney statistic (ties count half)."""
-    pos, neg = scores[labels > 0.5], scores[labels <= 0.5]
-    if pos.numel() == 0 or neg.numel() == 0:
+    """ROC AUC by the Mann-Whitney statistic (ties count half); NaN when a class is missing."""
+    y = (labels > 0.5).detach().cpu().numpy().reshape(-1)
+    if _one_class(y):
         return float("nan")
-    greater = (pos[:, None] > neg[None, :]).double().sum()
-    ties = (pos[:, None] == neg[None, :]).double().sum()
-    return float((greater + 0.5 * ties) / (pos.numel() * neg.numel()))
+    # runtime.metrics takes finite scores: +-inf keep their rank, and a NaN score never wins
+    # nor ties (it ranks below every score for a fake, above every score for a real)
+    big = np.finfo(np.float64).max / 4  # differences between scores stay finite
+    s = np.clip(scores.detach().double().cpu().numpy().reshape(-1), -big / 2, big / 2)
+    return roc_auc(y, np.where(np.isnan(s), np.where(y, -big, big), s))
 
 
 def val_metrics(logits: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
-    prob = torch.sigmoid(logits.double())
-    pred = prob >= threshold
-    real, fake = labels <= 0.5, labels > 0.5
-    real_acc = float((~pred[real]).double().mean()) if real.any() else float("nan")
-    fake_acc = float(pred[fake].double().mean()) if fake.any() else float("nan")
+    y = (labels > 0.5).detach().cpu().numpy().reshape(-1)
+    prob = torch.sigmoid(logits.detach().double()).cpu().numpy().reshape(-1)
+    # a NaN logit is never called fake (`NaN >= threshold` is False)
+    prob = np.nan_to_num(prob, nan=-np.finfo(np.float64).max)
+    if not _one_class(y):
+        acc = accuracy_at(y, prob, threshold)
+    else:  # one class only: the missing class's accuracy (and the balanced one) is NaN
+        a = float(np.mean((prob >= threshold) == y)) if y.size else float("nan")
+        real_acc = a if y.size and not y.any() else float("nan")
+        fake_acc = a if y.size and y.all() else float("nan")
+        acc = {"accuracy": a, "real_accuracy": real_acc, "fake_accuracy": fake_acc,
+               "balanced_accuracy": (real_acc + fake_acc) / 2}
     return {
-        "balanced_accuracy": (real_acc + fake_acc) / 2,
-        "accuracy": float((pred == fake).double().mean()),
-        "real_accuracy": real_acc,
-        "fake_accuracy": fake_acc,
+        "balanced_accuracy": acc["balanced_accuracy"],
+        "accuracy": acc["accuracy"],
+        "real_accuracy": acc["real_accuracy"],
+        "fake_accuracy": acc["fake_accuracy"],
         "auc": rank_auc(logits.double(), labels),
         "images": int(labels.numel()),
     }
@@ -146,18 +161,21 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
 
     def _setup_features(self):
-        from .features import cached_features
+        from .features import backbone_digest, cached_features
 
         cfg = self.cfg
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "feature_cache"
         captions = read_captions(cfg.data) if getattr(self.model, "use_text", False) else None
         val_captions = (read_captions(cfg.val_data) if cfg.val_data else captions) if captions is not None else None
+        backbone_sha = backbone_digest(self.model)
         out = {}
-        for part, samples, caps in (("train", self.train_samples, captions), ("val", self.val_samples, val_captions)):
+        for part, samples, caps, digest in (("train", self.train_samples, captions, self.data_digest),
+                                            ("val", self.val_samples, val_captions, None)):
             if self.rank != 0 and self.world > 1:
                 torch.distributed.barrier()  # rank 0 extracts first; the others read its cache
             f, y, path, hit = cached_features(self.model, samples, self.spec, cache, cfg.val_batch or cfg.batch,
-                                              self.device, cfg.workers, caps, self._show(), self.failures)
+                                              self.device, cfg.workers, caps, self._show(), self.failures,
+                                              backbone_sha=backbone_sha, samples_digest=digest)
             if self.rank == 0 and self.world > 1:
                 torch.distributed.barrier()
             log.info("%s features: %s (%s)", part, path, "cache hit" if hit else "extracted")

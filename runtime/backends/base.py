@@ -5,6 +5,7 @@ importing this module imports no inference library."""
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -55,6 +56,13 @@ class Backend(ABC):
         """float32 batch in the model's layout -> the first output, as float32 numpy."""
         self.activate()
         return self._infer(batch)
+
+    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(output, {h2d, compute, d2h} in ms). Here one timed `infer`: no separate copy
+        stages (None); backends that can tell them apart override this."""
+        t0 = time.perf_counter()
+        out = self.infer(batch)
+        return out, {"h2d": None, "compute": (time.perf_counter() - t0) * 1e3, "d2h": None}
 
     @property
     def input_spec(self) -> TensorSpec:

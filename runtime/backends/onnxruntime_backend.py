@@ -35,12 +35,6 @@ _NP_DTYPES = {
 }
 
 
-def available_providers() -> list[str]:
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
-
-
 def provider_options(provider_set: str, options: dict) -> list:
     """The `providers=` list for InferenceSession (pure: no ORT import, no filesystem)."""
     if provider_set not in PROVIDERS:
@@ -142,12 +136,7 @@ class OnnxRuntimeBackend(Backend):
         return self._spec(self._out)
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if self._bind_device:
-            return self.infer_timed(batch)[0]
-        if batch.dtype != self._in_dtype:
-            batch = batch.astype(self._in_dtype)
-        out = self.session.run([self._out.name], {self._in.name: batch})[0]
-        return np.asarray(out, dtype=np.float32)
+        return self.infer_timed(batch)[0]
 
     def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
         """(logits, {h2d, compute, d2h} in ms). On the CPU there is no H2D/D2H: those are

@@ -19,8 +19,8 @@ api ("tensor" or "bindings": force an API generation; default per tensorrt_suppo
 from __future__ import annotations
 
 import queue
-import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -75,22 +75,21 @@ class TensorRTBackend(Backend):
         self.trt = trt
         self.cuda = load_cuda(self.options.get("cuda"))
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.plan = open(self.model_path, "rb").read()
+        plan = Path(self.model_path).read_bytes()  # each slot deserializes its own engine from it; not kept
         self.tensor_api = None
         self._runtimes = []
         n = max(1, int(self.options.get("contexts", 1)))
-        self.slots: list[_Slot] = [self._make_slot() for _ in range(n)]
+        self.slots: list[_Slot] = [self._make_slot(plan) for _ in range(n)]
         self.pool: queue.Queue = queue.Queue()
         for s in self.slots:
             self.pool.put(s)
-        self._lock = threading.Lock()
 
-    def _deserialize(self):
+    def _deserialize(self, plan: bytes):
         trt = self.trt
         runtime = trt.Runtime(self.logger)
         if self.options.get("version_compatible"):
             runtime.engine_host_code_allowed = True  # the plan embeds a lean runtime
-        engine = runtime.deserialize_cuda_engine(self.plan)
+        engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
             raise PackageError(
                 self.model_path,
@@ -131,8 +130,8 @@ class TensorRTBackend(Backend):
             shapes.append((tuple(lo), tuple(opt), tuple(hi)))
         return shapes
 
-    def _make_slot(self) -> _Slot:
-        engine = self._deserialize()
+    def _make_slot(self, plan: bytes) -> _Slot:
+        engine = self._deserialize(plan)
         ios = self._describe_io(engine)
         if not hasattr(self, "ios"):
             self.ios = ios
