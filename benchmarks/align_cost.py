@@ -41,7 +41,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
 PRESETS = {
-    # CompVis/ldm-text2im-large-256: the alignment paper's default autoencoder (blocks from REFERENCE.md)
+    # CompVis/ldm-text2im-large-256: the alignment paper's default autoencoder (blocks as in its diffusers vae config)
     # and its generator (UNet widths as in its diffusers config as we know it; not re-checked offline)
     "ldm256": {"resolution": 256, "unet_blocks": (320, 640, 1280, 1280), "cross_dim": 1280, "head_dim": 8,
                "vae_blocks": (128, 256, 512, 512), "guidance": True, "tokens": 77},

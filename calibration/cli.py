@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
+from fakedet.runtime.tensorrt_version import cache_tag_number
+
 from .ranges import METHODS
-from .trt_cache import ALGORITHMS, DEFAULT_TRT_VERSION, trt_version_number
+from .trt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
 
 
 def _trt_version(ctx, param, value):
     try:
-        return trt_version_number(value)
+        return cache_tag_number(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
 

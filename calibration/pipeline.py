@@ -20,7 +20,7 @@ import numpy as np
 
 from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError, PackageError
-from fakedet.manifest import Manifest
+from fakedet.onnx_graph import name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 
 from . import cpu_speed
@@ -29,8 +29,8 @@ from .dataset import load_set
 from .guard import compare, fallback, logits_of, sensitivity
 from .qdq import quantize_qdq
 from .report import score_figure
-from .surgery import name_nodes
 from .trt_cache import DEFAULT_TRT_VERSION, format_cache
+from .wrap import smoke_test, wrap_onnx
 
 log = logging.getLogger("fakedet.calibration")
 
@@ -100,26 +100,15 @@ def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: 
     if input_spec is not None:
         import onnx
 
-        from fakedet.spec_file import load_spec_file
-
         if source.suffix.lower() != ".onnx" or not source.is_file():
             raise PackageError(source, "--input-spec wraps a bare .onnx file; this is not one")
-        spec = load_spec_file(input_spec)
-        manifest = Manifest(
-            name=spec.name or source.stem,
-            architecture=spec.architecture or "unknown",
-            input=spec.input,
-            output=spec.output,
-            threshold=spec.threshold,
-            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"},
-        )
-        try:
-            model = onnx.load(str(source))
-        except Exception as e:
-            raise PackageError(source, f"not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
-        embed_manifest(model, manifest, "onnx-fp32")
+        model, manifest, notes = wrap_onnx(source, input_spec,
+                                           provenance={"wrapped_by": "fakedet calibrate --input-spec"})
+        for note in notes:
+            log.warning("note: %s", note)
         fp32 = work / FP32_FILE
         onnx.save(model, str(fp32))
+        smoke_test(fp32, manifest)
         return manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet")
     pkg = ModelPackage.open(source)
     art = pkg.manifest.artifact("onnx-fp32")

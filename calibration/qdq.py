@@ -138,9 +138,9 @@ def quantize_qdq(
 def relu_input_ranges(model, amax: dict[str, float]) -> tuple[dict[str, float], set[str]]:
     """(a copy of `amax` where a tensor read only by a ReLU takes that ReLU's output range,
     the set of those tensors)."""
-    from .surgery import _consumers
+    from fakedet.onnx_graph import consumers
 
-    users = _consumers(model.graph)
+    users = consumers(model.graph)
     out = dict(amax)
     moved = set()
     for n in model.graph.node:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from fakedet.onnx_graph import consumers, producers, replace_uses
+
 POINTWISE_FOLLOWERS = {
     "Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Elu", "Selu",
     "Tanh", "BatchNormalization", "Identity", "Gelu", "Erf",
@@ -32,33 +34,10 @@ class LayerGroup:
         return {"name": self.name, "op_type": self.op_type, "nodes": self.nodes}
 
 
-def name_nodes(model) -> None:
-    """Give every node a unique name (quantization and sensitivity refer to nodes by name)."""
-    seen = set()
-    for i, n in enumerate(model.graph.node):
-        if not n.name or n.name in seen:
-            base = f"{n.op_type}_{i}"
-            n.name = base if base not in seen else f"{base}_{len(seen)}"
-        seen.add(n.name)
-
-
-def _consumers(graph) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for n in graph.node:
-        for t in n.input:
-            if t:
-                out.setdefault(t, []).append(n)
-    return out
-
-
-def _producers(graph) -> dict:
-    return {t: n for n in graph.node for t in n.output if t}
-
-
 def layer_groups(model) -> list[LayerGroup]:
     """Groups of the FP32 graph: each head op with the chain of single-consumer pointwise ops after it."""
     g = model.graph
-    cons = _consumers(g)
+    cons = consumers(g)
     groups: list[LayerGroup] = []
     for n in g.node:
         if n.op_type not in GROUP_HEADS:
@@ -75,22 +54,15 @@ def layer_groups(model) -> list[LayerGroup]:
     return groups
 
 
-def _replace_uses(graph, old: str, new: str) -> None:
-    for n in graph.node:
-        for i, t in enumerate(n.input):
-            if t == old:
-                n.input[i] = new
-
-
 def remove_qdq(graph, q) -> None:
     """Drop a QuantizeLinear and its DequantizeLinear consumers; their users read the float tensor."""
     src = q.input[0]
     outputs = {o.name for o in graph.output}
-    cons = _consumers(graph)
+    cons = consumers(graph)
     dqs = [d for d in cons.get(q.output[0], []) if d.op_type == "DequantizeLinear"]
     if len(dqs) != len(cons.get(q.output[0], [])):
         return  # the quantized tensor feeds something else: leave it
-    prod = _producers(graph)
+    prod = producers(graph)
     for d in dqs:
         out = d.output[0]
         if out in outputs and src in prod:
@@ -99,10 +71,10 @@ def remove_qdq(graph, q) -> None:
             for i, t in enumerate(p.output):
                 if t == src:
                     p.output[i] = out
-            _replace_uses(graph, src, out)
+            replace_uses(graph, src, out)
             src = out
         else:
-            _replace_uses(graph, out, src)
+            replace_uses(graph, out, src)
     for node in [q, *dqs]:
         graph.node.remove(node)
 
@@ -110,11 +82,11 @@ def remove_qdq(graph, q) -> None:
 def float_graph_outputs(model) -> None:
     """No Q/DQ on the model's outputs: a logit rounded to 8 bits squashes confidences."""
     g = model.graph
-    prod = _producers(g)
+    prod = producers(g)
     for o in [o.name for o in g.output]:
         d = prod.get(o)
         if d is not None and d.op_type == "DequantizeLinear":
-            q = _producers(g).get(d.input[0])
+            q = producers(g).get(d.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 remove_qdq(g, q)
 
@@ -163,7 +135,7 @@ def keep_float(qdq_model, fp32_model, node_names) -> object:
     # outputs of the float nodes carry no Q/DQ
     for n in [n for n in g.node if n.name in names]:
         for t in n.output:
-            for c in list(_consumers(g).get(t, [])):
+            for c in list(consumers(g).get(t, [])):
                 if c.op_type == "QuantizeLinear":
                     remove_qdq(g, c)
     _prune(m)
@@ -176,7 +148,7 @@ def unshare_qdq_params(model) -> None:
     Q/DQ pairs back into one Q feeding several DQs (a shape its QDQ fusion skips)."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    for t, users in _consumers(g).items():
+    for t, users in consumers(g).items():
         qs = [u for u in users if u.op_type == "QuantizeLinear"]
         for k, q in enumerate(qs[1:], 1):
             for pos in (1, 2):

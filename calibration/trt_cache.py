@@ -10,8 +10,6 @@ is what TensorRT's ONNX parser gives its tensors."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 ALGORITHMS = {
@@ -21,23 +19,6 @@ ALGORITHMS = {
     "legacy": "LegacyCalibration",
 }
 DEFAULT_TRT_VERSION = 100300  # TensorRT 10.3 (JetPack 6.1 / 6.2)
-
-
-def trt_version_number(text: str | int) -> int:
-    """'10.3' / '10.3.0' -> 100300, '8.6.1' -> 8601, '100300' -> 100300 (TensorRT's own numbering:
-    major*100+minor*10+patch before 10, major*10000+minor*100+patch from 10)."""
-    if isinstance(text, int):
-        return text
-    text = str(text).strip()
-    if re.fullmatch(r"\d{4,6}", text):
-        return int(text)
-    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+))?(?:\.\d+)?", text)
-    if not m:
-        raise ValueError(f"TensorRT version '{text}' is neither like 10.3.0 nor like 100300")
-    major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-    if major >= 10:
-        return major * 10000 + minor * 100 + patch
-    return major * 1000 + minor * 100 + patch
 
 
 def scale_hex(amax: float) -> str:

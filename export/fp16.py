@@ -92,7 +92,7 @@ def drop_noop_float_casts(model) -> int:
     would hand a float32 tensor to an FP16 region."""
     from onnx import TensorProto
 
-    from fakedet.calibration.surgery import _replace_uses
+    from fakedet.onnx_graph import replace_uses
 
     dtypes = _float_tensors(model)
     outputs = {o.name for o in model.graph.output}
@@ -100,7 +100,7 @@ def drop_noop_float_casts(model) -> int:
     for node in list(model.graph.node):
         if (node.op_type == "Cast" and _cast_to(node) == TensorProto.FLOAT
                 and dtypes.get(node.input[0]) == TensorProto.FLOAT and node.output[0] not in outputs):
-            _replace_uses(model.graph, node.output[0], node.input[0])
+            replace_uses(model.graph, node.output[0], node.input[0])
             model.graph.node.remove(node)
             dropped += 1
     return dropped
@@ -115,7 +115,7 @@ def remove_cast_pairs(model) -> int:
     the second cast read the first cast's (float32) input directly. Returns pairs removed."""
     from onnx import TensorProto
 
-    from fakedet.calibration.surgery import _producers, _replace_uses
+    from fakedet.onnx_graph import producers, replace_uses
 
     removed = 0
     outputs = {o.name for o in model.graph.output}
@@ -124,12 +124,12 @@ def remove_cast_pairs(model) -> int:
     # under the converter, and skipping the pair would feed its consumers the wrong type
     dtypes = _float_tensors(model)
     while True:
-        producers = _producers(graph)
+        writers = producers(graph)
         pair = None
         for n2 in graph.node:
             if n2.op_type != "Cast" or _cast_to(n2) != TensorProto.FLOAT or n2.output[0] in outputs:
                 continue
-            n1 = producers.get(n2.input[0])
+            n1 = writers.get(n2.input[0])
             if (n1 is not None and n1.op_type == "Cast" and _cast_to(n1) == TensorProto.FLOAT16
                     and dtypes.get(n1.input[0]) == TensorProto.FLOAT):
                 pair = (n1, n2)
@@ -137,7 +137,7 @@ def remove_cast_pairs(model) -> int:
         if pair is None:
             return removed
         n1, n2 = pair
-        _replace_uses(graph, n2.output[0], n1.input[0])
+        replace_uses(graph, n2.output[0], n1.input[0])
         graph.node.remove(n2)
         if not any(n1.output[0] in n.input for n in graph.node) and n1.output[0] not in outputs:
             graph.node.remove(n1)

@@ -46,7 +46,7 @@ def dynamic_dims(spec: InputSpec) -> dict[int, str]:
     names = set(spec.dynamic_axes) | {"batch"}
     if spec.preprocess.policy == "whole-image":
         names |= {"height", "width"}
-    h_axis, w_axis = (2, 3) if spec.layout == "NCHW" else (1, 2)
+    h_axis, w_axis = spec.hw_axes()
     axes = {0: "batch"}
     if "height" in names:
         axes[h_axis] = "height"
@@ -55,9 +55,9 @@ def dynamic_dims(spec: InputSpec) -> dict[int, str]:
     return axes
 
 
-def sample_shape(spec: InputSpec, batch: int, whole_image_size: tuple[int, int]) -> tuple[int, ...]:
-    h, w = whole_image_size if spec.preprocess.policy == "whole-image" else spec.preprocess.size
-    return (batch, 3, h, w) if spec.layout == "NCHW" else (batch, h, w, 3)
+def example_input_shape(spec: InputSpec, batch: int, whole_image_size: tuple[int, int]) -> tuple[int, ...]:
+    hw = whole_image_size if spec.preprocess.policy == "whole-image" else None
+    return spec.tensor_shape(batch, hw)
 
 
 @contextlib.contextmanager
@@ -120,7 +120,7 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
         raise ExportError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
     path = Path(path)
     model = model.eval()
-    sample = torch.randn(*sample_shape(spec, 2, whole_image_size))
+    sample = torch.randn(*example_input_shape(spec, 2, whole_image_size))
     order = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
     notes: list[str] = []
     used = None

@@ -14,7 +14,7 @@ from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
 from fakedet.runtime.scoring import sigmoid
 
-from .onnx_export import sample_shape
+from .onnx_export import example_input_shape
 
 PARITY_BATCHES = (1, 3, 8)
 
@@ -81,7 +81,7 @@ def make_inputs(spec: InputSpec, whole_image_size: tuple[int, int] = (64, 64), i
     from fakedet.runtime.preprocess import preprocess, preprocess_image
 
     rng = np.random.default_rng(seed)
-    full = rng.standard_normal(sample_shape(spec, max(PARITY_BATCHES), whole_image_size)).astype(np.float32)
+    full = rng.standard_normal(example_input_shape(spec, max(PARITY_BATCHES), whole_image_size)).astype(np.float32)
     random = {b: full[:b] for b in PARITY_BATCHES}
     tensors, skipped = [], []
     if images_dir is not None:

@@ -88,11 +88,8 @@ def read_model_tensors(path: Path, manifest: Manifest) -> ModelTensors:
 def input_dims(manifest: Manifest) -> list[int]:
     """Per-sample dims (Triton adds the batch axis); -1 where the model takes any size."""
     spec = manifest.input
-    if spec.preprocess.policy == "whole-image":
-        h = w = -1
-    else:
-        h, w = spec.preprocess.size
-    return [3, h, w] if spec.layout == "NCHW" else [h, w, 3]
+    hw = (-1, -1) if spec.preprocess.policy == "whole-image" else None
+    return list(spec.tensor_shape(hw=hw))
 
 
 def preferred_batches(max_batch: int) -> list[int]:

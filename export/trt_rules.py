@@ -1,7 +1,8 @@
 """The pure rules of a TensorRT build: no tensorrt import here, so all of it is
 testable anywhere.
 
-Version rules (see REFERENCE.md "TensorRT across versions"):
+Version rules (TensorRT release notes 8.5-11.4; the facts as code in
+fakedet.runtime.tensorrt_version):
   8.5 / 8.6 (JetPack 5 / 6.0)   weakly typed, builder flags FP16/INT8; INT8 from the
                                  calibration cache (implicit) or the QDQ ONNX (explicit).
   10.x (JetPack 6.1+, desktop)   same flags; implicit INT8 deprecated since 10.1, so the
@@ -15,12 +16,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fakedet.calibration.trt_cache import trt_version_number
 from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
-from fakedet.runtime.tensorrt_support import parse_cc, parse_version
+from fakedet.runtime.tensorrt_support import parse_cc
+from fakedet.runtime.tensorrt_version import TrtVersion, cache_header_version
 
-MIN_SUPPORTED = (8, 5)
 PRECISIONS = ("fp32", "fp16", "int8")
 HARDWARE_COMPAT = ("none", "ampere+")
 DEFAULT_IMAGE_SIZES = (128, 512, 1024)  # min:opt:max side for whole-image models
@@ -28,57 +28,6 @@ DEFAULT_IMAGE_SIZES = (128, 512, 1024)  # min:opt:max side for whole-image model
 
 class BuildOptionError(FakedetError):
     """A build option that cannot work with this TensorRT, GPU or package."""
-
-
-# ---- versions ---------------------------------------------------------------
-@dataclass(frozen=True, order=True)
-class TrtVersion:
-    major: int
-    minor: int = 0
-    patch: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> "TrtVersion":
-        try:
-            return cls(*parse_version(text))
-        except ValueError:
-            raise BuildOptionError(f"cannot read a TensorRT version from '{text}'") from None
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
-
-    @property
-    def supported(self) -> bool:
-        return (self.major, self.minor) >= MIN_SUPPORTED
-
-    @property
-    def strongly_typed_only(self) -> bool:
-        return self.major >= 11
-
-    @property
-    def implicit_int8_deprecated(self) -> bool:
-        return (self.major, self.minor) >= (10, 1)
-
-    @property
-    def precision_flags_deprecated(self) -> bool:
-        """BuilderFlag.FP16/INT8 are deprecated from 10.12 (superseded by strong typing)."""
-        return (self.major, self.minor) >= (10, 12)
-
-    @property
-    def cache_tag(self) -> int:
-        """The number TensorRT writes in calibration cache headers: 8.6.1 -> 8601, 10.3.0 -> 100300."""
-        return trt_version_number(str(self))
-
-
-def calibration_cache_version(first_line: str) -> TrtVersion | None:
-    """`TRT-8601-EntropyCalibration2` -> 8.6.1; `TRT-100300-...` -> 10.3.0; None if unreadable."""
-    m = re.match(r"^TRT-(\d+)-", first_line.strip())
-    if not m:
-        return None
-    n = int(m.group(1))
-    if n >= 10000:
-        return TrtVersion(n // 10000, (n // 100) % 100, n % 100)
-    return TrtVersion(n // 1000, (n // 100) % 10, n % 100)
 
 
 # ---- what to build from ----------------------------------------------------
@@ -99,7 +48,7 @@ def source_artifact(manifest, kind: str):
     provider (attrs target "ort-cpu" has uint8 activations); older ones have no target."""
     arts = manifest.artifacts_of(kind)
     if kind == "onnx-int8-qdq":
-        arts = [a for a in arts if a.attrs.get("target", "tensorrt") != "ort-cpu"] or arts
+        arts = [a for a in arts if a.int8_target == "tensorrt"] or arts
     return arts[0] if arts else None
 
 
@@ -242,7 +191,7 @@ def profile_shapes(spec: InputSpec, batch: tuple[int, int, int], image_sizes: tu
         hw = [tuple(pre.size)] * 3
 
     def shape(b: int, h: int, w: int) -> list[int]:
-        return [b, 3, h, w] if spec.layout == "NCHW" else [b, h, w, 3]
+        return list(spec.tensor_shape(b, (h, w)))
 
     (bl, bo, bh) = batch
     return [{
@@ -290,7 +239,7 @@ def plan_attrs(version: TrtVersion | str, compute_capability: str, device_name: 
 def check_calibration_cache(first_line: str, version: TrtVersion) -> None:
     """A calibration cache is read only by the TensorRT major.minor that wrote it;
     refuse a stale one instead of letting TensorRT silently fall back to FP precision."""
-    wrote = calibration_cache_version(first_line)
+    wrote = cache_header_version(first_line)
     if wrote is None:
         raise BuildOptionError(f"the trt-calibration-cache does not start with a TensorRT header "
                                f"(expected e.g. 'TRT-{version.cache_tag}-EntropyCalibration2', found '{first_line[:60]}')")

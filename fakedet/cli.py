@@ -13,7 +13,7 @@ from .errors import FakedetError
 
 # command name -> (module, attribute, one-line help shown in `fakedet --help`)
 COMMANDS = {
-    "package": ("fakedet.package_cli", "package", "Wrap any ONNX image classifier into a model package."),
+    "package": ("fakedet.calibration.package_cli", "package", "Wrap any ONNX image classifier into a model package."),
     "info": ("fakedet.runtime.cli", "info", "Show a package's manifest, artifacts and what can run it here."),
     "predict": ("fakedet.runtime.cli", "predict", "Score images: P(fake) per image."),
     "bench": ("fakedet.runtime.bench_cli", "bench", "Measure latency and throughput per backend, precision and batch."),

@@ -37,3 +37,9 @@ class BackendUnavailable(FakedetError):
 
 class DataError(FakedetError):
     """A dataset, calibration set or config that cannot be used; raised before any work starts."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when the message is empty."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -150,6 +150,18 @@ class InputSpec:
         self.preprocess.validate(f"{where}.preprocess")
         return self
 
+    def hw_axes(self) -> tuple[int, int]:
+        """Indices of the height and width axes of the batched input tensor."""
+        return (2, 3) if self.layout == "NCHW" else (1, 2)
+
+    def tensor_shape(self, batch: int | None = None, hw: tuple | None = None) -> tuple:
+        """The input tensor's shape: `batch` images (None: no batch axis) of `hw`
+        (default: the preprocessing size; a whole-image model has none, so pass one).
+        The one place that turns a layout into a shape."""
+        h, w = hw if hw is not None else (self.preprocess.size or (None, None))
+        sample = (3, h, w) if self.layout == "NCHW" else (h, w, 3)
+        return sample if batch is None else (batch, *sample)
+
     @classmethod
     def from_dict(cls, d: dict, where: str = "input") -> "InputSpec":
         _no_unknown(cls, d, where)
@@ -250,6 +262,13 @@ class Artifact:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def int8_target(self) -> str:
+        """The engine a QDQ INT8 artifact was made for ("tensorrt": symmetric int8; "ort-cpu":
+        uint8 activations). Packages older than the attribute hold the TensorRT one.
+        The one place that decides an INT8 artifact's flavour."""
+        return self.attrs.get("target", "tensorrt")
 
 
 @dataclass

@@ -36,6 +36,7 @@ from fakedet.errors import FakedetError, ImageError
 from fakedet.package import ModelPackage
 
 from . import bench_stats as st
+from .bench_inputs import sample_shape
 from .bench_trtexec import TRTEXEC_ENTRY_SCHEMA
 from .selection import BACKENDS, EXTRA_BACKENDS, PRECISIONS, choose, load_extra_backend, make_backend
 
@@ -182,17 +183,6 @@ def machine_info() -> dict:
     if "torch" in sys.modules:  # only report it when a torch row loaded it
         info["torch"] = sys.modules["torch"].__version__
     return info
-
-
-def sample_shape(manifest) -> tuple[tuple, list[str]]:
-    """Shape of one input tensor (no batch axis) from the manifest's input spec."""
-    spec, notes = manifest.input, []
-    size = spec.preprocess.size
-    if size is None:
-        size = (224, 224)
-        notes.append("whole-image model: synthetic inputs are 224x224")
-    h, w = size
-    return ((3, h, w) if spec.layout == "NCHW" else (h, w, 3)), notes
 
 
 # ---- one combination ---------------------------------------------------------

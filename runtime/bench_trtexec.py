@@ -7,6 +7,7 @@ from __future__ import annotations
 from fakedet.package import ModelPackage
 
 from . import trtexec as tx
+from .bench_inputs import sample_shape
 
 TRTEXEC_ENTRY_SCHEMA = {
     "type": "object",
@@ -29,8 +30,6 @@ def compare(pkg: ModelPackage, report: dict, settings, progress=None, runner=tx.
     """One entry per tensorrt row of `report`: trtexec's images/s on the same plan and
     fakedet/trtexec (1.0 = parity). A trtexec that is missing or fails gives entries
     with `error`, never an exception."""
-    from .bench import sample_shape
-
     rows = [r for r in report["results"] if r["backend"] == "tensorrt"]
     if not rows:
         return []

@@ -54,12 +54,6 @@ def ort_providers() -> set[str]:
 TARGET_OF_BACKEND = {"ort-cpu": "ort-cpu", "ort-cuda": "tensorrt", "ort-trt": "tensorrt", "tensorrt": "tensorrt"}
 
 
-def int8_target(art: Artifact) -> str:
-    """The engine a QDQ artifact was made for; packages older than the attr hold the
-    TensorRT-compatible (symmetric int8) one."""
-    return art.attrs.get("target", "tensorrt")
-
-
 def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Artifact | None:
     """The package's ONNX for `precision`. For int8, `target` ("ort-cpu" or "tensorrt", or a
     backend name) picks the QDQ flavour made for it, else the other one; None: the first."""
@@ -69,7 +63,7 @@ def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Ar
             continue
         arts = pkg.manifest.artifacts_of(kind)
         if target is not None and kind == "onnx-int8-qdq":
-            arts = sorted(arts, key=lambda a: int8_target(a) != target)  # stable: the matching one first
+            arts = sorted(arts, key=lambda a: a.int8_target != target)  # stable: the matching one first
         if arts:
             return arts[0]
     return None

@@ -3,14 +3,9 @@ arithmetic the TensorRT backend needs. Nothing here imports tensorrt at module l
 the rules are pure functions of the plan's manifest attributes and a `TrtEnvironment`,
 so they are tested on machines without a GPU.
 
-NVIDIA's compatibility rules (TensorRT developer guide, "Version Compatibility" and
-"Hardware Compatibility"; support matrix 11.4, "Engine Portability"):
+Version rules live in tensorrt_version.py. NVIDIA's hardware rules (TensorRT developer
+guide, "Hardware Compatibility"; support matrix 11.4, "Engine Portability"):
 
-- By default a plan runs only with the exact TensorRT version that built it.
-- A plan built with the version-compatible flag (builder TensorRT >= 8.6) also runs on
-  *newer* runtimes of the same major version, never on older ones. Across majors only
-  two pairs are supported: TensorRT 8 -> 10 and 10 -> 11 (the 10.x guide also names
-  8 -> 9). Such plans embed a lean runtime, so the runtime must allow engine host code.
 - By default a plan runs only on the GPU architecture (compute capability) it was
   built on. Hardware-compatibility level "ampere+" plans run on any Ampere or newer
   discrete GPU (sm80+); hardware compatibility is not supported on JetPack/DRIVE OS
@@ -21,14 +16,13 @@ NVIDIA's compatibility rules (TensorRT developer guide, "Version Compatibility" 
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass, field
 
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
-# Majors a version-compatible plan may cross (builder major -> runtime major).
-CROSS_MAJOR_OK = {(8, 9), (8, 10), (10, 11)}
+from .tensorrt_version import parse_version, version_rule
+
 # auto picks the fastest plan that runs: INT8 (calibrated, accuracy-guarded) before FP16 before FP32.
 PLAN_PREFERENCE = ("int8", "fp16", "fp32")
 
@@ -83,48 +77,7 @@ def detect_environment() -> TrtEnvironment:
     return env
 
 
-# ---- version and hardware rules (pure) -----------------------------------
-_VERSION = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """'10.3.0.26' -> (10, 3, 0); '10.0.0b6' -> (10, 0, 0). Missing parts count as 0.
-    The one parser of TensorRT versions: the build stamps plans with it and the runtime
-    compares with it, so a pre-release tag cannot make a plan refuse its own builder."""
-    m = _VERSION.match(str(text))
-    if not m:
-        raise ValueError(f"not a TensorRT version: '{text}'")
-    return tuple(int(g) if g is not None else 0 for g in m.groups())  # type: ignore[return-value]
-
-
-def _v(t: tuple[int, int, int]) -> str:
-    return ".".join(map(str, t))
-
-
-def version_rule(plan_version: str, runtime_version: str, version_compatible: bool) -> tuple[bool, str]:
-    built, here = parse_version(plan_version), parse_version(runtime_version)
-    if built == here:
-        return True, f"same TensorRT version ({_v(here)})"
-    if not version_compatible:
-        return False, (
-            f"built with TensorRT {_v(built)}, this runtime is {_v(here)}; a plan runs only with the exact "
-            f"TensorRT version that built it unless it was built version-compatible"
-        )
-    if built < (8, 6, 0):
-        return False, f"built with TensorRT {_v(built)}; version compatibility needs a builder >= 8.6"
-    if here < built:
-        return False, (
-            f"version-compatible plan built with TensorRT {_v(built)} cannot run on the older runtime {_v(here)} "
-            f"(compatibility only reaches newer runtimes)"
-        )
-    if built[0] == here[0] or (built[0], here[0]) in CROSS_MAJOR_OK:
-        return True, f"version-compatible plan from TensorRT {_v(built)} runs on the newer runtime {_v(here)}"
-    return False, (
-        f"version-compatible plan built with TensorRT {built[0]}.x cannot run on TensorRT {here[0]}.x "
-        f"(NVIDIA supports only the same major, 8->10 and 10->11)"
-    )
-
-
+# ---- hardware rules (pure) ----------------------------------------------
 def parse_cc(text: str) -> tuple[int, int]:
     """'8.7' or 'sm_87' or '87' -> (8, 7)."""
     s = str(text).lower().replace("sm_", "").replace("sm", "").strip()

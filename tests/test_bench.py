@@ -11,7 +11,7 @@ from fakedet.package import ModelPackage
 from fakedet.runtime.bench import (
     REPORT_SCHEMA_VERSION, STAGES, BenchSettings, format_table, run_bench, to_csv, validate_report, write_json,
 )
-from test_bench_helpers import add_artifacts
+from package_helpers import add_artifacts
 
 FAST = dict(warmup_s=0.0, duration_s=0.02, repeats=2, threads=1)
 

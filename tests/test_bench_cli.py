@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from fakedet.cli import main  # noqa: E402
 from fakedet.manifest import InputSpec, Manifest, Preprocess  # noqa: E402
 from fakedet.package import PackageWriter  # noqa: E402
-from test_bench_helpers import add_artifacts  # noqa: E402
+from package_helpers import add_artifacts  # noqa: E402
 
 ARCH = "bench-tiny-cnn"
 

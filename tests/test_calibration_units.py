@@ -11,7 +11,8 @@ onnx = pytest.importorskip("onnx")
 from fakedet.calibration.mse import mse_amax  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402
-from fakedet.calibration.trt_cache import format_cache, parse_cache, trt_version_number  # noqa: E402
+from fakedet.calibration.trt_cache import format_cache, parse_cache  # noqa: E402
+from fakedet.runtime.tensorrt_version import cache_tag_number  # noqa: E402
 from fakedet.runtime.dataset_index import Sample  # noqa: E402
 from fakedet.calibration.dataset import select_samples  # noqa: E402
 
@@ -39,13 +40,13 @@ def test_trt_cache_matches_an_independent_writer():
 
 
 def test_trt_version_numbers():
-    assert trt_version_number("10.3") == 100300
-    assert trt_version_number("10.16.1") == 101601
-    assert trt_version_number("8.6.1") == 8601
-    assert trt_version_number("8.5.2.2") == 8502
-    assert trt_version_number("100300") == 100300
+    assert cache_tag_number("10.3") == 100300
+    assert cache_tag_number("10.16.1") == 101601
+    assert cache_tag_number("8.6.1") == 8601
+    assert cache_tag_number("8.5.2.2") == 8502
+    assert cache_tag_number("100300") == 100300
     with pytest.raises(ValueError):
-        trt_version_number("ten")
+        cache_tag_number("ten")
 
 
 def test_mse_amax_matches_brute_force_on_the_data():

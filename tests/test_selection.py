@@ -4,7 +4,7 @@ what the package has and what would make it runnable."""
 import pytest
 from fakedet.runtime.selection import choose, load_extra_backend, make_backend
 from fakedet.runtime.tensorrt_support import TrtEnvironment
-from test_bench_helpers import add_artifacts, plan_attrs
+from package_helpers import add_artifacts, plan_attrs
 
 from fakedet.errors import BackendUnavailable
 from fakedet.package import ModelPackage

@@ -8,8 +8,9 @@ import pytest
 
 from fakedet.package import ModelPackage
 from fakedet.runtime import tensorrt_support as ts
+from fakedet.runtime import tensorrt_version as tv
 from fakedet.runtime.tensorrt_support import TrtEnvironment
-from test_bench_helpers import add_artifacts, plan_attrs
+from package_helpers import add_artifacts, plan_attrs
 
 ORIN = TrtEnvironment(trt_version="10.3.0.30", compute_capability="8.7", device_name="Orin", integrated=True,
                       dla_cores=2)
@@ -19,15 +20,15 @@ H100_NEWER = TrtEnvironment(trt_version="10.16.0", compute_capability="9.0", dev
 
 @pytest.mark.parametrize("text,expected", [("10.3.0.26", (10, 3, 0)), ("8.6", (8, 6, 0)), ("11.4.1", (11, 4, 1))])
 def test_parse_version(text, expected):
-    assert ts.parse_version(text) == expected
+    assert tv.parse_version(text) == expected
 
 
 def test_exact_version_required_without_version_compatibility():
-    assert ts.version_rule("10.3.0", "10.3.0.26", False)[0]
-    ok, why = ts.version_rule("10.3.0", "10.4.0", False)
+    assert tv.version_rule("10.3.0", "10.3.0.26", False)[0]
+    ok, why = tv.version_rule("10.3.0", "10.4.0", False)
     assert not ok and "exact" in why and "10.3.0" in why and "10.4.0" in why
-    assert not ts.version_rule("10.3.0", "10.3.1", False)[0]
-    assert not ts.version_rule("8.6.1", "8.5.2", False)[0]
+    assert not tv.version_rule("10.3.0", "10.3.1", False)[0]
+    assert not tv.version_rule("8.6.1", "8.5.2", False)[0]
 
 
 @pytest.mark.parametrize("built,here,ok", [
@@ -41,7 +42,7 @@ def test_exact_version_required_without_version_compatibility():
     ("11.4.0", "10.16.0", False),
 ])
 def test_version_compatible_rule(built, here, ok):
-    assert ts.version_rule(built, here, True)[0] is ok
+    assert tv.version_rule(built, here, True)[0] is ok
 
 
 def test_hardware_rules():
@@ -158,7 +159,7 @@ def test_detected_environment_on_a_gpu_machine():
     env = ts.detect_environment()
     if not env.usable:
         pytest.skip(f"needs TensorRT and a CUDA GPU: {'; '.join(env.why_absent)}")
-    ts.parse_version(env.trt_version)
+    tv.parse_version(env.trt_version)
     ts.parse_cc(env.compute_capability)
 
 

@@ -1,4 +1,4 @@
-"""Training augmentation: the alignment paper's set (REFERENCE.md) plus WebP, each op
+"""Training augmentation: the alignment paper's set (arXiv 2410.11835, its training options) plus WebP, each op
 with its probability from the config. Every random draw comes from one
 numpy Generator, so `augment_pair` gives a real image and its reconstruction
 the identical transform by drawing from two generators with the same seed

@@ -90,7 +90,8 @@ class TrainConfig:
 
 KEYS = {f.name for f in fields(TrainConfig)}
 
-# each architecture's published recipe (REFERENCE.md): the defaults under the file and the flags
+# each architecture's published recipe (alignment paper: arXiv 2410.11835; CNNDetection: arXiv 1912.11035;
+# robust-CLIP: arXiv 2404.12908): the defaults under the file and the flags
 RECIPES: dict[str, dict] = {
     "resnet50-nodown": {},  # the alignment paper: Adam 1e-4, BCE, paired batches, early stopping + lr/10
     "resnet50": {  # CNNDetection: unpaired, blur + JPEG (p 0.5), flip, crop at the deploy size

@@ -5,7 +5,8 @@ image [+ caption] features -> 3 x [Linear, BatchNorm1d, LeakyReLU, Dropout] -> 1
 The CLIP backbone is frozen: the trainer extracts features once, caches them and
 trains only `head`. The deployed forward takes the image alone; caption text
 features are an extra input only for a model trained with `use_text=True`
-(REFERENCE.md: captions can leak the label, so they are off by default)."""
+(the robust-CLIP paper's data, arXiv 2404.12908, gives reals and fakes captions from different
+sources, so captions can leak the label: they are off by default)."""
 
 from __future__ import annotations
 

@@ -44,12 +44,10 @@ def register_model(fn: Callable | None = None, *, name: str | None = None,
 
 
 def list_models() -> list[str]:
-    _ensure_builtin()
     return sorted(_REGISTRY)
 
 
 def get_entry(arch: str) -> ModelEntry:
-    _ensure_builtin()
     if arch not in _REGISTRY:
         raise FakedetError(f"unknown architecture '{arch}' (known: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[arch]
@@ -66,8 +64,3 @@ def model_input_spec(arch: str, **kwargs) -> InputSpec:
     without instantiating the model. Accepts the same kwargs as create_model."""
     kwargs.pop("pretrained", None)
     return get_entry(arch).input_spec(**kwargs)
-
-
-def _ensure_builtin() -> None:
-    # the built-in architectures register themselves on import
-    from . import clip, resnet  # noqa: F401

@@ -1,0 +1,142 @@
+"""The dependency direction of DESIGN.md, held by reading the source with `ast`.
+
+    runtime      -> fakedet (the foundation)
+    train        -> runtime, fakedet
+    calibration  -> runtime, fakedet
+    export       -> train, calibration, runtime, fakedet
+    fakedet      -> nothing above it; only fakedet/cli.py assembles the stages' commands
+
+and no stage imports another stage's CLI module. Every import counts: module level,
+inside functions, relative, and module paths written as strings (import_module,
+"module:attr" registry entries)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE_DIRS = {"fakedet": "fakedet", "runtime": "fakedet.runtime", "train": "fakedet.train",
+              "export": "fakedet.export", "calibration": "fakedet.calibration"}
+ALLOWED = {
+    "fakedet": {"fakedet"},
+    "runtime": {"runtime", "fakedet"},
+    "train": {"train", "runtime", "fakedet"},
+    "calibration": {"calibration", "runtime", "fakedet"},
+    "export": {"export", "train", "calibration", "runtime", "fakedet"},
+}
+ASSEMBLER = "fakedet.cli"  # the one module allowed to name every stage (lazily, by string)
+MODULE_STRING = re.compile(r"^fakedet(\.[a-z_][a-z0-9_]*)+(:[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def stage_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ALLOWED and parts[1] != "fakedet":
+        return parts[1]
+    return "fakedet"
+
+
+def is_cli(module: str) -> bool:
+    last = module.split(".")[-1]
+    return last == "cli" or last.endswith("_cli")
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(REPO)
+    pkg = STAGE_DIRS[rel.parts[0]]
+    rest = [p for p in rel.with_suffix("").parts[1:] if p != "__init__"]
+    return ".".join([pkg, *rest])
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                ids.add(id(first.value))
+    return ids
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, absolute module) for every import and module-path string in `source`."""
+    tree = ast.parse(source)
+    package = module if is_package else module.rpartition(".")[0]
+    docs = _docstring_nodes(tree)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # `from . import x` / `from fakedet.runtime import cli` import submodules too
+            out.append((node.lineno, target))
+            out += [(node.lineno, f"{target}.{a.name}") for a in node.names if a.name != "*"]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+            if MODULE_STRING.match(node.value):
+                out.append((node.lineno, node.value.split(":")[0]))
+    return [(line, m) for line, m in out if m == "fakedet" or m.startswith("fakedet.")]
+
+
+def violations(source: str, module: str, is_package: bool = False, known: set[str] | None = None) -> list[str]:
+    """What in `source` (the module `module`) goes against the dependency direction.
+    `known`: the project's modules, to tell `from pkg import submodule` from `from pkg import name`."""
+    if module == ASSEMBLER:
+        return []
+    mine = stage_of(module)
+    found = []
+    for line, target in imported_modules(source, module, is_package):
+        if known is not None and target not in known and target.rpartition(".")[0] in known:
+            target = target.rpartition(".")[0]  # `from X import name`: the edge is to X
+        theirs = stage_of(target)
+        if theirs not in ALLOWED[mine]:
+            found.append(f"{module}:{line} imports {target} ({mine} -> {theirs} runs against the direction)")
+        elif is_cli(target) and theirs != mine:
+            found.append(f"{module}:{line} imports {target} (another stage's CLI module)")
+    return found
+
+
+def _sources() -> list[Path]:
+    return sorted(p for d in STAGE_DIRS for p in (REPO / d).rglob("*.py"))
+
+
+def test_every_import_follows_the_dependency_direction():
+    files = _sources()
+    assert len(files) > 50, "the stage folders were not found"
+    known = {module_name(p) for p in files}
+    problems = []
+    for path in files:
+        problems += violations(path.read_text(), module_name(path), path.name == "__init__.py", known)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module,source,expected", [
+    ("fakedet.runtime.x", "def f():\n    from fakedet.train import trainer\n", "runtime -> train"),
+    ("fakedet.runtime.x", "import importlib\nimportlib.import_module('fakedet.export.cli')\n", "runtime -> export"),
+    ("fakedet.runtime.x", "REG = {'torch': 'fakedet.train.torch_backend:TorchBackend'}\n", "runtime -> train"),
+    ("fakedet.calibration.x", "from ..export import fp16\n", "calibration -> export"),
+    ("fakedet.calibration.x", "from fakedet.train.models import create_model\n", "calibration -> train"),
+    ("fakedet.manifest", "from .runtime import detector\n", "fakedet -> runtime"),
+    ("fakedet.export.x", "from fakedet.train.cli import train\n", "another stage's CLI module"),
+])
+def test_the_check_catches_each_kind_of_wrong_edge(module, source, expected):
+    found = violations(source, module)
+    assert found and expected in found[0], found
+
+
+@pytest.mark.parametrize("module,source", [
+    ("fakedet.export.x", "from fakedet.train.models import create_model\nfrom ..calibration import qdq\n"),
+    ("fakedet.runtime.x", '"""Not an edge: fakedet.train.trainer in a docstring."""\nfrom fakedet.errors import FakedetError\n'),
+    ("fakedet.train.cli", "from .align_cli import align\nfrom fakedet.runtime.imageio import load_image\n"),
+    ("fakedet.cli", "COMMANDS = {'train': ('fakedet.train.cli', 'train')}\n"),
+])
+def test_allowed_edges_pass(module, source):
+    assert violations(source, module) == []
