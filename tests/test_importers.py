@@ -400,6 +400,16 @@ def test_missing_buffers_only_are_kept_and_said(tmp_path, resnet_state):
     assert any("num_batches_tracked" in n for n in result.facts["notes"])
 
 
+def test_help_lists_every_family(capsys):
+    with pytest.raises(SystemExit):
+        from fakedet.cli import cli
+
+        cli.main(["import", "--help"], prog_name="fakedet")
+    out = capsys.readouterr().out
+    for name in ("cnndetection", "universal-fake-detect", "aligned-forensics", "robust-clip"):
+        assert f"  {name}: " in out and f"fakedet import {name} " in out
+
+
 def test_wrong_family_file_and_unknown_family(tmp_path, capsys, resnet_state):
     torch.save({"model": resnet_state}, tmp_path / "cnn.pth")
     assert run_cli("import", "no-such-family", tmp_path / "cnn.pth", "-o", tmp_path / "ck") == 2

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from fakedet.errors import FakedetError
 
-# OpenAI's CLIP ViT-L/14 (the `clip` package, both UniversalFakeDetect and the robust-CLIP
-# detector load it with clip.load('ViT-L/14')) uses QuickGELU; open_clip's 'ViT-L-14' config
-# uses GELU, so the OpenAI weights belong to 'ViT-L-14-quickgelu'.
+# OpenAI's CLIP ViT-L/14 (the `clip` package: UniversalFakeDetect and the robust-CLIP detector
+# load it with clip.load('ViT-L/14')) uses QuickGELU (open_clip's pretrained config of the
+# 'openai' tag says quick_gelu: True); open_clip's 'ViT-L-14' config uses GELU, so building
+# that one around the OpenAI weights changes every activation. 'ViT-L-14-quickgelu' is right.
 OPENAI_VIT_L14 = "ViT-L-14-quickgelu"
 
 

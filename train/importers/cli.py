@@ -12,8 +12,8 @@ def _families_text() -> str:
 
     rows = []
     for fam in list_families():
-        backbone = " (+ --backbone-weights)" if fam.needs_backbone else ""
-        rows.append(f"  {fam.name:<22} {fam.weights}{backbone}\n  {'':<22} {fam.summary}; {fam.repository}")
+        backbone = " + --backbone-weights" if fam.needs_backbone else ""
+        rows.append(f"  {fam.name}: {fam.weights}{backbone}\n    {fam.summary}\n    facts from {fam.repository}")
     return "\n".join(rows)
 
 

@@ -3,10 +3,9 @@ for now"): `blur_jpg_prob0.5.pth`, `blur_jpg_prob0.1.pth`.
 
 Facts, read from github.com/PeterWang512/CNNDetection:
 - Architecture: `resnet50(num_classes=1)` from their `networks/resnet.py`, a copy of
-  torchvision's ResNet (keys conv1, bn1, layer1-4 with conv1-3/bn1-3/downsample.0-1, fc):
-  fc is Linear(2048 -> 1), one logit. (demo.py, eval.py; the layout of networks/resnet.py
-  is the torchvision one as kept by forks, e.g. Ekko-zn/AIGCDetectBenchmark
-  networks/resnet.py: the original file is not in the store.)
+  torchvision's ResNet (keys conv1, bn1, layer1-4 with conv1-3/bn1-3/downsample.0-1, fc;
+  conv1 stride 2, max-pool stride 2): `fc = nn.Linear(512 * 4, num_classes)`, one logit
+  (demo.py, eval.py, networks/resnet.py).
 - Saving: `networks/base_model.py` `save_networks` writes
   `{'model': state_dict, 'optimizer': ..., 'total_steps': ...}`; every loader reads
   `state_dict['model']` (demo.py, demo_dir.py, eval.py). No 'module.' prefix.
@@ -16,6 +15,8 @@ Facts, read from github.com/PeterWang512/CNNDetection:
   zeros (black) before cropping. (demo.py scores the whole image instead; eval.py is the
   protocol of the paper's tables.)
 - Threshold: `sigmoid(logit) > 0.5` (demo_dir.py, validate.py accuracy).
+- The weights: weights/download_weights.sh fetches blur_jpg_prob0.5.pth and
+  blur_jpg_prob0.1.pth (same layout; the paper's two augmentation settings).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .mapping import map_onto, state_dict_in, strip_prefix
 from .registry import Imported, ImportRequest, register_family
 
 REPOSITORY = "PeterWang512/CNNDetection"
-SOURCES = ["demo.py", "demo_dir.py", "eval.py", "eval_config.py", "data/datasets.py",
+SOURCES = ["networks/resnet.py", "demo.py", "demo_dir.py", "eval.py", "eval_config.py", "data/datasets.py",
            "options/base_options.py", "networks/base_model.py"]
 CROP = 224
 

@@ -4,20 +4,19 @@ Generalize Across Generative Models"): `pretrained_weights/fc_weights.pth`.
 Facts, read from github.com/WisconsinAIVision/UniversalFakeDetect:
 - The file holds only the linear head: validate.py builds `get_model('CLIP:ViT-L/14')` and
   calls `model.fc.load_state_dict(torch.load(ckpt))`, so its keys are `weight` (1, 768)
-  and `bias` (1,). (A training checkpoint of theirs, networks/base_model.py, nests the whole
-  model, CLIP included, under 'model'; its CLIP tensors are not used here and are named as
-  leftovers: export the head with `{'weight': ..., 'bias': ...}` to import it.)
-- Model (models/__init__.py, models/clip_models.py; the .py of the latter is read from the
-  fork Hina39/UniversalFakeDetect, the original repository keeps only its .pyc):
-  `clip.load('ViT-L/14')` (OpenAI CLIP: QuickGELU), frozen;
-  `fc = nn.Linear(768, 1)` on `encode_image(x)`: the projected image embedding, not
-  L2-normalised.
+  and `bias` (1,). Checked on the file itself (pretrained_weights/fc_weights.pth, 4083
+  bytes, read with this importer's weights_only loader): exactly those two float32
+  tensors. (A training checkpoint of theirs, networks/base_model.py, nests the whole model,
+  CLIP included, under 'model'; its CLIP tensors are not used here and are named as
+  leftovers: save its head as `{'weight': ..., 'bias': ...}` to import it.)
+- Model (models/__init__.py, models/clip_models.py): `clip.load('ViT-L/14', device="cpu")`
+  (OpenAI CLIP: QuickGELU; loaded on the CPU, so in float32), frozen; `fc = nn.Linear(768,
+  1)` on `encode_image(x)`: the projected image embedding, not L2-normalised.
 - Evaluation (validate.py `RealFakeDataset`): `CenterCrop(224)`, ToTensor, Normalize with
   CLIP mean/std; no resize (CLIP's own preprocess is loaded but not used). torchvision's
   CenterCrop pads smaller images with zeros.
 - Threshold: accuracy at `sigmoid(logit) > 0.5` (validate.py also reports an oracle "best
   threshold" per test set, which is not a deployable setting).
-- Precision: clip.load on a GPU gives an fp16 CLIP; fakedet's import runs it in fp32.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from .registry import Imported, ImportRequest, register_family
 
 REPOSITORY = "WisconsinAIVision/UniversalFakeDetect"
 SOURCES = ["validate.py", "models/__init__.py", "networks/trainer.py", "networks/base_model.py",
-           "Hina39/UniversalFakeDetect: models/clip_models.py"]
+           "models/clip_models.py", "pretrained_weights/fc_weights.pth"]
 NAME = "universal-fake-detect"
 
 
