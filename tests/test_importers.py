@@ -357,10 +357,14 @@ def test_torchscript_and_non_weight_files_are_refused(tmp_path, capsys):
     scripted = torch.jit.script(nn.Linear(2, 1))
     scripted.save(str(tmp_path / "scripted.pt"))
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    for name in ("scripted.pt", "text.pth"):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    torch.save({"model": {"fc.weight": torch.zeros(1, 2048)}}, tmp_path / "whole.pth")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:300])
+    for name, why in (("scripted.pt", "refused: a TorchScript archive"), ("text.pth", "not a PyTorch weights file"),
+                      ("empty.pth", "empty file"), ("cut.pth", "truncated or damaged")):
         assert run_cli("import", "cnndetection", tmp_path / name, "-o", tmp_path / "ck") == 2
         err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and name in err, err
+        assert len(err.splitlines()) == 1 and name in err and why in err, err
 
 
 # ---- strict mapping: leftovers, missing tensors, shapes ----------------------------------------

@@ -83,7 +83,7 @@ def map_onto(source: dict, target: dict[str, torch.Tensor], rename: Callable[[st
         mapped[new] = value.detach().to(want.dtype).contiguous().clone()
         origin[new] = str(key)
     missing = [k for k in target if k not in mapped and not k.endswith(OPTIONAL_BUFFERS)]
-    groups = (("published tensor(s) nothing uses", leftovers), (f"tensor(s) of {what} not in the file", missing),
+    groups = (("published tensor(s) nothing uses", leftovers), ("model tensor(s) not in the file", missing),
               ("shape/dtype mismatch(es)", wrong), ("pair(s) of published tensors for one target", duplicate))
     problems = [f"{len(items)} {label}: {_names(items)}" for label, items in groups if items]
     if problems:

@@ -1,10 +1,10 @@
 """The importer registry (timm-style): each published family registers one converter
 under its name; `fakedet import FAMILY ...` looks it up. A new family is one small file
-in this folder that calls `register_family` and is listed in `_ensure_builtin`."""
+in this folder that calls `register_family`: the registry finds it by itself."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from fakedet.errors import FakedetError
@@ -29,7 +29,6 @@ class ImportRequest:
     backbone_weights: str | None = None
     clip_model: str | None = None  # None: the family's own backbone architecture
     caption: str = ""  # robust-clip: the fixed caption folded into the head
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -82,5 +81,11 @@ def get_family(name: str) -> Family:
 
 
 def _ensure_builtin() -> None:
-    # each family file registers itself on import
-    from . import aligned_forensics, cnndetection, robust_clip, universal_fake_detect  # noqa: F401
+    """Import every module of this package: each family file registers itself, so a new
+    family is one new file and nothing else changes."""
+    import importlib
+    import pkgutil
+
+    package = __name__.rsplit(".", 1)[0]
+    for mod in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{mod.name}")
