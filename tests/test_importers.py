@@ -238,7 +238,8 @@ def robust(tmp_path_factory, quickgelu_clip):
             bn.running_var.mul_(0.1)
         nn.init.normal_(head.output_layer.weight, 0.0, 0.3)
     torch.save(nn.DataParallel(head).state_dict(), root / "checkpoint_epoch_0031.pt")  # train.py
-    tokens = open_clip.tokenize([CAPTION[:77]])  # clip_feature.py: texts cut to 77 characters, clip.tokenize
+    # h5_process.py: str() of the UTF-8 bytes get_data.py stored; clip_feature.py: cut to 77 characters
+    tokens = open_clip.tokenize([str(CAPTION.encode("utf-8"))[:77]])
 
     def forward(x):
         text = clip.encode_text(tokens).float().expand(x.shape[0], -1)
@@ -307,7 +308,8 @@ def test_checkpoint_and_package_record_the_contract_threshold_and_provenance(cnn
     assert cfg["input"]["preprocess"]["policy"] == "center-crop" and cfg["input"]["preprocess"]["size"] == [224, 224]
     assert cfg["imported"]["ignored_top_level"] == ["optimizer", "total_steps"]
     cfg = json.loads((robust.ck / "config.json").read_text())
-    assert cfg["imported"]["caption"]["text"] == CAPTION[:77]
+    assert cfg["imported"]["caption"]["caption"] == CAPTION
+    assert cfg["imported"]["caption"]["text_encoded"] == "b'" + CAPTION[:75]
     manifest = ModelPackage.open(robust.pkg).manifest
     assert manifest.threshold.value == 0.5 and manifest.input.to_dict() == cfg["input"]
     assert manifest.provenance["training_config"]["imported"]["family"] == "robust-clip"
@@ -425,6 +427,15 @@ def test_wrong_family_file_and_unknown_family(tmp_path, capsys, resnet_state):
 
 
 # ---- the backbone of head-only families ------------------------------------------------------
+
+def test_options_a_family_does_not_use_are_refused(tmp_path, capsys, resnet_state):
+    torch.save({"model": resnet_state}, tmp_path / "cnn.pth")
+    assert run_cli("import", "cnndetection", tmp_path / "cnn.pth", "--caption", "x", "-o", tmp_path / "ck") == 2
+    assert "--caption" in capsys.readouterr().err
+    assert run_cli("import", "aligned-forensics", tmp_path / "cnn.pth", "--backbone-weights", "openai",
+                   "-o", tmp_path / "ck") == 2
+    assert "does not take --backbone-weights" in capsys.readouterr().err and not (tmp_path / "ck").exists()
+
 
 def test_head_only_family_without_backbone_says_what_to_give(tmp_path, capsys):
     torch.save({"weight": torch.zeros(1, 768), "bias": torch.zeros(1)}, tmp_path / "fc_weights.pth")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fakedet.errors import FakedetError
+
 from .registry import Family, Imported, ImportRequest, get_family, list_families, register_family
 
 __all__ = ["Family", "Imported", "ImportRequest", "get_family", "import_checkpoint", "list_families",
@@ -25,6 +27,12 @@ def import_checkpoint(family: str, weights: str | Path, out_dir: str | Path, bac
     from .published import read_published
 
     fam = get_family(family)
+    unused = [flag for flag, given, used in (("--backbone-weights", backbone_weights, fam.needs_backbone),
+                                             ("--clip-model", clip_model, fam.needs_backbone),
+                                             ("--caption", caption, fam.takes_caption)) if given and not used]
+    if unused:
+        whole = "" if fam.needs_backbone else " (its file holds the whole detector)"
+        raise FakedetError(f"{fam.name} does not take {', '.join(unused)}{whole}")
     weights = Path(weights)
     published = read_published(weights)
     request = ImportRequest(weights=str(weights), backbone_weights=backbone_weights, clip_model=clip_model,

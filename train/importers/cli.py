@@ -51,7 +51,8 @@ open_clip tag ('openai') already in the Hugging Face cache; nothing is downloade
 @click.option("--clip-model", default=None,
               help="open_clip architecture of the backbone [ViT-L-14-quickgelu: OpenAI's ViT-L/14].")
 @click.option("--caption", default="", show_default=True,
-              help="robust-clip: the fixed caption whose text features are folded into the head.")
+              help="robust-clip: the fixed caption folded into the head (encoded as its pipeline did: "
+                   "str() of the UTF-8 bytes, cut to 77 characters).")
 def import_(family, weights, output, backbone_weights, clip_model, caption):
     """Import FAMILY's published WEIGHTS as a fakedet checkpoint, with the family's
     preprocessing contract and threshold, ready for `fakedet export`."""

@@ -19,6 +19,7 @@ class Family:
     weights: str  # the file people hold, e.g. "blur_jpg_prob0.5.pth"
     needs_backbone: bool = False  # True: --backbone-weights is required (the file holds only a head)
     aliases: tuple[str, ...] = ()
+    takes_caption: bool = False  # --caption means something to this family
 
 
 @dataclass
@@ -48,14 +49,14 @@ _FAMILIES: dict[str, Family] = {}
 
 
 def register_family(*, name: str, summary: str, repository: str, weights: str,
-                    needs_backbone: bool = False, aliases: tuple[str, ...] = ()):
+                    needs_backbone: bool = False, aliases: tuple[str, ...] = (), takes_caption: bool = False):
     """Register `convert(published, request) -> Imported` as the importer of `name`."""
 
     def wrap(convert: Callable) -> Callable:
         for key in (name, *aliases):
             if key.lower() in _FAMILIES:
                 raise ValueError(f"importer '{key}' is already registered")
-        family = Family(name, convert, summary, repository, weights, needs_backbone, tuple(aliases))
+        family = Family(name, convert, summary, repository, weights, needs_backbone, tuple(aliases), takes_caption)
         for key in (name, *aliases):
             _FAMILIES[key.lower()] = family
         return convert

@@ -12,8 +12,16 @@ Facts, read from github.com/Purdue-M2/Robust_DM_Generated_Image_Detection:
 - Features (clip_feature.py, h5_process.py, dataset.py): OpenAI CLIP `clip.load('ViT-L/14')`
   (QuickGELU); image features = `encode_image(preprocess(img))` with CLIP's own preprocess
   (resize the shorter side to 224, bicubic; centre crop 224; CLIP mean/std); text features =
-  `encode_text(clip.tokenize(caption[:77]))` (captions cut to 77 characters first). Neither is
+  `encode_text(clip.tokenize(text[:77]))` (texts cut to 77 characters first). Neither is
   L2-normalised; both are cast to float32 for the head.
+- The text their CLIP saw: get_data.py stores each prompt as UTF-8 bytes in the h5 file;
+  h5_process.py reads them back (bytes) and applies `str()`, which gives the bytes' repr:
+  the prompt "a cat" was encoded as the text "b'a cat'". The import applies the same
+  convention to --caption.
+- Not in the published code: how images were decoded and sized before CLIP's preprocess
+  (get_data.py calls `utils.get_data` with a signature utils.py does not have); the
+  preprocessing contract here is CLIP's own, which their clip_feature.py applies (unconfirmed
+  whether an earlier resize happened).
 - Threshold: `sigmoid(logit) > 0.5` (train.py `evaluate`).
 - Precision: clip.load on a GPU gives an fp16 CLIP; fakedet's import runs it in fp32.
 
@@ -52,14 +60,19 @@ def _rename(key: str) -> str | None:
     return None
 
 
+def caption_text(caption: str) -> str:
+    """The text their pipeline hands CLIP for `caption`: str() of its UTF-8 bytes, cut to 77 characters."""
+    return str(caption.encode("utf-8"))[:MAX_CAPTION_CHARS]
+
+
 def caption_features(clip_model: str, backbone: str, caption: str) -> torch.Tensor:
-    """OpenAI-CLIP text features of `caption` (cut to 77 characters as their code does), (1, E)."""
+    """OpenAI-CLIP text features of `caption` as their pipeline computes them, (1, E)."""
     import open_clip
 
     from fakedet.train.models.clip import build_clip
 
     clip = build_clip(clip_model, backbone).eval()
-    tokens = open_clip.get_tokenizer(clip_model)([caption[:MAX_CAPTION_CHARS]])
+    tokens = open_clip.get_tokenizer(clip_model)([caption_text(caption)])
     with torch.no_grad():
         return clip.encode_text(tokens).float()
 
@@ -82,7 +95,8 @@ def fold_caption(state: dict, text: torch.Tensor, image_dim: int, where: str) ->
 
 @register_family(name=NAME, aliases=("robust-dm", "dfad", "santosh2024"),
                  summary="Santosh et al. 2024: OpenAI CLIP ViT-L/14 image (+ fixed caption) features -> 3-block MLP",
-                 repository=REPOSITORY, weights="checkpoint_epoch_NNNN.pt", needs_backbone=True)
+                 repository=REPOSITORY, weights="checkpoint_epoch_NNNN.pt", needs_backbone=True,
+                 takes_caption=True)
 def convert(published: object, request: ImportRequest) -> Imported:
     from fakedet.train.models import create_model
 
@@ -105,8 +119,8 @@ def convert(published: object, request: ImportRequest) -> Imported:
         input=clip_contract(clip_model, resize=True).to_dict(), threshold=0.5,
         facts={"repository": REPOSITORY, "sources": SOURCES, "ignored_top_level": ignored, "notes": notes,
                "backbone": {"clip_model": clip_model, "weights": str(request.backbone_weights)},
-               "caption": {"text": request.caption[:MAX_CAPTION_CHARS],
-                           "folded": "W_text @ text_features(caption) added to layers.0.bias; image-only head"},
+               "caption": {"caption": request.caption, "text_encoded": caption_text(request.caption),
+                           "folded": "W_text @ text_features(text_encoded) added to layers.0.bias; image-only head"},
                "key_mapping": "layers.N.* -> head.N.*, output_layer.* -> head.12.*"
                               + ("; 'module.' prefix stripped" if stripped else ""),
                "threshold_convention": "sigmoid(logit) > 0.5"},
