@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -313,6 +314,23 @@ def test_checkpoint_and_package_record_the_contract_threshold_and_provenance(cnn
     manifest = ModelPackage.open(robust.pkg).manifest
     assert manifest.threshold.value == 0.5 and manifest.input.to_dict() == cfg["input"]
     assert manifest.provenance["training_config"]["imported"]["family"] == "robust-clip"
+
+
+def test_imported_package_calibrates_and_runs_int8_unchanged(ufd, tmp_path):
+    from fakedet.package import ModelPackage
+    from fakedet.runtime import Detector
+
+    data = tmp_path / "calib"
+    data.mkdir()
+    for i in range(8):
+        photo(40 + 3 * i, 36 + 2 * i, 100 + i).save(data / f"{i}.png")
+    pkg = tmp_path / "ufd.fdet"
+    shutil.copytree(ufd.pkg, pkg)
+    assert run_cli("calibrate", pkg, "--data", data, "--samples", 8) == 0
+    assert ModelPackage.open(pkg).manifest.artifacts_of("onnx-int8-qdq")
+    with Detector.open(pkg, backend="ort-cpu", precision="int8") as det:
+        preds = det.predict(ufd.images)
+    assert all(p.error is None and 0.0 <= p.score <= 1.0 for p in preds)
 
 
 # ---- refusing what is not plain weights ----------------------------------------------------
