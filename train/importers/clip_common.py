@@ -32,3 +32,11 @@ def backbone_for(request: ImportRequest, family: str) -> tuple[str, str]:
     """(clip_model, local safetensors path of its weights)."""
     clip_model = request.clip_model or OPENAI_VIT_L14
     return clip_model, resolve_backbone(request.backbone_weights, clip_model, family)
+
+
+def backbone_facts(request: ImportRequest, clip_model: str, path: str) -> dict:
+    """Provenance of the backbone: what was asked, which file it resolved to, its hash."""
+    from fakedet.atomic import sha256_file
+
+    return {"clip_model": clip_model, "given": str(request.backbone_weights), "file": path,
+            "sha256": sha256_file(path)}

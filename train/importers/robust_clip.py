@@ -40,7 +40,7 @@ import torch
 
 from fakedet.errors import PackageError
 
-from .clip_common import backbone_for, clip_contract
+from .clip_common import backbone_facts, backbone_for, clip_contract
 from .mapping import map_onto, state_dict_in, strip_prefix
 from .registry import Imported, ImportRequest, register_family
 
@@ -118,7 +118,7 @@ def convert(published: object, request: ImportRequest) -> Imported:
                       "dropout": 0.335},
         input=clip_contract(clip_model, resize=True).to_dict(), threshold=0.5,
         facts={"repository": REPOSITORY, "sources": SOURCES, "ignored_top_level": ignored, "notes": notes,
-               "backbone": {"clip_model": clip_model, "weights": str(request.backbone_weights)},
+               "backbone": backbone_facts(request, clip_model, backbone),
                "caption": {"caption": request.caption, "text_encoded": caption_text(request.caption),
                            "folded": "W_text @ text_features(text_encoded) added to layers.0.bias; image-only head"},
                "key_mapping": "layers.N.* -> head.N.*, output_layer.* -> head.12.*"

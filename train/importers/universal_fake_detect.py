@@ -21,7 +21,7 @@ Facts, read from github.com/WisconsinAIVision/UniversalFakeDetect:
 
 from __future__ import annotations
 
-from .clip_common import backbone_for, clip_contract
+from .clip_common import backbone_facts, backbone_for, clip_contract
 from .mapping import map_onto, state_dict_in
 from .registry import Imported, ImportRequest, register_family
 
@@ -52,7 +52,7 @@ def convert(published: object, request: ImportRequest) -> Imported:
         model=model.eval(), arch="clip-linear", model_kwargs={"clip_model": clip_model},
         input=clip_contract(clip_model, resize=False).to_dict(), threshold=0.5,
         facts={"repository": REPOSITORY, "sources": SOURCES, "ignored_top_level": ignored, "notes": notes,
-               "backbone": {"clip_model": clip_model, "weights": str(request.backbone_weights)},
+               "backbone": backbone_facts(request, clip_model, backbone),
                "key_mapping": "weight/bias (or fc.weight/fc.bias) -> head.weight/head.bias",
                "threshold_convention": "sigmoid(logit) > 0.5"},
     )
