@@ -80,7 +80,7 @@ def caption_features(clip_model: str, backbone: str, caption: str) -> torch.Tens
 def fold_caption(state: dict, text: torch.Tensor, image_dim: int, where: str) -> dict:
     """The first Linear of a (image ++ text) head rewritten for images alone, `text` fixed."""
     w, b = state.get("layers.0.weight"), state.get("layers.0.bias")
-    if w is None or b is None:
+    if not (isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)):
         raise PackageError(where, "no layers.0.weight / layers.0.bias: not the robust-CLIP head (DFADModel)")
     if w.dim() != 2 or w.shape[1] != image_dim + text.shape[1]:
         raise PackageError(where, f"layers.0.weight has shape {tuple(w.shape)}: the head expects "
