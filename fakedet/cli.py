@@ -23,6 +23,7 @@ COMMANDS = {
     "export": ("fakedet.export.cli", "export", "Export a checkpoint to a model package (ONNX fp32/fp16, Triton)."),
     "build": ("fakedet.export.build_cli", "build", "Build a TensorRT plan for this GPU into a package."),
     "calibrate": ("fakedet.calibration.cli", "calibrate", "Calibrate INT8: QDQ ONNX, TensorRT cache, accuracy guard."),
+    "import": ("fakedet.train.importers.cli", "import_", "Import a published detector checkpoint (CNNDetection, ...)."),
 }
 
 
@@ -67,6 +68,7 @@ Examples:
   fakedet predict model.fdet photos/ --json > scores.jsonl
   fakedet train --arch resnet50-nodown --data data/ --out runs/r50
   fakedet export runs/r50/best -o r50.fdet
+  fakedet import cnndetection blur_jpg_prob0.5.pth -o ck/cnndetection
   fakedet calibrate r50.fdet --data calib/ --eval-data heldout/
   fakedet bench r50.fdet --backend ort-cpu --precision fp32,int8 --batch 1,8
 
