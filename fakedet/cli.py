@@ -23,6 +23,8 @@ COMMANDS = {
     "export": ("fakedet.export.cli", "export", "Export a checkpoint to a model package (ONNX fp32/fp16, Triton)."),
     "build": ("fakedet.export.build_cli", "build", "Build a TensorRT plan for this GPU into a package."),
     "calibrate": ("fakedet.calibration.cli", "calibrate", "Calibrate INT8: QDQ ONNX, TensorRT cache, accuracy guard."),
+    "serve": ("fakedet.runtime.serve.cli", "serve", "Serve a package over HTTP: batched scoring, limits, metrics, console."),
+    "watch": ("fakedet.runtime.watch_cli", "watch", "Score frames of a video, stream or camera; alert on runs of fakes."),
 }
 
 

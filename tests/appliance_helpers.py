@@ -1,0 +1,176 @@
+"""Shared pieces of the appliance tests (serve, watch, embedding API): a tiny package whose
+score rises with brightness, a real `fakedet serve` process on a free loopback port, and
+plain-stdlib HTTP clients (so the tests check the server, not a client library)."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from conftest import build_tiny_onnx, write_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The head: logit = FC_GAIN * mean over channels of relu(3x3 average of normalized pixels)
+# + FC_BIAS; with the spec's mean 0.5 / std 0.25, dark images score about sigmoid(-4) = 0.02
+# and white ones up to sigmoid(4) = 0.98 (the conv's zero padding pulls the border down).
+FC_GAIN, FC_BIAS = 4.0, -4.0
+
+
+def build_brightness_package(tmp: Path) -> Path:
+    """The tests' tiny conv net with weights set so that its logit is monotone in mean
+    brightness: each conv channel averages the 3x3x3 neighbourhood, the head sums them."""
+    import onnx
+    from onnx import numpy_helper
+
+    from fakedet.cli import main
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    onnx_path = tmp / "bright.onnx"
+    build_tiny_onnx(onnx_path)
+    model = onnx.load(str(onnx_path))
+    weights = {
+        "conv_w": np.full((4, 3, 3, 3), 1.0 / 27.0, np.float32),
+        "conv_b": np.zeros(4, np.float32),
+        "fc_w": np.full((1, 4), FC_GAIN / 4.0, np.float32),
+        "fc_b": np.array([FC_BIAS], np.float32),
+    }
+    for init in model.graph.initializer:
+        init.CopyFrom(numpy_helper.from_array(weights[init.name], init.name))
+    onnx.save(model, str(onnx_path))
+    spec = write_spec(tmp / "bright-spec.json", name="bright")
+    out = tmp / "bright.fdet"
+    assert main(["package", str(onnx_path), "--input-spec", str(spec), "-o", str(out)]) == 0
+    return out
+
+
+def flat_png(value: int, size=(32, 24)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (value, value, value)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- HTTP ------------------------------------------------------------------------
+class Reply:
+    def __init__(self, status: int, headers: dict, body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Reply {self.status} {self.body[:300]!r}>"
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+            timeout: float = 30.0) -> Reply:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    finally:
+        conn.close()
+
+
+def multipart(parts: list[tuple[str, bytes]], caption: str | None = None) -> tuple[bytes, str]:
+    """Encode (name, bytes) parts as multipart/form-data: (body, content type)."""
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for name, data in parts:
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+                  f"Content-Type: application/octet-stream\r\n\r\n".encode())
+        out.write(data + b"\r\n")
+    if caption is not None:
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="caption"\r\n\r\n{caption}\r\n'.encode())
+    out.write(f"--{boundary}--\r\n".encode())
+    return out.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def metric_value(text: str, name: str, labels: dict | None = None) -> float:
+    """One sample's value from Prometheus text exposition (0.0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in (labels or {}).items())
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        metric, _, lab = key.partition("{")
+        if metric == name and lab.rstrip("}") == want:
+            return float(value)
+    return 0.0
+
+
+# ---- a real server process ----------------------------------------------------------
+class ServerProcess:
+    """`fakedet serve PACKAGE ARGS` on a free loopback port; stderr goes to a log file."""
+
+    def __init__(self, package: Path, log: Path, *args, port: int | None = None):
+        self.port = port or free_port()
+        self.log_path = log
+        self.cmd = [sys.executable, "-m", "fakedet", "serve", str(package), "--port", str(self.port),
+                    "--threads", "1", *map(str, args)]
+        self.proc: subprocess.Popen | None = None
+        self.ready_s: float | None = None
+
+    def start(self, timeout: float = 90.0) -> "ServerProcess":
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        t0 = time.perf_counter()
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        while time.perf_counter() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if request(self.port, "GET", "/readyz", timeout=2).status == 200:
+                    self.ready_s = time.perf_counter() - t0
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server not ready within {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+        if not self._log.closed:
+            self._log.close()
