@@ -174,3 +174,78 @@ class ServerProcess:
         self.kill()
         if not self._log.closed:
             self._log.close()
+
+
+# ---- video -----------------------------------------------------------------------------
+def write_video(path: Path, levels, size=(64, 48), fps=10.0) -> Path:
+    """An MJPG .avi whose frame i is flat grey levels[i] with a faint stripe (OpenCV VideoWriter)."""
+    import cv2
+
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write MJPG here"
+    for v in levels:
+        frame = np.full((h, w, 3), v, np.uint8)
+        frame[::7, :, 1] = v // 2
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def jpeg(value: int, size=(64, 48)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, (value, value, value)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+class MjpegStream:
+    """A local HTTP MJPEG stream (multipart/x-mixed-replace, as IP cameras serve) on a
+    loopback port; `level(i)` gives frame i's grey level. stop() makes it vanish."""
+
+    def __init__(self, level=lambda i: 20, port: int | None = None, interval_s: float = 0.02):
+        self.level, self.port, self.interval_s = level, port or free_port(), interval_s
+        self.server = None
+        self.frames_sent = 0
+
+    def start(self) -> "MjpegStream":
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while not self.server.stopping:
+                        data = jpeg(stream.level(stream.frames_sent))
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                         % (len(data), data))
+                        stream.frames_sent += 1
+                        time.sleep(stream.interval_s)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.server.stopping = False
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stopping = True
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
