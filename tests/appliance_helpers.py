@@ -63,6 +63,15 @@ def flat_png(value: int, size=(32, 24)) -> bytes:
     return buf.getvalue()
 
 
+def wait_until(cond, timeout: float = 30.0, what: str = "condition") -> None:
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,6 +30,7 @@ from appliance_helpers import (  # noqa: E402
     metric_value,
     multipart,
     request,
+    wait_until,
 )
 
 TOKEN = "s3cret-token-for-tests"
@@ -260,7 +261,7 @@ def test_full_queue_is_503_with_retry_after_and_concurrent_requests_share_one_ba
     pngs = [flat_png(40 * i + 30) for i in range(4)]
     with ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(detect, slow.port, png, "image/png", {}) for png in pngs]
-        _wait_for(lambda: metric_value(metrics_open(slow.port), "fakedet_queue_depth") == 4)
+        wait_until(lambda: metric_value(metrics_open(slow.port), "fakedet_queue_depth") == 4)
         r = detect(slow.port, flat_png(1), headers={})
         assert r.status == 503 and int(r.headers["retry-after"]) >= 1, r
         replies = [f.result() for f in futures]
@@ -278,21 +279,13 @@ def test_request_past_its_timeout_is_504_and_the_server_recovers(slow):
     r = detect(slow.port, flat_png(77), headers={}, query="?timeout_s=0.3")
     assert r.status == 504, r
     assert time.perf_counter() - t0 < 1.4  # answered at the deadline, not when the batch ran
-    _wait_for(lambda: metric_value(metrics_open(slow.port), "fakedet_queue_depth") == 0)
+    wait_until(lambda: metric_value(metrics_open(slow.port), "fakedet_queue_depth") == 0)
     assert detect(slow.port, flat_png(77), headers={}).status == 200
 
 
 def metrics_open(port) -> str:
     return request(port, "GET", "/metrics").body.decode()
 
-
-def _wait_for(cond, timeout=20.0):
-    t_end = time.perf_counter() + timeout
-    while time.perf_counter() < t_end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 # ---- descriptive endpoints ----------------------------------------------------------------

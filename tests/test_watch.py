@@ -16,7 +16,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from appliance_helpers import REPO, MjpegStream, build_brightness_package, write_video  # noqa: E402
+from appliance_helpers import REPO, MjpegStream, build_brightness_package, wait_until, write_video  # noqa: E402
 
 from fakedet.cli import main  # noqa: E402
 
@@ -127,15 +127,6 @@ def _events(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
 
 
-def _wait(cond, timeout=60.0):
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 def test_stream_that_vanishes_is_reconnected_and_ctrl_c_prints_the_summary(package, tmp_path):
     bright_after = 10**9
     stream = MjpegStream(level=lambda i: BRIGHT if i >= bright_after else DARK).start()
@@ -145,13 +136,13 @@ def test_stream_that_vanishes_is_reconnected_and_ctrl_c_prints_the_summary(packa
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=REPO,
                             env=dict(os.environ, OMP_NUM_THREADS="1"), text=True)
     try:
-        _wait(lambda: len(frames_of(_events(out))) >= 5)
+        wait_until(lambda: len(frames_of(_events(out))) >= 5)
         stream.stop()  # the camera vanishes
-        _wait(lambda: any(e["event"] == "disconnected" for e in _events(out)))
+        wait_until(lambda: any(e["event"] == "disconnected" for e in _events(out)))
         time.sleep(0.5)
         bright_after = 0  # it comes back, now showing "fakes"
         stream = MjpegStream(level=lambda i: BRIGHT if i >= bright_after else DARK, port=stream.port).start()
-        _wait(lambda: any(e["event"] == "alert" for e in _events(out)))
+        wait_until(lambda: any(e["event"] == "alert" for e in _events(out)))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
