@@ -364,3 +364,32 @@ def test_server_log_has_no_tracebacks(server):
     assert "Traceback" not in server.log()
 
 
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(monkeypatch, tmp_path, capsys):
+    import fakedet.runtime.serve.cli as serve_cli
+    from fakedet.cli import main
+
+    monkeypatch.setattr(serve_cli, "SERVE_MODULES", serve_cli.SERVE_MODULES + ("no_such_module_xyz",))
+    assert main(["serve", str(tmp_path / "m.fdet")]) == 2
+    assert "pip install 'fakedet[serve]'" in capsys.readouterr().err
+
+
+def test_sizes_and_token_files_are_read_strictly(tmp_path):
+    from fakedet.errors import FakedetError
+    from fakedet.runtime.serve.config import is_loopback, parse_size, read_token
+
+    assert [parse_size(v) for v in ("20MB", "512KiB", "1000", "1.5mb", "2 GiB")] == \
+        [20_000_000, 524_288, 1000, 1_500_000, 2 * 2**30]
+    for bad in ("", "MB", "-3MB", "12 parsecs", "0"):
+        with pytest.raises(FakedetError):
+            parse_size(bad)
+    tok = tmp_path / "t"
+    tok.write_text("  abc123\n")
+    assert read_token(tok) == "abc123"
+    for content in ("", "\n  \n", "two words"):
+        tok.write_text(content)
+        with pytest.raises(FakedetError, match=str(tok)):
+            read_token(tok)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("myhost")

@@ -54,7 +54,7 @@ wider without a token.""",
 )
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(("auto",) + BACKENDS),
               help="Inference backend; auto picks the fastest that can run here.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(("auto",) + PRECISIONS),
