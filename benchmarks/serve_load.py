@@ -314,6 +314,7 @@ def main() -> int:
     ap.add_argument("--bench-seconds", type=float, default=5.0)
     ap.add_argument("--machine", default=socket.gethostname())
     ap.add_argument("--note", default="", help="e.g. 'shared with other jobs'")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder for the .json/.md/.png")
     args = ap.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -392,8 +393,8 @@ def main() -> int:
             f"{(overload or {}).get('status', {}).get('503', 0)} x 503",
             bool(overload) and overload["status"].get("503", 0) > 0 and overload["retry_after_on_every_503"]),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"serve_load-{args.machine}"
+    args.results.mkdir(parents=True, exist_ok=True)
+    stem = args.results / f"serve_load-{args.machine}"
     from fakedet.atomic import atomic_write_text
 
     atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")

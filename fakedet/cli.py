@@ -23,8 +23,8 @@ COMMANDS = {
     "export": ("fakedet.export.cli", "export", "Export a checkpoint to a model package (ONNX fp32/fp16, Triton)."),
     "build": ("fakedet.export.build_cli", "build", "Build a TensorRT plan for this GPU into a package."),
     "calibrate": ("fakedet.calibration.cli", "calibrate", "Calibrate INT8: QDQ ONNX, TensorRT cache, accuracy guard."),
-    "serve": ("fakedet.runtime.serve.cli", "serve", "Serve a package over HTTP: batched scoring, limits, metrics, console."),
-    "watch": ("fakedet.runtime.watch_cli", "watch", "Score frames of a video, stream or camera; alert on runs of fakes."),
+    "serve": ("fakedet.runtime.serve.cli", "serve", "HTTP service: batched scoring, limits, metrics, console."),
+    "watch": ("fakedet.runtime.watch_cli", "watch", "Score video, stream or camera frames; alert on fakes."),
 }
 
 
@@ -71,6 +71,8 @@ Examples:
   fakedet export runs/r50/best -o r50.fdet
   fakedet calibrate r50.fdet --data calib/ --eval-data heldout/
   fakedet bench r50.fdet --backend ort-cpu --precision fp32,int8 --batch 1,8
+  fakedet serve r50.fdet --port 8000
+  fakedet watch r50.fdet --source rtsp://cam/stream --fps 2 --alert-frames 3
 
 Exit codes: 0 all went well, 1 some items failed, 2 usage or input errors.""",
 )

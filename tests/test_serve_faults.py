@@ -6,7 +6,10 @@ provably in flight when the signal lands."""
 from __future__ import annotations
 
 import http.client
+import json
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +19,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from appliance_helpers import (  # noqa: E402
+    REPO,
     ServerProcess,
     build_brightness_package,
     flat_png,
@@ -84,3 +88,21 @@ def test_sigkill_mid_request_then_restart_serves_again_and_sigterm_drains(tmp_pa
         assert "requests in flight were finished" in log and "Traceback" not in log
     finally:
         second.kill()
+
+
+@pytest.mark.slow
+def test_soak_3000_requests_no_5xx_and_flat_memory(tmp_path):
+    """benchmarks/serve_load.py against the tiny package (HTTP-bound, so its bench ratio is
+    not the point here): every answer 200 in the main phase, 503s only under overload."""
+    package = build_brightness_package(tmp_path / "pkg")
+    cmd = [sys.executable, str(REPO / "benchmarks" / "serve_load.py"), "--package", str(package),
+           "--precision", "fp32", "--requests", "3000", "--warm-requests", "300", "--seconds", "240",
+           "--overload-seconds", "2", "--bench-seconds", "0.5", "--clients", "8", "--machine", "soak",
+           "--work", str(tmp_path / "work"), "--results", str(tmp_path)]
+    subprocess.run(cmd, cwd=REPO, timeout=600, capture_output=True)
+    report = json.loads((tmp_path / "serve_load-soak.json").read_text())
+    assert report["main"]["status"] == {"200": 3000}
+    assert report["targets"]["no 5xx except deliberate 503s"][1]
+    assert report["targets"]["overload answered with 503 + Retry-After"][1]
+    assert report["memory"]["growth_pct"] < 5.0
+    assert report["sigterm_exit"] == 0
