@@ -79,7 +79,11 @@ class EmbeddingAPI:
     parallel with other calls), and the backend's inference calls are serialized by a
     lock held per Detector, so results are exactly those of the same calls made one
     after another. `warmup` may run concurrently with them too. `close` must come after
-    every call has returned (as with a file).
+    every call has returned (as with a file). This holds for ONNX Runtime (tested). GPU
+    note: the CUDA device (cuda-python) or context (pycuda) is made current per thread by
+    the TensorRT backend when it opens; from other threads this holds only on GPU 0 with
+    cuda-python. Where that matters, run inference on the thread that opened the Detector,
+    as `fakedet serve` does (it opens, runs and closes the model on one inference thread).
 
     Arrays: `predict` reads numpy arrays as RGB (uint8 HxWx3, or HxW grey);
     `predict_frames(frames, channels=...)` makes you state the order: "BGR" for frames

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def inference_thread() -> ThreadPoolExecutor:
+    """The one thread that runs the model. Open the Detector on it too (`.submit(Detector.open,
+    ...)`): a CUDA context pushed by pycuda is current only on the thread that pushed it."""
+    return ThreadPoolExecutor(1, thread_name_prefix="fakedet-infer")
+
+
 class QueueFull(Exception):
     pass
 
@@ -46,14 +52,15 @@ class Batcher:
     """`run_batch(list of tensors) -> list of per-image results` is called in the
     inference thread; `on_batch(size, infer_s)` (optional) after each batch."""
 
-    def __init__(self, run_batch, max_batch: int, max_delay_s: float, max_queue: int, on_batch=None):
+    def __init__(self, run_batch, max_batch: int, max_delay_s: float, max_queue: int, on_batch=None,
+                 executor: ThreadPoolExecutor | None = None):
         self.run_batch = run_batch
         self.max_batch = max(1, int(max_batch))
         self.max_delay_s = max(0.0, float(max_delay_s))
         self.max_queue = max(1, int(max_queue))
         self.on_batch = on_batch
         self.pending = 0  # admitted, not yet released
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="fakedet-infer")
+        self.executor = executor or inference_thread()
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,13 +88,13 @@ class Batcher:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, _FLUSH)
 
     async def stop(self) -> None:
+        """Stop cutting batches (the inference thread stays, for the caller to close the model on)."""
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        self.executor.shutdown(wait=True)
 
     # ---- work ----------------------------------------------------------------
     async def infer(self, tensor: np.ndarray) -> Scored:

@@ -82,6 +82,7 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
+    from .batcher import inference_thread
     from .config import ServeConfig, read_token
     from .server import run
 
@@ -93,7 +94,8 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     if warning:
         click.echo(f"fakedet serve: WARNING: {warning}", err=True)
     options = {"threads": threads} if threads else {}
-    det = Detector.open(package, backend=backend, precision=precision, batch_size=max_batch,
-                        threshold=threshold, **options)
-    run(det, config, announce=lambda msg: click.echo(msg, err=True))
+    infer = inference_thread()  # the model is opened, run and closed on this one thread
+    det = infer.submit(Detector.open, package, backend=backend, precision=precision, batch_size=max_batch,
+                       threshold=threshold, **options).result()
+    run(det, config, announce=lambda msg: click.echo(msg, err=True), infer_executor=infer)
     return 0

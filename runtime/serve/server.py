@@ -26,14 +26,15 @@ def _draining_server_class():
     return DrainingServer
 
 
-def run(detector, config: ServeConfig, announce=print) -> None:
-    """Serve `detector` until SIGTERM / Ctrl-C."""
+def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> None:
+    """Serve `detector` until SIGTERM / Ctrl-C; `infer_executor` is the one-thread pool it
+    was opened on (batcher.inference_thread()), if any."""
     import uvicorn
 
     from prometheus_client import disable_created_metrics
 
     disable_created_metrics()  # the *_created series only add noise to a scrape
-    service = Service(detector, config)
+    service = Service(detector, config, infer_executor)
     app = create_app(service)
     logging.getLogger("fakedet.serve").setLevel(logging.INFO)
     ucfg = uvicorn.Config(

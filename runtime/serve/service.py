@@ -28,7 +28,7 @@ def _tiny_png() -> bytes:
 
 
 class Service:
-    def __init__(self, detector, config: ServeConfig):
+    def __init__(self, detector, config: ServeConfig, infer_executor=None):
         self.detector = detector
         self.config = config
         self.ready = False
@@ -36,7 +36,7 @@ class Service:
         self.warmup_s: float | None = None
         self.startup_error: str | None = None
         self.batcher = Batcher(detector.predict_prepared, config.max_batch, config.max_delay_ms / 1e3,
-                               config.max_queue, on_batch=self._on_batch)
+                               config.max_queue, on_batch=self._on_batch, executor=infer_executor)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
         art = detector.choice.artifact
@@ -73,7 +73,9 @@ class Service:
             self._warm_task.cancel()
         await self.batcher.stop()
         self.decode_pool.shutdown(wait=True)
-        self.detector.close()
+        # Closed on the thread that ran it (and, from the CLI, opened it).
+        await asyncio.get_running_loop().run_in_executor(self.batcher.executor, self.detector.close)
+        self.batcher.executor.shutdown(wait=True)
 
     def not_ready_reason(self) -> str | None:
         if self.draining:
