@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fakedet-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo bench test-gpu test-triton clean
+.PHONY: venv test demo bench test-gpu test-triton test-browser clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,15 @@ test-triton: venv
 	.triton-env/bin/python -m pip install -q "numpy>=1.23,<2" "Pillow>=9.5" "click>=8.1" "onnxruntime>=1.17"
 	.triton-env/bin/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m pytest -m slow tests/test_triton_server.py $(PYTEST_ARGS)
+
+# The moderation console in a real headless chromium (Debian's, with its driver) via selenium.
+# The screenshot lands in $(SCREENSHOT).
+SCREENSHOT ?= benchmarks/results/serve-console.png
+test-browser: venv
+	$(BIN)/python -m pip install -q -c constraints/test.txt -e '.[browser]'
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+	FAKEDET_SCREENSHOT=$(abspath $(SCREENSHOT)) $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 demo: venv
 	$(BIN)/python scripts/demo.py --out demo-out

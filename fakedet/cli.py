@@ -24,6 +24,8 @@ COMMANDS = {
     "build": ("fakedet.export.build_cli", "build", "Build a TensorRT plan for this GPU into a package."),
     "calibrate": ("fakedet.calibration.cli", "calibrate", "Calibrate INT8: QDQ ONNX, TensorRT cache, accuracy guard."),
     "import": ("fakedet.train.importers.cli", "import_", "Import a published detector checkpoint (CNNDetection, ...)."),
+    "serve": ("fakedet.runtime.serve.cli", "serve", "HTTP service: batched scoring, limits, metrics, console."),
+    "watch": ("fakedet.runtime.watch_cli", "watch", "Score video, stream or camera frames; alert on fakes."),
 }
 
 
@@ -71,6 +73,8 @@ Examples:
   fakedet import cnndetection blur_jpg_prob0.5.pth -o ck/cnndetection
   fakedet calibrate r50.fdet --data calib/ --eval-data heldout/
   fakedet bench r50.fdet --backend ort-cpu --precision fp32,int8 --batch 1,8
+  fakedet serve r50.fdet --port 8000
+  fakedet watch r50.fdet --source rtsp://cam/stream --fps 2 --alert-frames 3
 
 Exit codes: 0 all went well, 1 some items failed, 2 usage or input errors.""",
 )

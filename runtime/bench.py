@@ -392,7 +392,7 @@ def _one(runner: _Runner, precision: str, batch: int, inputs: _Inputs, settings:
     if row["split_ms"]["h2d"] is None:
         notes.append("H2D/compute/D2H not separable for this backend: compute is the whole inference call")
     if row["split_ms"]["preprocess"] is None:
-        notes.append("preprocessing not measured (synthetic tensors; use --e2e IMAGES_DIR)")
+        notes.append("preprocessing not measured (synthetic tensors; use --images DIR)")
     row["notes"] = notes
     return row
 

@@ -34,10 +34,10 @@ Examples:
   fakedet bench r50.fdet
   fakedet bench r50.fdet --backend torch,ort-cpu --precision fp32,int8 --batch 1,8
   fakedet bench r50.fdet --backend tensorrt --precision fp16 --batch 1,8,32 --json b.json --plot b.png
-  fakedet bench r50.fdet --e2e photos/ --batch 8 --csv b.csv
+  fakedet bench r50.fdet --images photos/ --batch 8 --csv b.csv   # end to end: decode + preprocess + infer
   fakedet bench r50.fdet --backend tensorrt --precision fp16 --batch 8 --trtexec
 \b
-The split follows trtexec: host preprocessing (with --e2e, decoding real
+The split follows trtexec: host preprocessing (with --images, decoding real
 images), H2D, compute, D2H, end to end. Where a backend cannot separate
 H2D/compute/D2H (ONNX Runtime on the CPU, PyTorch eager), H2D and D2H are
 reported as null and compute is the whole call. Combinations that cannot run
@@ -56,8 +56,9 @@ are listed with the reason.""",
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Timed repeats; throughput is their median, spread their IQR and min/max.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (ONNX Runtime intra-op, torch).")
-@click.option("--e2e", "e2e_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Decode and preprocess real images from this folder every iteration.")
+@click.option("--images", "--e2e", "e2e_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="End to end: decode and preprocess real images from this folder every iteration, so the "
+                   "'pre' column is measured and img/s compares with `fakedet serve` (--e2e is the old name).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint directory for the torch row (default: the manifest's provenance).")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT backend: replay each fixed batch shape as a CUDA graph.")

@@ -9,6 +9,7 @@ import numpy as np
 from fakedet.errors import FakedetError, ImageError
 from fakedet.package import ModelPackage
 
+from .embedding import EmbeddingAPI, serialized
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
 from .scoring import fake_logits, sigmoid
@@ -31,19 +32,22 @@ class Prediction:
         return asdict(self)
 
 
-class Detector:
+class Detector(EmbeddingAPI):
     """A model package loaded on a backend.
 
         det = Detector.open("model.fdet")            # backend="auto"
         for p in det.predict(["a.jpg", "b.png"]):
             print(p.source, p.score, p.is_fake, p.error)
+
+    Safe to share between threads (inference is serialized per Detector): see
+    EmbeddingAPI for the guarantee, apredict, predict_frames and warmup.
     """
 
     def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None):
         self.package = package
         self.manifest = package.manifest
         self.choice = choice
-        self.backend = backend
+        self.backend = serialized(backend)  # thread safety: one inference call at a time
         self.batch_size = max(1, int(batch_size))
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
 

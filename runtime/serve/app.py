@@ -1,0 +1,227 @@
+"""The HTTP face of a Service (Starlette): routes, limits, authentication, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import math
+import time
+from importlib import resources
+
+from .body import BadBody, BodyTooLarge, read_upload
+from .openapi import docs_html, openapi_document
+from .service import Service
+
+PROTECTED = {"/v1/detect", "/v1/model", "/metrics"}
+# After a body overflows, keep reading (and dropping) this much more before answering,
+# so a client that sends its whole body before reading can still see the 413.
+DISCARD_FACTOR, DISCARD_S = 4, 2.0
+log = logging.getLogger("fakedet.serve")
+
+
+def _json(data, status: int = 200, headers: dict | None = None):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(data, status_code=status, headers=headers)
+
+
+class Handlers:
+    def __init__(self, service: Service):
+        self.s = service
+        self.cfg = service.config
+        self._token = service.config.token.encode() if service.config.token else None
+
+    def error(self, status: int, kind: str, message: str, headers: dict | None = None):
+        self.s.metrics.errors.labels(kind).inc()
+        return _json({"error": {"kind": kind, "message": message}}, status, headers)
+
+    def _retry(self) -> dict:
+        return {"Retry-After": str(self.cfg.retry_after_s)}
+
+    def authorized(self, request) -> bool:
+        if self._token is None:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+
+    # ---- endpoints ---------------------------------------------------------------
+    async def console(self, request):
+        from starlette.responses import HTMLResponse
+
+        return HTMLResponse(resources.files(__package__).joinpath("console.html").read_text(encoding="utf-8"))
+
+    async def healthz(self, request):
+        return _json({"status": "alive"})
+
+    async def readyz(self, request):
+        reason = self.s.not_ready_reason()
+        if reason:
+            return _json({"ready": False, "reason": reason}, 503, self._retry())
+        return _json({"ready": True, "warmup_s": self.s.warmup_s})
+
+    async def metrics(self, request):
+        from starlette.responses import Response
+
+        body, ctype = self.s.metrics.render()
+        return Response(body, media_type=ctype)
+
+    async def model(self, request):
+        return _json(self.s.model_summary())
+
+    async def openapi(self, request):
+        return _json(openapi_document(self.s))
+
+    async def docs(self, request):
+        from starlette.responses import HTMLResponse
+
+        return HTMLResponse(docs_html(openapi_document(self.s)))
+
+    async def detect(self, request):
+        t0 = time.perf_counter()
+        reason = self.s.not_ready_reason()
+        if reason:
+            return self.error(503, "not_ready", f"not ready: {reason}", self._retry())
+        try:
+            timeout = self._timeout(request.query_params.get("timeout_s"))
+        except ValueError as e:
+            return self.error(400, "bad_request", str(e))
+        try:
+            upload = await asyncio.wait_for(read_upload(request, self.cfg.max_bytes,
+                                                        request.query_params.get("name", "body")), timeout)
+        except asyncio.TimeoutError:
+            return self.error(408, "timeout", f"the request body did not arrive within {timeout:g} s",
+                              {"Connection": "close"})
+        except BodyTooLarge as e:
+            # A client waiting for "100 Continue" has sent nothing: reading now would invite
+            # the body. Any other may be mid-send: drop some more so it can read the 413.
+            if not (e.declared and request.headers.get("expect", "").lower() == "100-continue"):
+                await self._discard(request)
+            return self.error(413, "too_large", str(e), {"Connection": "close"})
+        except BadBody as e:
+            return self.error(400, "bad_request", str(e))
+        n = len(upload.images)
+        if n == 0:
+            return self.error(400, "bad_request", "no image in the request (send one image as the body, or "
+                                                  "multipart/form-data with one part per image)")
+        if n > self.cfg.max_queue:
+            return self.error(413, "too_large", f"{n} images in one request; this service takes at most "
+                                                f"{self.cfg.max_queue} (--max-queue)")
+        try:
+            self.s.batcher.admit(n)
+        except Exception as e:
+            return self.error(503, "overloaded", f"overloaded: {e}; retry later", self._retry())
+        try:
+            remaining = timeout - (time.perf_counter() - t0)
+            results = await asyncio.wait_for(
+                asyncio.gather(*(self.s.score_one(p.name, p.data) for p in upload.images)), max(remaining, 0.0))
+        except asyncio.TimeoutError:
+            return self.error(504, "timeout", f"not answered within {timeout:g} s (--timeout-s or ?timeout_s=)")
+        finally:
+            self.s.batcher.release(n)
+        body = {"results": results, "model": self.s.model, "backend": self.s.backend}
+        if upload.caption is not None:
+            body["caption"] = {"received": True, "used": False, "reason": "this model has no caption input"}
+        ok = any(r["error"] is None for r in results)
+        return _json(body, 200 if ok else 422)
+
+    # ---- helpers -------------------------------------------------------------------
+    def _timeout(self, asked) -> float:
+        if asked is None:
+            return self.cfg.timeout_s
+        try:
+            t = float(asked)
+        except ValueError:
+            raise ValueError(f"timeout_s '{asked}' is not a number") from None
+        if not (t > 0 and math.isfinite(t)):
+            raise ValueError("timeout_s must be a positive number of seconds")
+        return min(t, self.cfg.timeout_s)
+
+    async def _discard(self, request) -> None:
+        budget = DISCARD_FACTOR * self.cfg.max_bytes
+        deadline = time.perf_counter() + DISCARD_S
+        with contextlib.suppress(Exception):
+            while budget > 0:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return
+                msg = await asyncio.wait_for(request.receive(), left)
+                if msg.get("type") != "http.request":
+                    return
+                budget -= len(msg.get("body", b""))
+                if not msg.get("more_body", False):
+                    return
+
+
+class Observe:
+    """ASGI middleware: 401 for protected paths without the token, and per-endpoint
+    request counts and latency for everything."""
+
+    def __init__(self, app, handlers: Handlers, known_paths):
+        self.app, self.h, self.known = app, handlers, set(known_paths)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        endpoint = path if path in self.known else "other"
+        status = {"code": 500, "started": False}
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+            await send(message)
+
+        try:
+            if path in PROTECTED:
+                from starlette.requests import Request
+
+                if not self.h.authorized(Request(scope)):
+                    resp = self.h.error(401, "unauthorized", "missing or wrong bearer token",
+                                        {"WWW-Authenticate": 'Bearer realm="fakedet"'})
+                    return await resp(scope, receive, send_wrapper)
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception as e:  # never a bare traceback to the client: one JSON line, counted
+                log.exception("internal error on %s", path)
+                if status["started"]:
+                    self.h.s.metrics.errors.labels("internal").inc()
+                else:
+                    resp = self.h.error(500, "internal", f"internal error: {type(e).__name__}")
+                    await resp(scope, receive, send_wrapper)
+        finally:
+            m = self.h.s.metrics
+            m.requests.labels(endpoint, str(status["code"])).inc()
+            if endpoint == "/v1/detect":
+                m.latency.labels("request").observe(time.perf_counter() - t0)
+
+
+def create_app(service: Service):
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    h = Handlers(service)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await service.startup()
+        try:
+            yield
+        finally:
+            await service.shutdown()
+
+    routes = [
+        Route("/", h.console, methods=["GET"]),
+        Route("/healthz", h.healthz, methods=["GET"]),
+        Route("/readyz", h.readyz, methods=["GET"]),
+        Route("/metrics", h.metrics, methods=["GET"]),
+        Route("/v1/model", h.model, methods=["GET"]),
+        Route("/v1/detect", h.detect, methods=["POST"]),
+        Route("/openapi.json", h.openapi, methods=["GET"]),
+        Route("/docs", h.docs, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return Observe(app, h, [r.path for r in routes])

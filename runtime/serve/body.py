@@ -1,0 +1,120 @@
+"""Request bodies read in memory under a byte limit enforced while they stream in.
+
+Nothing touches the disk: a multipart body is parsed as it arrives (python-multipart's
+push parser) into one bytes object per part; a raw body is one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CAPTION_FIELD = "caption"
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int, declared: bool = False):
+        self.declared = declared  # refused from Content-Length, before reading any of it
+        super().__init__(f"the request body exceeds the limit of {limit} bytes (--max-bytes)")
+
+
+class BadBody(Exception):
+    """A body that is not what the endpoint takes (malformed multipart, no image)."""
+
+
+@dataclass
+class Part:
+    name: str  # the part's filename, else its field name
+    data: bytes
+
+
+@dataclass
+class Upload:
+    images: list[Part] = field(default_factory=list)
+    caption: str | None = None
+
+
+def declared_length(headers) -> int | None:
+    value = headers.get("content-length")
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadBody(f"Content-Length '{value}' is not a number") from None
+
+
+async def read_upload(request, max_bytes: int, raw_name: str = "body") -> Upload:
+    """The images of a request: each part of a multipart/form-data body (a part named
+    'caption' is the caption, not an image), or the whole body as one image. Raises
+    BodyTooLarge as soon as more than `max_bytes` have arrived (or are announced)."""
+    length = declared_length(request.headers)
+    if length is not None and length > max_bytes:
+        raise BodyTooLarge(max_bytes, declared=True)
+    ctype = request.headers.get("content-type", "")
+    if ctype.lower().startswith("multipart/"):
+        return await _read_multipart(request, ctype, max_bytes)
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes:
+            raise BodyTooLarge(max_bytes)
+        chunks.append(chunk)
+    return Upload(images=[Part(raw_name, b"".join(chunks))])
+
+
+async def _read_multipart(request, ctype: str, max_bytes: int) -> Upload:
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    kind, params = parse_options_header(ctype)
+    if kind != b"multipart/form-data" or not params.get(b"boundary"):
+        raise BadBody("multipart bodies must be multipart/form-data with a boundary")
+    parts: list[tuple[dict, bytearray]] = []
+    header = {"field": b"", "value": b""}
+    ended = []
+
+    def on_end():
+        ended.append(True)
+
+    def on_part_begin():
+        parts.append(({}, bytearray()))
+
+    def on_header_field(data, start, end):
+        header["field"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header["value"] += data[start:end]
+
+    def on_header_end():
+        parts[-1][0][header["field"].decode("latin-1").lower()] = header["value"]
+        header["field"] = header["value"] = b""
+
+    def on_part_data(data, start, end):
+        parts[-1][1].extend(data[start:end])
+
+    parser = MultipartParser(params[b"boundary"], {
+        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
+        "on_header_end": on_header_end, "on_part_data": on_part_data, "on_end": on_end,
+    })
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > max_bytes:
+                raise BodyTooLarge(max_bytes)
+            parser.write(chunk)
+        parser.finalize()
+    except BodyTooLarge:
+        raise
+    except Exception as e:  # python-multipart raises its own errors and ValueError
+        raise BadBody(f"malformed multipart body: {e}") from None
+    if not ended:
+        raise BadBody("malformed multipart body: it ends before its closing boundary")
+    upload = Upload()
+    for i, (headers, data) in enumerate(parts):
+        _, disp = parse_options_header(headers.get("content-disposition", b""))
+        field_name = disp.get(b"name", b"").decode("utf-8", "replace")
+        filename = disp.get(b"filename", b"").decode("utf-8", "replace")
+        if field_name == CAPTION_FIELD and not filename:
+            upload.caption = bytes(data).decode("utf-8", "replace")
+            continue
+        upload.images.append(Part(filename or field_name or f"part{i}", bytes(data)))
+    return upload

@@ -1,0 +1,60 @@
+"""Run a Service under uvicorn, with a graceful SIGTERM: new work is refused (readyz and
+detect answer 503, the listening socket closes), requests in flight are finished, then
+the model is closed."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from .app import create_app
+from .config import ServeConfig
+from .service import Service
+
+
+def _draining_server_class():
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        service: Service | None = None
+
+        def handle_exit(self, sig, frame):
+            if self.service is not None and not self.service.draining:
+                self.service.begin_drain()
+            super().handle_exit(sig, frame)
+
+    return DrainingServer
+
+
+def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> None:
+    """Serve `detector` until SIGTERM / Ctrl-C; `infer_executor` is the one-thread pool it
+    was opened on (batcher.inference_thread()), if any."""
+    import uvicorn
+
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # the *_created series only add noise to a scrape
+    service = Service(detector, config, infer_executor)
+    app = create_app(service)
+    logging.getLogger("fakedet.serve").setLevel(logging.INFO)
+    ucfg = uvicorn.Config(
+        app, host=config.host, port=config.port, lifespan="on", log_level="info",
+        access_log=config.access_log, server_header=False, proxy_headers=False,
+        timeout_graceful_shutdown=int(config.timeout_s) + 5,
+        # Each open request may hold up to --max-bytes in memory: bound how many there are
+        # (uvicorn answers 503 beyond it).
+        limit_concurrency=2 * config.max_queue + 32,
+    )
+    server = _draining_server_class()(ucfg)
+    server.service = service
+    # uvicorn re-raises the signal it stopped on once it has shut down; after a graceful
+    # SIGTERM that re-raise lands here, so the process exits 0 rather than dying of it.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    announce(f"fakedet serve: {detector.describe()}")
+    announce(f"fakedet serve: http://{config.host}:{config.port}/ (console), /docs (API), "
+             f"batch <= {config.max_batch} within {config.max_delay_ms:g} ms, queue {config.max_queue}, "
+             f"body <= {config.max_bytes} bytes, timeout {config.timeout_s:g} s, "
+             f"{'bearer token required' if config.token else 'no token'}")
+    server.run()
+    if service.draining:
+        announce("fakedet serve: stopped (requests in flight were finished)")

@@ -1,0 +1,152 @@
+"""The service's state and its one real job: images in, scores out, through the batcher.
+
+Decoding and preprocessing run in a worker pool sized to the cores; inference runs in
+the batcher's single thread; the event loop only moves bytes and futures."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fakedet.errors import FakedetError, ImageError
+
+from .batcher import Batcher, Scored
+from .config import ServeConfig
+from .metrics import ServiceMetrics
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class Service:
+    def __init__(self, detector, config: ServeConfig, infer_executor=None):
+        self.detector = detector
+        self.config = config
+        self.ready = False
+        self.draining = False
+        self.warmup_s: float | None = None
+        self.startup_error: str | None = None
+        self.batcher = Batcher(detector.predict_prepared, config.max_batch, config.max_delay_ms / 1e3,
+                               config.max_queue, on_batch=self._on_batch, executor=infer_executor)
+        self.metrics = ServiceMetrics(lambda: self.batcher.pending)
+        self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
+        art = detector.choice.artifact
+        m = detector.manifest
+        self.model = {"name": m.name, "sha256": art.sha256, "artifact": art.file}
+        self.backend = detector.choice.backend
+        self._warm_task: asyncio.Task | None = None
+
+    # ---- lifecycle -------------------------------------------------------------
+    async def startup(self) -> None:
+        self.batcher.start()
+        self._warm_task = asyncio.get_running_loop().create_task(self._warm())
+
+    async def _warm(self) -> None:
+        loop = asyncio.get_running_loop()
+        sizes = (1, self.config.max_batch)
+        try:
+            t0 = time.perf_counter()
+            # Decode one small image too: Pillow loads its format plugins on first use.
+            await loop.run_in_executor(self.decode_pool, self.detector.prepare, _tiny_png())
+            await loop.run_in_executor(self.batcher.executor, functools.partial(self.detector.warmup, sizes))
+            self.warmup_s = time.perf_counter() - t0
+            self.ready = True
+        except Exception as e:  # the service stays alive (healthz) and says why it is not ready
+            self.startup_error = f"warm-up failed: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+
+    def begin_drain(self) -> None:
+        """SIGTERM: stop taking work (readyz and detect answer 503), flush the queue."""
+        self.draining = True
+        self.batcher.drain()
+
+    async def shutdown(self) -> None:
+        if self._warm_task is not None and not self._warm_task.done():
+            self._warm_task.cancel()
+        await self.batcher.stop()
+        self.decode_pool.shutdown(wait=True)
+        # Closed on the thread that ran it (and, from the CLI, opened it).
+        await asyncio.get_running_loop().run_in_executor(self.batcher.executor, self.detector.close)
+        self.batcher.executor.shutdown(wait=True)
+
+    def not_ready_reason(self) -> str | None:
+        if self.draining:
+            return "shutting down"
+        if self.startup_error:
+            return self.startup_error
+        if not self.ready:
+            return "warming up"
+        return None
+
+    # ---- scoring ---------------------------------------------------------------
+    def _on_batch(self, size: int, infer_s: float) -> None:
+        self.metrics.batch.observe(size)
+        self.metrics.latency.labels("infer").observe(infer_s)
+
+    def _prepare_timed(self, data: bytes):
+        t0 = time.perf_counter()
+        try:
+            return self.detector.prepare(data), None, time.perf_counter() - t0
+        except ImageError as e:
+            return None, e.problem, time.perf_counter() - t0
+        except FakedetError as e:
+            return None, str(e), time.perf_counter() - t0
+        except Exception as e:  # a decoder bug on hostile bytes costs this image only
+            return None, f"cannot decode: {type(e).__name__}: {str(e)[:200]}", time.perf_counter() - t0
+
+    async def score_one(self, name: str, data: bytes) -> dict:
+        loop = asyncio.get_running_loop()
+        tensor, error, decode_s = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data)
+        self.metrics.latency.labels("decode").observe(decode_s)
+        timings = {"queue": None, "decode": round(decode_s * 1e3, 3), "infer": None}
+        out = {"name": name, "score": None, "logit": None, "decision": "error",
+               "threshold": self.detector.threshold, "error": error, "model": self.model,
+               "backend": self.backend, "timings_ms": timings}
+        if tensor is not None:
+            done: Scored = await self.batcher.infer(tensor)
+            self.metrics.latency.labels("queue").observe(done.queue_s)
+            timings.update(queue=round(done.queue_s * 1e3, 3), infer=round(done.infer_s * 1e3, 3))
+            timings["batch"] = done.batch_size
+            pred = done.result
+            if isinstance(pred, Exception):
+                out["error"] = f"inference failed: {type(pred).__name__}"
+            elif pred.error is not None:
+                out["error"] = pred.error
+            else:
+                out.update(score=pred.score, logit=pred.logit, decision="fake" if pred.is_fake else "real")
+        if out["error"] is None:
+            self.metrics.images.labels("scored").inc()
+        else:
+            self.metrics.images.labels("failed").inc()
+            self.metrics.errors.labels("inference" if tensor is not None else "bad_image").inc()
+        return out
+
+    def model_summary(self) -> dict:
+        det, m = self.detector, self.detector.manifest
+        pre = m.input.preprocess
+        return {
+            "name": m.name,
+            "architecture": m.architecture,
+            "schema_version": m.schema_version,
+            "input": {"name": m.input.name, "layout": m.input.layout, "channel_order": m.input.channel_order,
+                      "policy": pre.policy, "size": list(pre.size) if pre.size else None,
+                      "max_pixels": pre.max_pixels},
+            "output": {"name": m.output.name, "kind": m.output.kind},
+            "threshold": {"value": det.threshold, "method": m.threshold.method},
+            "artifact": {"file": det.choice.artifact.file, "kind": det.choice.artifact.kind,
+                         "sha256": det.choice.artifact.sha256, "precision": det.choice.precision},
+            "backend": {"name": det.choice.backend, "device": det.backend.describe(), "reason": det.choice.reason},
+            "caption_input": False,
+            "service": {"max_batch": self.config.max_batch, "max_delay_ms": self.config.max_delay_ms,
+                        "max_queue": self.config.max_queue, "max_bytes": self.config.max_bytes,
+                        "timeout_s": self.config.timeout_s, "decode_workers": self.config.decode_workers,
+                        "warmup_s": self.warmup_s},
+        }
