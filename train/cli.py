@@ -107,6 +107,7 @@ def train(config_file, model_opt, augment_opts, no_augment, **flags):
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+        logger.propagate = False  # a library's logging.basicConfig on the root would print each line twice
     model_kwargs = _kv(model_opt, "model-opt")
     augment = _kv(augment_opts, "augment")
     if no_augment:
