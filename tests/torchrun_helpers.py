@@ -11,7 +11,7 @@ from pathlib import Path
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def _env(extra: dict | None = None) -> dict:
+def child_env(extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                              "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
@@ -26,7 +26,7 @@ def command(args: list, torchrun: bool) -> list:
 
 def run(args: list, torchrun: bool = False, cwd: Path | None = None, timeout: float = 300,
         env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(command(args, torchrun), cwd=cwd, env=_env(env), capture_output=True, text=True,
+    return subprocess.run(command(args, torchrun), cwd=cwd, env=child_env(env), capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -61,7 +61,7 @@ def run_and_kill(args: list, ready, torchrun: bool = False, cwd: Path | None = N
     """Start the command and send `sig` to it and every process below it (torchrun and its
     workers: a machine going down) as soon as `ready()` is true. Returns the exit status (negative: the signal);
     a run that finished before `ready()` held returns 0 and the caller should say so."""
-    proc = subprocess.Popen(command(args, torchrun), cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command(args, torchrun), cwd=cwd, env=child_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
