@@ -9,6 +9,7 @@ under naive DDP (each rank's half-batch loss) and right only if the global batch
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 from fakedet.cli import main
 from test_train_trainer import make_dataset
 from torch_helpers import one_thread, tiny_clip_config  # noqa: F401  (pytest fixture)
+from tiny_cnn_train import register as register_tiny_cnns
 from torchrun_helpers import hidden_leftovers, run, run_and_kill
 
 pytestmark = pytest.mark.slow
@@ -101,3 +103,44 @@ def test_killed_two_process_run_resumes_to_the_same_result(data, two_ranks, tmp_
         assert all(torch.equal(a[k], b[k]) for k in a), sub
     assert _metrics(full) == _metrics(out)
     assert hidden_leftovers(out) == []  # a half-built checkpoint of the killed run is swept on resume
+
+
+TINY_CNN_SCRIPT = Path(__file__).with_name("tiny_cnn_train.py")
+
+
+def _image_args(data, out, arch, batch=8):
+    # paired batches (a real and its fake), the augmentation chain with a 16 px crop, SAM:
+    # 8 train pairs = 2 steps of 4 pairs, 2 pairs per rank
+    return ["train", "--no-progress", "--arch", arch, "--data", data, "--out", out, "--epochs", 3,
+            "--batch", batch, "--val-fraction", 0.2, "--seed", 5, "--lr", 0.01, "--sam-rho", 0.05,
+            "--augment", "crop_size=16", "--schedule", "none"]
+
+
+def test_paired_augmented_image_training_matches_one_process(data, tmp_path):
+    """The image path (DataLoader, paired batches, augmentation) with a CNN without BatchNorm or
+    Dropout: same tolerance as above."""
+    register_tiny_cnns()
+    done = run(_image_args(data, tmp_path / "two", "tiny-cnn-nobn"), torchrun=True, script=TINY_CNN_SCRIPT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert main(_image_args(data, tmp_path / "one", "tiny-cnn-nobn")) == 0
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=0, atol=ATOL), (k, (a[k] - b[k]).abs().max())
+    for h1, h2 in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two")):
+        assert h1["train_loss"] == pytest.approx(h2["train_loss"], rel=1e-5)
+
+
+def test_batchnorm_on_cpu_is_per_process_and_said_so(data, tmp_path):
+    """torch's SyncBatchNorm needs GPUs; on the CPU the run completes and says its BatchNorm
+    statistics are per process (so it is close to, not equal to, one process)."""
+    done = run(_image_args(data, tmp_path / "bn", "tiny-cnn-bn"), torchrun=True, script=TINY_CNN_SCRIPT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("BatchNorm statistics are per process") == 1
+
+
+def test_a_batch_that_does_not_split_stops_every_rank(data, tmp_path):
+    done = run(_image_args(data, tmp_path / "odd", "tiny-cnn-nobn", batch=6), torchrun=True,
+               script=TINY_CNN_SCRIPT, timeout=120)
+    assert done.returncode != 0
+    assert "--batch 6 is the global batch (3 pairs)" in done.stderr
+    assert not (tmp_path / "odd" / "last").exists()

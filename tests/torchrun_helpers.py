@@ -19,14 +19,16 @@ def child_env(extra: dict | None = None) -> dict:
     return env
 
 
-def command(args: list, torchrun: bool) -> list:
+def command(args: list, torchrun: bool, script: Path | None = None) -> list:
+    """`fakedet ARGS` as `python -m fakedet`, or as a script that wraps fakedet's main."""
     head = TORCHRUN if torchrun else [sys.executable]
-    return ["nice", "-n", "10", *head, "-m", "fakedet", *map(str, args)]
+    entry = [str(script)] if script else ["-m", "fakedet"]
+    return ["nice", "-n", "10", *head, *entry, *map(str, args)]
 
 
 def run(args: list, torchrun: bool = False, cwd: Path | None = None, timeout: float = 300,
-        env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(command(args, torchrun), cwd=cwd, env=child_env(env), capture_output=True, text=True,
+        env: dict | None = None, script: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command(args, torchrun, script), cwd=cwd, env=child_env(env), capture_output=True, text=True,
                           timeout=timeout)
 
 
