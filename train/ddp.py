@@ -103,6 +103,12 @@ def agree_on_step(groups: int) -> int:
     return low
 
 
+def sum_over_ranks(n: int) -> int:
+    t = torch.tensor([n], dtype=torch.long)
+    dist.all_reduce(t)
+    return int(t)
+
+
 def from_rank0(obj):
     """rank 0's `obj` on every rank (the epoch's metrics: plateau and early-stop decisions
     must be the same everywhere, or one rank stops while the others wait)."""

@@ -307,7 +307,7 @@ class Trainer:
         if self.scaler is not None:
             meta["scaler"] = self.scaler.state_dict()
         meta.update(epoch=epoch, lr=self.lr, best=self.best, es_best=self.es_best, bad_epochs=self.bad_epochs,
-                    failures=self.failures.to_dict(), history=self.history, stopped=self.stopped)
+                    failures=self.skipped, history=self.history, stopped=self.stopped)
         return tensors, meta
 
     def _resume(self) -> int:
@@ -335,7 +335,8 @@ class Trainer:
             self.scaler.load_state_dict(meta["scaler"])
         self.lr, self.best, self.es_best = meta["lr"], meta["best"], meta["es_best"]
         self.bad_epochs, self.history, self.stopped = meta["bad_epochs"], meta["history"], meta["stopped"]
-        self.failures.count, self.failures.first = meta["failures"]["skipped"], meta["failures"]["first"]
+        if self.rank == 0:  # the saved count is every rank's: kept once
+            self.failures.count, self.failures.first = meta["failures"]["skipped"], meta["failures"]["first"]
         self._set_lr(self.lr)
         log.info("resumed from %s at epoch %d", last, meta["epoch"] + 1)
         return int(meta["epoch"]) + 1
@@ -358,7 +359,7 @@ class Trainer:
                 "data_digest_content": self.digest_has_content,
                 "train_images": len(self.train_samples),
                 "val_images": len(self.val_samples),
-                "skipped_images": self.failures.to_dict(),
+                "skipped_images": self.skipped,
                 "pretrained_init": cfg.pretrained,
             },
         }
@@ -410,17 +411,24 @@ class Trainer:
                 raise DataError("no readable training batch in this epoch")
             metrics = self._validate()
             record = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "lr": self.lr,
-                      "seconds": round(time.time() - t0, 3), "skipped_images": self.failures.count,
+                      "seconds": round(time.time() - t0, 3), "skipped_images": self._count_skipped()["skipped"],
                       **{f"val_{k}": v for k, v in metrics.items()}}
             self._after_epoch(epoch, metrics, record)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self, epoch, record)
         summary = {"epochs_done": len(self.history), "best_balanced_accuracy": self.best,
                    "best": str(self.out / "best"), "last": str(self.out / "last"),
-                   "skipped_images": self.failures.to_dict(), "history": self.history}
+                   "skipped_images": self._count_skipped(), "history": self.history}
         if self.rank == 0:
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _count_skipped(self) -> dict:
+        """Unreadable images so far, over every rank (each counts what it read)."""
+        self.skipped = self.failures.to_dict()
+        if self.world > 1:
+            self.skipped["skipped"] = ddp.sum_over_ranks(self.failures.count)
+        return self.skipped
 
     def _validate(self) -> dict:
         """Rank 0 validates; every rank gets its metrics, so every rank takes the same
