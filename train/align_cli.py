@@ -31,6 +31,11 @@ Seeds: image REL gets the noise seed sha256(SEED, 1_fake/REL.png), so its sample
 does not depend on batch, shard or order.
 
 \b
+Shards (--shard I/N, or torchrun's ranks) split the images by a hash of the output path:
+each image is written by one process, and with --batch 1 the bytes equal a single-process
+run (a larger batch may move a pixel by one level where neighbours differ).
+
+\b
 Examples:
   fakedet align --vae CompVis/ldm-text2im-large-256 --src coco/ --dst aligned/
   fakedet align --vae ./sd15/vae --src data/ --dst aligned/ --mode mean --batch 8

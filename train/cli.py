@@ -34,7 +34,7 @@ Examples:
       --pretrained openai --loss cvar-auc --sam-rho 0.05 --optimizer adamw --lr 1e-3 --batch 2048
   fakedet train --config train.yaml --epochs 5          # flags override the file
   torchrun --nproc-per-node 4 -m fakedet train --config train.yaml
-  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST0:29500 \
+  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST0:29500 \\
       --rdzv-id run1 -m fakedet train --config train.yaml   # same command on both nodes
 
 \b

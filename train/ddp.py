@@ -23,9 +23,9 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def init(world: int) -> None:
+def init(world: int, device: torch.device) -> None:
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device.type == "cuda" else "gloo"  # --device cpu on a GPU machine: gloo
         # long timeout: the other ranks wait at a barrier while rank 0 extracts cached features
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=12))
 

@@ -367,8 +367,8 @@ class Trainer:
     # ------------------------------------------------------------ the run
     def run(self) -> dict:
         cfg = self.cfg
-        ddp.init(self.world)
         self.device = pick_device(cfg.device)
+        ddp.init(self.world, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self._setup_data()
