@@ -209,3 +209,25 @@ def test_vq_model_is_detected_and_aligns(tmp_path):
     assert summary["vae_class"] == "VQModel" and summary["factor"] == 2 and summary["mode"] == "quantized"
     with Image.open(dst / "1_fake" / "img0.png") as im:
         assert im.size == (9, 7)
+
+
+def test_stale_temporaries_of_this_shard_only_are_removed(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    _write_images(src, SIZES * 2)
+    jobs = align.plan_jobs(src)
+    mine = [j for j in jobs if align.in_shard(j, 0, 2)]
+    theirs = [j for j in jobs if not align.in_shard(j, 0, 2)]
+    assert mine and theirs
+    fakes = dst / "1_fake"
+    fakes.mkdir(parents=True)
+    (dst / "0_real").mkdir()
+    planted = {
+        fakes / f".{mine[0].rel.rsplit('/', 1)[-1]}.a1b2c3.tmp": False,
+        dst / "0_real" / f".{mine[0].src.name}.123.link": False,  # a hard link being put in place
+        fakes / f".{theirs[0].rel.rsplit('/', 1)[-1]}.d4e5f6.tmp": True,  # another shard's write in flight
+        fakes / ".notes.txt": True,  # not a temporary of ours
+    }
+    for p in planted:
+        p.write_bytes(b"x")
+    assert align.remove_stale_temporaries(mine, dst) == 2
+    assert {p: p.exists() for p in planted} == planted

@@ -145,6 +145,27 @@ def output_ok(out: Path, size: tuple[int, int]) -> bool:
         return False
 
 
+def remove_stale_temporaries(jobs: list[Job], dst: Path) -> int:
+    """Delete the hidden temporaries (`.NAME.*.tmp`, `.NAME.*.link`) that a killed run left beside
+    this shard's outputs. Only this shard's: another shard may be writing beside them right now."""
+    mine: dict[Path, set[str]] = {}
+    for j in jobs:
+        for rel in (j.rel, j.real_rel):
+            p = dst / rel
+            mine.setdefault(p.parent, set()).add(p.name)
+    removed = 0
+    for folder, names in mine.items():
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".*"):
+            target, _, rest = tmp.name[1:].rpartition(".")
+            target = target.rsplit(".", 1)[0]  # .NAME.RANDOM.tmp / .NAME.PID.link
+            if rest in ("tmp", "link") and target in names and tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def place_real(job: Job, dst: Path, how: str) -> None:
     """Copy (or hard-link) the real image byte for byte into DST, unless an equal-size copy is there."""
     if how == "none":
@@ -336,6 +357,9 @@ def run_align(
         check_dst(src, dst)
         planned = plan_jobs(src)
     jobs = [j for j in planned if in_shard(j, *shard)]
+    stale = remove_stale_temporaries(jobs, dst)
+    if stale:
+        log.info("removed %d temporary file(s) left by an interrupted run", stale)
     summary = AlignSummary()
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), unit="img", desc=f"align {shard[0]}/{shard[1]}", disable=not progress, dynamic_ncols=True)

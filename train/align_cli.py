@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 
 import click
 
@@ -23,9 +25,15 @@ output cropped back to the source size.
 
 \b
 Resume: an existing output that decodes fully and has the source's size is kept;
-a missing or corrupt one is redone. Outputs are written atomically.
+a missing or corrupt one is redone. Outputs are written atomically (a killed run leaves
+at most hidden .NAME.*.tmp files, which the shard's next run removes).
 Seeds: image REL gets the noise seed sha256(SEED, 1_fake/REL.png), so its sample
 does not depend on batch, shard or order.
+
+\b
+Shards (--shard I/N, or torchrun's ranks) split the images by a hash of the output path:
+each image is written by one process, and with --batch 1 the bytes equal a single-process
+run (a larger batch may move a pixel by one level where neighbours differ).
 
 \b
 Examples:
@@ -47,6 +55,22 @@ def _device(choice: str) -> str:
             raise DataError("--device cuda: no CUDA device is available here")
         return f"cuda:{local_rank}" if local_rank is not None else "cuda"
     return choice
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        before = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _dtype(precision: str, device: str):
@@ -95,8 +119,9 @@ def align(vae, subfolder, src, dst, mode, seed, shard, device, precision, batch,
     jobs = plan_jobs(src)  # bad --src stops here, before the model loads
     dev = _device(device)
     ae = load_autoencoder(vae, subfolder, dev, _dtype(precision, dev))
-    summary = run_align(ae, src, dst, mode=mode, seed=seed, shard=shard_t, batch=batch, reals=reals,
-                        limit=limit, progress=not quiet, planned=jobs)
+    with _sigterm_exits():  # torchrun and schedulers stop with SIGTERM: in-flight writes finish or vanish
+        summary = run_align(ae, src, dst, mode=mode, seed=seed, shard=shard_t, batch=batch, reals=reals,
+                            limit=limit, progress=not quiet, planned=jobs)
     d = summary.to_dict()
     click.echo(json.dumps({k: d[k] for k in ("done", "skipped", "failed_count", "seconds", "images_per_second")})
                + f"  -> {os.path.join(dst, summary_name(shard_t))}", err=True)

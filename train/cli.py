@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import click
 
@@ -33,6 +34,13 @@ Examples:
       --pretrained openai --loss cvar-auc --sam-rho 0.05 --optimizer adamw --lr 1e-3 --batch 2048
   fakedet train --config train.yaml --epochs 5          # flags override the file
   torchrun --nproc-per-node 4 -m fakedet train --config train.yaml
+  torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST0:29500 \\
+      --rdzv-id run1 -m fakedet train --config train.yaml   # same command on both nodes
+
+\b
+Under torchrun --batch is the global batch (split over the processes) and a step
+sees the same images as in one process; only rank 0 validates, writes <out> and
+prints. --data and --out must be the same shared folder on every node.
 
 \b
 Defaults follow each architecture's published recipe (clip-mlp: SAM around AdamW,
@@ -76,6 +84,8 @@ when it exists; writes <out>/best, <out>/last, metrics.jsonl and summary.json.""
 @click.option("--workers", type=int, help="DataLoader worker processes [0].")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 [auto].")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on GPU [on].")
+@click.option("--sync-bn/--no-sync-bn", default=None,
+              help="Under torchrun on GPUs: BatchNorm statistics of the global batch (SyncBatchNorm) [on].")
 @click.option("--cache-dir", help="Feature cache for frozen backbones [<out>/feature_cache].")
 @click.option("--threshold", type=float, help="Decision threshold on P(fake) [0.5].")
 @click.option("--resume/--no-resume", default=None, help="Continue from <out>/last when present [resume].")
@@ -90,12 +100,14 @@ def train(config_file, model_opt, augment_opts, no_augment, **flags):
     from .config import make_config
     from .trainer import Trainer
 
+    rank = int(os.environ.get("RANK", 0))
     logger = logging.getLogger("fakedet")
     if not logger.handlers:  # our messages on stderr; third-party INFO chatter stays quiet
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+        logger.propagate = False  # a library's logging.basicConfig on the root would print each line twice
     model_kwargs = _kv(model_opt, "model-opt")
     augment = _kv(augment_opts, "augment")
     if no_augment:
@@ -108,6 +120,7 @@ def train(config_file, model_opt, augment_opts, no_augment, **flags):
         cfg.model_kwargs = {**cfg.model_kwargs, **model_kwargs}
     summary = Trainer(cfg).run()
     skipped = summary["skipped_images"]["skipped"]
-    click.echo(json.dumps({k: summary[k] for k in ("epochs_done", "best_balanced_accuracy", "best", "last",
-                                                   "skipped_images")}, indent=2))
+    if rank == 0:
+        click.echo(json.dumps({k: summary[k] for k in ("epochs_done", "best_balanced_accuracy", "best", "last",
+                                                       "skipped_images")}, indent=2))
     return 1 if skipped else 0

@@ -49,6 +49,7 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     amp: bool = True  # used only on GPU
+    sync_bn: bool = True  # under torchrun on GPUs: BatchNorm statistics over the global batch
     cache_dir: str = ""  # feature cache for frozen backbones; default <out>/feature_cache
     threshold: float = 0.5
     resume: bool = True  # continue from <out>/last when it exists

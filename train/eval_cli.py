@@ -30,6 +30,11 @@ Robustness conditions (on the decoded image, before the model's preprocessing):
 Default sweep: downscale 0.75,0.5,0.25; jpeg 95,75,50,30; webp 95,75,50; blur 1,2,3.
 
 \b
+Single process: eval scores one dataset on one device and is not run under torchrun
+(the metrics need every score at once). Evaluate the checkpoint that rank 0 of a
+torchrun training wrote (<out>/best) with one plain `fakedet eval` afterwards.
+
+\b
 Examples:
   fakedet eval runs/r50/best --data test/ --out eval/r50
   fakedet eval r50.fdet --data test/ --out eval/r50-onnx --backend ort-cpu
@@ -61,8 +66,14 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
     """Evaluate CHECKPOINT_OR_PACKAGE on labelled images: AUC, AP, accuracy at the threshold, real
     and fake accuracy, per-generator rows, the threshold for a target false-positive rate, ROC
     curves, and optionally a robustness sweep."""
+    import os
+
+    from fakedet.errors import DataError
     from fakedet.runtime.dataset_index import index_dataset
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DataError("fakedet eval is single-process: run it without torchrun (e.g. on the checkpoint that "
+                        "rank 0 wrote: fakedet eval RUN/best --data TEST)")
     from .eval import evaluate, open_scorer
     from .robustness import DEFAULT_SWEEP, parse_conditions
 

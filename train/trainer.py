@@ -3,16 +3,20 @@ balanced accuracy with early stopping and lr/10 decay (alignment paper), atomic
 checkpoints (`<out>/best`, `<out>/last` with resume state), metrics JSONL.
 
 Resuming from `<out>/last` gives the same weights as an uninterrupted run: the
-sample order and every augmentation draw derive from (seed, epoch, index), and
-the optimiser state and torch RNG state are saved with each epoch."""
+sample order and every augmentation draw derive from (seed, epoch, index), torch's
+generator (Dropout) is reseeded from (seed, epoch, rank) each epoch, and the optimiser
+state is saved with each epoch.
+
+Under torchrun (DDP) `batch` stays the global batch and a step sees the same images as
+in one process (train/ddp.py); only rank 0 validates, writes checkpoints and logs."""
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -26,6 +30,7 @@ from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError
 from fakedet.runtime.metrics import accuracy_at, roc_auc
 
+from . import ddp
 from .checkpoint import STATE_JSON, STATE_TENSORS, WEIGHTS, checkpoint_dir, save_checkpoint
 from .config import TrainConfig
 from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, read_captions, split_samples
@@ -120,8 +125,7 @@ class Trainer:
         self.cfg = cfg.validate()
         self.on_epoch_end = on_epoch_end
         self.out = Path(cfg.out)
-        self.rank = int(os.environ.get("RANK", 0))
-        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank, self.world = ddp.rank_and_world()
         self.failures = FailureLog()
 
     # ------------------------------------------------------------ setup
@@ -144,6 +148,7 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            self._batchnorm_across_ranks()
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DDP(self.net, device_ids=ids)
         params = [p for p in self.net.parameters() if p.requires_grad]
@@ -159,6 +164,22 @@ class Trainer:
         if self.amp_dtype == torch.float16 and cfg.sam_rho > 0:
             self.amp_dtype = None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+
+    def _batchnorm_across_ranks(self) -> None:
+        """GPU: SyncBatchNorm (statistics of the global batch, as in one process). CPU: torch has
+        no SyncBatchNorm for gloo, so each process normalises with its share of the batch."""
+        if not ddp.has_batchnorm(self.net):
+            return
+        if self.device.type == "cuda" and self.cfg.sync_bn:
+            self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            if self.frozen:
+                self.model.head = self.net
+            else:
+                self.model = self.net
+        elif self.rank == 0:
+            log.warning("BatchNorm statistics are per process (%d images each): the run is equivalent to one "
+                        "process only approximately%s", self.cfg.batch // self.world,
+                        "" if self.device.type == "cuda" else " (SyncBatchNorm needs GPUs)")
 
     def _setup_features(self):
         from .features import backbone_digest, cached_features
@@ -188,32 +209,37 @@ class Trainer:
         return self.cfg.progress and self.rank == 0
 
     # ------------------------------------------------------------ batches
-    def _order(self, n: int, epoch: int) -> list[int]:
+    def _per_item(self) -> int:
+        return 2 if self.cfg.paired and not self.frozen else 1
+
+    def _steps(self, n: int, epoch: int) -> list[list[int]]:
+        """This rank's item indices per step, from an order that depends on (seed, epoch) only."""
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=g).tolist()
-        if self.world > 1:  # every rank gets as many items (else DDP waits forever on the longer one)
-            order += order[: (-len(order)) % self.world]
-        return order[self.rank :: self.world]
+        least = 2 if self.frozen else 1  # a BatchNorm1d head needs two samples per process
+        return ddp.step_batches(order, max(1, self.cfg.batch // self._per_item()), self.rank, self.world,
+                                least * self.world)
 
     def _train_batches(self, epoch: int):
+        """One list of same-shape (x, y) groups per step."""
         cfg = self.cfg
         if self.frozen:
             f, y = self.train_feats
-            order = torch.tensor(self._order(len(y), epoch), dtype=torch.long)
-            for i in range(0, len(order), cfg.batch):
-                idx = order[i : i + cfg.batch]
-                if len(idx) >= 2:  # BatchNorm needs two samples
-                    yield f[idx], y[idx]
+            for idx in self._steps(len(y), epoch):
+                idx = torch.tensor(idx, dtype=torch.long)
+                yield [(f[idx], y[idx])]
             return
         self.train_ds.set_epoch(epoch)
-        per_item = 2 if cfg.paired else 1
-        loader = DataLoader(self.train_ds, batch_size=max(1, cfg.batch // per_item),
-                            sampler=self._order(len(self.train_ds), epoch), num_workers=cfg.workers,
-                            collate_fn=collate, pin_memory=self.device.type == "cuda")
+        loader = DataLoader(self.train_ds, batch_sampler=self._steps(len(self.train_ds), epoch),
+                            num_workers=cfg.workers, collate_fn=collate, pin_memory=self.device.type == "cuda")
         for b in loader:
             self.failures.add(b.failed)
-            for x, y in b.groups:
-                yield x, y
+            yield b.groups
+
+    def _agreed_groups(self, groups: list) -> list:
+        if self.world == 1:
+            return groups
+        return groups[: ddp.agree_on_step(len(groups))]
 
     def _val_logits(self):
         self.model.eval()
@@ -242,20 +268,26 @@ class Trainer:
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
     # ------------------------------------------------------------ one step
+    def _loss(self, x, y) -> torch.Tensor:
+        logits = self.net(x)
+        if self.world > 1:  # the loss of the whole global batch, in its single-process order
+            return self.loss_fn(*ddp.gather_batch(logits, y))
+        return self.loss_fn(logits, y)
+
     def _step(self, x, y) -> float:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device)
         if isinstance(self.opt, SAM):
             with self._autocast():
-                loss = self.loss_fn(self.net(x), y)
+                loss = self._loss(x, y)
             loss.backward()
             self.opt.first_step(zero_grad=True)
             with frozen_bn_stats(self.net), self._autocast():
-                self.loss_fn(self.net(x), y).backward()
+                self._loss(x, y).backward()
             self.opt.second_step(zero_grad=True)
             return float(loss.detach())
         self.opt.zero_grad(set_to_none=True)
         with self._autocast():
-            loss = self.loss_fn(self.net(x), y)
+            loss = self._loss(x, y)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
@@ -272,13 +304,10 @@ class Trainer:
     # ------------------------------------------------------------ state
     def _train_state(self, epoch: int) -> tuple[dict, dict]:
         tensors, meta = flatten_optimizer(self.opt.state_dict())
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available() and self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.scaler is not None:
             meta["scaler"] = self.scaler.state_dict()
         meta.update(epoch=epoch, lr=self.lr, best=self.best, es_best=self.es_best, bad_epochs=self.bad_epochs,
-                    failures=self.failures.to_dict(), history=self.history, stopped=self.stopped)
+                    failures=self.skipped, history=self.history, stopped=self.stopped)
         return tensors, meta
 
     def _resume(self) -> int:
@@ -302,14 +331,12 @@ class Trainer:
         self.model.load_state_dict(weights, strict=True)
         tensors = load_file(str(last / STATE_TENSORS))
         self.opt.load_state_dict(unflatten_optimizer(tensors, meta))
-        torch.set_rng_state(tensors["rng.torch"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         if self.scaler is not None and "scaler" in meta:
             self.scaler.load_state_dict(meta["scaler"])
         self.lr, self.best, self.es_best = meta["lr"], meta["best"], meta["es_best"]
         self.bad_epochs, self.history, self.stopped = meta["bad_epochs"], meta["history"], meta["stopped"]
-        self.failures.count, self.failures.first = meta["failures"]["skipped"], meta["failures"]["first"]
+        if self.rank == 0:  # the saved count is every rank's: kept once
+            self.failures.count, self.failures.first = meta["failures"]["skipped"], meta["failures"]["first"]
         self._set_lr(self.lr)
         log.info("resumed from %s at epoch %d", last, meta["epoch"] + 1)
         return int(meta["epoch"]) + 1
@@ -332,7 +359,7 @@ class Trainer:
                 "data_digest_content": self.digest_has_content,
                 "train_images": len(self.train_samples),
                 "val_images": len(self.val_samples),
-                "skipped_images": self.failures.to_dict(),
+                "skipped_images": self.skipped,
                 "pretrained_init": cfg.pretrained,
             },
         }
@@ -340,11 +367,8 @@ class Trainer:
     # ------------------------------------------------------------ the run
     def run(self) -> dict:
         cfg = self.cfg
-        if self.world > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            # long timeout: the other ranks wait at a barrier while rank 0 extracts cached features
-            torch.distributed.init_process_group(backend, timeout=datetime.timedelta(hours=12))
         self.device = pick_device(cfg.device)
+        ddp.init(self.world, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self._setup_data()
@@ -360,8 +384,11 @@ class Trainer:
 
         self.lr, self.best, self.es_best, self.bad_epochs = cfg.lr, -math.inf, -math.inf, 0
         self.history, self.stopped = [], False
+        ddp.check_batch(cfg.batch, self._per_item(), self.world)
         start = self._resume() if cfg.resume else 0
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            self._remove_stale_staging()
 
         from tqdm import tqdm
 
@@ -372,28 +399,51 @@ class Trainer:
                 self.lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
                 self._set_lr(self.lr)
             self.net.train()
+            torch.manual_seed(ddp.epoch_seed(cfg.seed, epoch, self.rank))
             t0, losses = time.time(), []
             bar = tqdm(self._train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        disable=not self._show(), leave=False)
-            for x, y in bar:
-                losses.append(self._step(x, y))
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            for groups in bar:
+                for x, y in self._agreed_groups(groups):
+                    losses.append(self._step(x, y))
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if not losses:
                 raise DataError("no readable training batch in this epoch")
-            logits, labels = self._val_logits()
-            metrics = val_metrics(logits, labels, cfg.threshold)
+            metrics = self._validate()
             record = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "lr": self.lr,
-                      "seconds": round(time.time() - t0, 3), "skipped_images": self.failures.count,
+                      "seconds": round(time.time() - t0, 3), "skipped_images": self._count_skipped()["skipped"],
                       **{f"val_{k}": v for k, v in metrics.items()}}
             self._after_epoch(epoch, metrics, record)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self, epoch, record)
         summary = {"epochs_done": len(self.history), "best_balanced_accuracy": self.best,
                    "best": str(self.out / "best"), "last": str(self.out / "last"),
-                   "skipped_images": self.failures.to_dict(), "history": self.history}
+                   "skipped_images": self._count_skipped(), "history": self.history}
         if self.rank == 0:
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _count_skipped(self) -> dict:
+        """Unreadable images so far, over every rank (each counts what it read)."""
+        self.skipped = self.failures.to_dict()
+        if self.world > 1:
+            self.skipped["skipped"] = ddp.sum_over_ranks(self.failures.count)
+        return self.skipped
+
+    def _validate(self) -> dict:
+        """Rank 0 validates; every rank gets its metrics, so every rank takes the same
+        lr-decay and early-stop decisions."""
+        metrics = val_metrics(*self._val_logits(), self.cfg.threshold) if self.rank == 0 else None
+        return ddp.from_rank0(metrics) if self.world > 1 else metrics
+
+    def _remove_stale_staging(self) -> None:
+        """Hidden half-built checkpoints of a run that was killed mid-write (never read)."""
+        for name in ("best", "last"):
+            for stale in self.out.glob(f".{name}.*.staging"):
+                shutil.rmtree(stale, ignore_errors=True)
+        for name in ("metrics.jsonl", "summary.json"):
+            for stale in self.out.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
 
     def _after_epoch(self, epoch: int, metrics: dict, record: dict) -> None:
         cfg = self.cfg
