@@ -91,3 +91,48 @@ def threshold_for_fpr(labels, scores, target_fpr: float) -> float:
     if ok.size == 0:
         return float(np.nextafter(thr[0], np.inf))
     return float(thr[ok[-1]])
+
+
+# ---- during training: any logits, one class possibly missing -----------------
+def _one_class(y: np.ndarray) -> bool:
+    return not (y.any() and not y.all())
+
+
+def auc_of_any_scores(labels, scores) -> float:
+    """ROC AUC (ties count half) of scores that may hold +-inf or NaN; NaN when a class is
+    missing. +-inf keep their rank; a NaN score never wins nor ties (it ranks below every
+    score for a fake, above every score for a real)."""
+    y = np.asarray(labels).reshape(-1) > 0.5
+    if _one_class(y):
+        return float("nan")
+    big = np.finfo(np.float64).max / 4  # differences between scores stay finite
+    s = np.clip(np.asarray(scores, dtype=np.float64).reshape(-1), -big / 2, big / 2)
+    return roc_auc(y, np.where(np.isnan(s), np.where(y, -big, big), s))
+
+
+def validation_metrics(labels, logits, threshold: float) -> dict:
+    """The trainer's per-epoch figures from raw logits (sigmoid gives P(fake)): balanced,
+    overall, real and fake accuracy at P >= threshold, AUC, and the image count. Safe for
+    a validation set with one class (those accuracies are NaN) and for NaN logits (never
+    called fake)."""
+    y = np.asarray(labels).reshape(-1) > 0.5
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    with np.errstate(over="ignore"):
+        prob = 1.0 / (1.0 + np.exp(-z))
+    prob = np.nan_to_num(prob, nan=-np.finfo(np.float64).max)
+    if not _one_class(y):
+        acc = accuracy_at(y, prob, threshold)
+    else:  # one class only: the missing class's accuracy (and the balanced one) is NaN
+        a = float(np.mean((prob >= threshold) == y)) if y.size else float("nan")
+        real_acc = a if y.size and not y.any() else float("nan")
+        fake_acc = a if y.size and y.all() else float("nan")
+        acc = {"accuracy": a, "real_accuracy": real_acc, "fake_accuracy": fake_acc,
+               "balanced_accuracy": (real_acc + fake_acc) / 2}
+    return {
+        "balanced_accuracy": acc["balanced_accuracy"],
+        "accuracy": acc["accuracy"],
+        "real_accuracy": acc["real_accuracy"],
+        "fake_accuracy": acc["fake_accuracy"],
+        "auc": auc_of_any_scores(y, z),
+        "images": int(y.size),
+    }

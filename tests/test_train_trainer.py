@@ -14,7 +14,8 @@ from fakedet.errors import DataError
 from fakedet.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec, Preprocess
 from fakedet.train.config import make_config
 from fakedet.train.models import list_models, register_model
-from fakedet.train.trainer import Trainer, rank_auc, val_metrics
+from fakedet.runtime.metrics import auc_of_any_scores, validation_metrics
+from fakedet.train.trainer import Trainer
 from torch_helpers import micro_clip, one_thread  # noqa: F401  (pytest fixtures)
 
 
@@ -131,8 +132,8 @@ def test_metrics_against_explicit_computation():
     pos = [a for a, b in zip(logits.tolist(), labels.tolist()) if b]
     neg = [a for a, b in zip(logits.tolist(), labels.tolist()) if not b]
     auc = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
-    assert rank_auc(logits, labels) == pytest.approx(auc)
-    m = val_metrics(logits, labels, 0.5)
+    assert auc_of_any_scores(labels.numpy(), logits.numpy()) == pytest.approx(auc)
+    m = validation_metrics(labels.numpy(), logits.numpy(), 0.5)
     real_acc = sum(1 for a in neg if a < 0) / len(neg)
     fake_acc = sum(1 for a in pos if a >= 0) / len(pos)
     assert m["balanced_accuracy"] == pytest.approx((real_acc + fake_acc) / 2)

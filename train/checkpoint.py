@@ -134,3 +134,43 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[torch.
     model.load_state_dict(state, strict=True)
     model.eval()
     return model, cfg
+
+
+def flatten_optimizer(state: dict) -> tuple[dict, dict]:
+    """An optimiser state_dict as (tensors for safetensors, JSON for the rest): never pickled."""
+    tensors, plain = {}, {}
+    for idx, entry in state["state"].items():
+        for k, v in entry.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{idx}.{k}"] = v
+            else:
+                plain[f"{idx}.{k}"] = v
+    return tensors, {"scalars": plain, "param_groups": state["param_groups"]}
+
+
+def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, k = key.split(".", 2)
+            state.setdefault(int(idx), {})[k] = v
+    for key, v in meta["scalars"].items():
+        idx, k = key.split(".", 1)
+        state.setdefault(int(idx), {})[k] = v
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def load_resume_state(last: str | Path):
+    """A run's `last` checkpoint as (its directory, weights, optimiser tensors, training
+    state JSON, the training config it ran with), or None when there is nothing to resume."""
+    try:
+        last = checkpoint_dir(last)
+    except Exception:
+        return None
+    if not (last / STATE_TENSORS).is_file():
+        return None
+    from safetensors.torch import load_file
+
+    meta = json.loads((last / STATE_JSON).read_text())
+    old = json.loads((last / "config.json").read_text()).get("training", {}).get("config", {})
+    return last, load_file(str(last / WEIGHTS)), load_file(str(last / STATE_TENSORS)), meta, old

@@ -119,3 +119,14 @@ def from_rank0(obj):
 
 def has_batchnorm(module: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device '{name}' asked for, but no CUDA GPU is available")
+    return dev

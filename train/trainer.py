@@ -15,23 +15,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from fakedet import __version__
 from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError
-from fakedet.runtime.metrics import accuracy_at, roc_auc
+from fakedet.runtime.metrics import validation_metrics
 
 from . import ddp
-from .checkpoint import STATE_JSON, STATE_TENSORS, WEIGHTS, checkpoint_dir, save_checkpoint
+from .checkpoint import flatten_optimizer, load_resume_state, save_checkpoint, unflatten_optimizer
 from .config import TrainConfig
 from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, read_captions, split_samples
 from .losses import build_loss
@@ -39,82 +37,6 @@ from .models import create_model, model_input_spec
 from .sam import SAM, frozen_bn_stats
 
 log = logging.getLogger("fakedet.train")
-
-
-# ---------------------------------------------------------------- metrics
-def _one_class(y: np.ndarray) -> bool:
-    return not (y.any() and not y.all())
-
-
-def rank_auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """ROC AUC by the Mann-Whitney statistic (ties count half); NaN when a class is missing."""
-    y = (labels > 0.5).detach().cpu().numpy().reshape(-1)
-    if _one_class(y):
-        return float("nan")
-    # runtime.metrics takes finite scores: +-inf keep their rank, and a NaN score never wins
-    # nor ties (it ranks below every score for a fake, above every score for a real)
-    big = np.finfo(np.float64).max / 4  # differences between scores stay finite
-    s = np.clip(scores.detach().double().cpu().numpy().reshape(-1), -big / 2, big / 2)
-    return roc_auc(y, np.where(np.isnan(s), np.where(y, -big, big), s))
-
-
-def val_metrics(logits: torch.Tensor, labels: torch.Tensor, threshold: float) -> dict:
-    y = (labels > 0.5).detach().cpu().numpy().reshape(-1)
-    prob = torch.sigmoid(logits.detach().double()).cpu().numpy().reshape(-1)
-    # a NaN logit is never called fake (`NaN >= threshold` is False)
-    prob = np.nan_to_num(prob, nan=-np.finfo(np.float64).max)
-    if not _one_class(y):
-        acc = accuracy_at(y, prob, threshold)
-    else:  # one class only: the missing class's accuracy (and the balanced one) is NaN
-        a = float(np.mean((prob >= threshold) == y)) if y.size else float("nan")
-        real_acc = a if y.size and not y.any() else float("nan")
-        fake_acc = a if y.size and y.all() else float("nan")
-        acc = {"accuracy": a, "real_accuracy": real_acc, "fake_accuracy": fake_acc,
-               "balanced_accuracy": (real_acc + fake_acc) / 2}
-    return {
-        "balanced_accuracy": acc["balanced_accuracy"],
-        "accuracy": acc["accuracy"],
-        "real_accuracy": acc["real_accuracy"],
-        "fake_accuracy": acc["fake_accuracy"],
-        "auc": rank_auc(logits.double(), labels),
-        "images": int(labels.numel()),
-    }
-
-
-# ---------------------------------------------------------------- helpers
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device '{name}' asked for, but no CUDA GPU is available")
-    return dev
-
-
-def flatten_optimizer(state: dict) -> tuple[dict, dict]:
-    """An optimiser state_dict as (tensors for safetensors, JSON for the rest): never pickled."""
-    tensors, plain = {}, {}
-    for idx, entry in state["state"].items():
-        for k, v in entry.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{idx}.{k}"] = v
-            else:
-                plain[f"{idx}.{k}"] = v
-    return tensors, {"scalars": plain, "param_groups": state["param_groups"]}
-
-
-def unflatten_optimizer(tensors: dict, meta: dict) -> dict:
-    state: dict = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, idx, k = key.split(".", 2)
-            state.setdefault(int(idx), {})[k] = v
-    for key, v in meta["scalars"].items():
-        idx, k = key.split(".", 1)
-        state.setdefault(int(idx), {})[k] = v
-    return {"state": state, "param_groups": meta["param_groups"]}
 
 
 class Trainer:
@@ -312,24 +234,15 @@ class Trainer:
 
     def _resume(self) -> int:
         """Load <out>/last if present; returns the next epoch to run."""
-        last = self.out / "last"
-        try:
-            last = checkpoint_dir(last)
-        except Exception:
+        state = load_resume_state(self.out / "last")
+        if state is None:
             return 0
-        if not (last / STATE_TENSORS).is_file():
-            return 0
-        from safetensors.torch import load_file
-
-        meta = json.loads((last / STATE_JSON).read_text())
-        old = json.loads((last / "config.json").read_text()).get("training", {}).get("config", {})
+        last, weights, tensors, meta, old = state
         for key in ("arch", "model_kwargs", "batch", "seed", "loss", "optimizer", "sam_rho", "paired"):
             if key in old and old[key] != getattr(self.cfg, key):
                 raise DataError(f"{last}: cannot resume: '{key}' was {old[key]!r}, now {getattr(self.cfg, key)!r} "
                                 f"(use a new --out, or --no-resume to start over)")
-        weights = load_file(str(last / WEIGHTS))
         self.model.load_state_dict(weights, strict=True)
-        tensors = load_file(str(last / STATE_TENSORS))
         self.opt.load_state_dict(unflatten_optimizer(tensors, meta))
         if self.scaler is not None and "scaler" in meta:
             self.scaler.load_state_dict(meta["scaler"])
@@ -367,7 +280,7 @@ class Trainer:
     # ------------------------------------------------------------ the run
     def run(self) -> dict:
         cfg = self.cfg
-        self.device = pick_device(cfg.device)
+        self.device = ddp.pick_device(cfg.device)
         ddp.init(self.world, self.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -433,8 +346,12 @@ class Trainer:
     def _validate(self) -> dict:
         """Rank 0 validates; every rank gets its metrics, so every rank takes the same
         lr-decay and early-stop decisions."""
-        metrics = val_metrics(*self._val_logits(), self.cfg.threshold) if self.rank == 0 else None
+        metrics = self._val_metrics() if self.rank == 0 else None
         return ddp.from_rank0(metrics) if self.world > 1 else metrics
+
+    def _val_metrics(self) -> dict:
+        logits, labels = self._val_logits()
+        return validation_metrics(labels.cpu().numpy(), logits.detach().double().cpu().numpy(), self.cfg.threshold)
 
     def _remove_stale_staging(self) -> None:
         """Hidden half-built checkpoints of a run that was killed mid-write (never read)."""
