@@ -35,5 +35,10 @@ class BackendUnavailable(FakedetError):
     """The asked backend cannot run here (library missing, no GPU, no artifact it can run)."""
 
 
+class BackendError(FakedetError):
+    """A backend that refuses a call (unknown option, wrong input, closed) or whose inference
+    library failed; the message names the backend."""
+
+
 class DataError(FakedetError):
     """A dataset, calibration set or config that cannot be used; raised before any work starts."""

@@ -82,12 +82,11 @@ def test_torch_backend_matches_onnx(package_with_checkpoint):
 
     from fakedet.package import ModelPackage
     from fakedet.runtime.selection import choose, make_backend
-    from fakedet.train.torch_backend import TorchBackend
 
     pkg_dir, _, _ = package_with_checkpoint
     pkg = ModelPackage.open(pkg_dir)
     x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
-    with TorchBackend.for_package(pkg, "fp32", device="cpu") as tb, \
+    with make_backend(choose(pkg, "torch", "fp32"), pkg, device="cpu") as tb, \
             make_backend(choose(pkg, "ort-cpu", "fp32"), pkg) as ob:
         np.testing.assert_allclose(tb.infer(x), ob.infer(x), rtol=1e-4, atol=1e-5)
 
