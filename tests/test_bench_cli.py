@@ -112,3 +112,19 @@ def test_bench_nothing_runnable_exits_2_with_reasons(tiny_package, capsys):
     assert "skipped tensorrt fp16" in out.out and "fakedet build" in out.out
     assert "no combination could run" in out.err
     assert main(["bench", str(pkg_dir), "--precision", "fp64"]) == 2
+
+
+def test_detector_runs_the_checkpoint_on_the_torch_backend(package_with_checkpoint):
+    """backend="torch" is chosen like the others: the manifest's checkpoint, PyTorch eager."""
+    import numpy as np
+
+    from fakedet.runtime import Detector
+
+    pkg_dir, _, _ = package_with_checkpoint
+    imgs = [np.random.default_rng(i).integers(0, 256, (20, 20, 3), dtype=np.uint8) for i in range(5)]
+    with Detector.open(pkg_dir, backend="torch", device="cpu", batch_size=2) as eager, \
+            Detector.open(pkg_dir, backend="ort-cpu", precision="fp32") as ort:
+        assert eager.choice.artifact.file == "ckpt" and eager.choice.precision == "fp32"
+        assert "torch" in eager.describe() and "checkpoint" in eager.describe()
+        for a, b in zip(eager.predict(imgs), ort.predict(imgs)):
+            assert a.ok and a.logit == pytest.approx(b.logit, abs=1e-4)
