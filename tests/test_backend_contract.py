@@ -297,3 +297,18 @@ def test_tensorrt_without_tensorrt_is_unavailable_and_stays_unopened(tmp_path):
     with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
         b.open()
     assert not b.is_open
+
+
+def test_tensorrt_batch_ranges_follow_the_profiles_that_take_the_image_size(tmp_path):
+    """The pure part of the TensorRT backend's batch shapes: profiles are plain (min, opt,
+    max) shape tuples as the backend reads them from a plan; no TensorRT object is involved."""
+    from fakedet.runtime.backends.batching import plan_runs
+
+    b = registry.create("tensorrt", tmp_path / "x.plan")
+    b.profiles = [((1, 3, 64, 64), (4, 3, 224, 224), (8, 3, 256, 256)),  # small images, batch up to 8
+                  ((16, 3, 224, 224), (32, 3, 224, 224), (32, 3, 512, 512))]  # large batches
+    assert b._batch_ranges((3, 224, 224)) == [(1, 8), (16, 32)]
+    assert b._batch_ranges((3, 400, 300)) == [(16, 32)]  # only the second takes 400x300
+    assert [r.size for r in plan_runs(3, b._batch_ranges((3, 400, 300)))] == [16]  # padded to its min
+    with pytest.raises(BackendError, match=r"tensorrt: input of shape \[N, 3, 600, 600\] is outside every"):
+        b._batch_ranges((3, 600, 600))

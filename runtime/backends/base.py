@@ -99,6 +99,7 @@ class Backend(ABC):
                 return self
             try:
                 self._open()
+                self._in_spec = self._input_spec()  # read once: checked against every batch
             except BaseException as e:
                 try:
                     self._close()  # release what a partial open got
@@ -135,8 +136,7 @@ class Backend(ABC):
     def __exit__(self, *exc):
         self.close()
 
-    @contextmanager
-    def _in_use(self):
+    def _enter_call(self) -> None:
         """Opens a new backend; refuses a closed one; counts the call in flight."""
         with self._cond:
             if self._state == "new":
@@ -144,12 +144,20 @@ class Backend(ABC):
             if self._state != "open":
                 raise BackendError(f"{self.name}: the backend is closed")
             self._in_flight += 1
+
+    def _leave_call(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._cond.notify_all()
+
+    @contextmanager
+    def _in_use(self):
+        self._enter_call()
         try:
             yield
         finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
+            self._leave_call()
 
     # ---- inference -------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -160,11 +168,15 @@ class Backend(ABC):
         """(outputs, {h2d, compute, d2h} in ms, summed over the engine's runs). A backend
         that cannot tell the copies apart reports None for h2d and d2h, and the whole
         call as compute."""
-        with self._in_use():
+        self._enter_call()  # not a `with`: this is the hot path of every backend
+        try:
             x = self._checked_input(batch)
+            runs = self._plan(x)
+            if len(runs) == 1 and not runs[0].padding:
+                return self._timed_run(x)
             outs, total = [], dict.fromkeys(STAGES)
             start = 0
-            for run in self._plan(x):
+            for run in runs:
                 chunk = x[start : start + run.count]
                 if run.padding:
                     chunk = np.concatenate([chunk, np.repeat(chunk[-1:], run.padding, axis=0)])
@@ -174,7 +186,9 @@ class Backend(ABC):
                     if stages.get(k) is not None:
                         total[k] = (total[k] or 0.0) + stages[k]
                 start += run.count
-            return (outs[0] if len(outs) == 1 else np.concatenate(outs)), total
+            return np.concatenate(outs), total
+        finally:
+            self._leave_call()
 
     def _plan(self, x: np.ndarray) -> list:
         try:
@@ -184,7 +198,7 @@ class Backend(ABC):
             raise BackendError(msg if msg.startswith(f"{self.name}: ") else f"{self.name}: {msg}") from None
 
     def _checked_input(self, batch) -> np.ndarray:
-        spec = self._input_spec()
+        spec = self._in_spec
         if not isinstance(batch, np.ndarray):
             raise BackendError(f"{self.name}: expects a numpy array, got {type(batch).__name__}")
         if batch.ndim != len(spec.shape):
@@ -222,7 +236,7 @@ class Backend(ABC):
     @property
     def input_spec(self) -> TensorSpec:
         with self._in_use():
-            return self._input_spec()
+            return self._in_spec
 
     @property
     def output_spec(self) -> TensorSpec:
@@ -233,7 +247,7 @@ class Backend(ABC):
     def _batch_ranges(self, sample_shape: tuple) -> list[Range]:
         """Batch sizes the engine runs for inputs of `sample_shape` (without the batch
         axis): [(min, max or None)]. Here: the input's fixed batch, else any."""
-        fixed = self._input_spec().fixed_batch()
+        fixed = self._in_spec.fixed_batch()
         return [(fixed, fixed)] if fixed else [(1, None)]
 
     def describe(self) -> str:

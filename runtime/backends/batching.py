@@ -50,6 +50,8 @@ def plan_runs(n: int, ranges: list[Range]) -> list[Run]:
     _check(ranges)
     if n < 1:
         raise BackendError(f"a batch needs at least one image, got {n}")
+    if fits(n, ranges):
+        return [Run(n, n)]
     largest = _largest(ranges)
     runs = []
     left = n
