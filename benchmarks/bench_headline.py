@@ -129,7 +129,6 @@ def headline(pkg_dir: Path, work: Path, batch: int, threads: int, warmup: float,
     from fakedet.package import ModelPackage
     from fakedet.runtime import bench_stats as st
     from fakedet.runtime.selection import choose, make_backend
-    from fakedet.train.torch_backend import TorchBackend
 
     pkg = ModelPackage.open(pkg_dir)
     spec = pkg.manifest.input
@@ -145,12 +144,12 @@ def headline(pkg_dir: Path, work: Path, batch: int, threads: int, warmup: float,
     bare = ort.InferenceSession(str(pkg.path_of(pkg.manifest.artifact("onnx-fp32"))), so,
                                 providers=["CPUExecutionProvider"])
     feed, out_names = {bare.get_inputs()[0].name: x}, [bare.get_outputs()[0].name]
-    fp32 = make_backend(choose(pkg, "ort-cpu", "fp32"), pkg, threads=threads, spin=False).activate()
-    int8 = make_backend(choose(pkg, "ort-cpu", "int8"), pkg, threads=threads, spin=False).activate()
-    tb = TorchBackend.for_package(pkg, "fp32", device="cpu", threads=threads).activate()
+    fp32 = make_backend(choose(pkg, "ort-cpu", "fp32"), pkg, threads=threads, spin=False).open()
+    int8 = make_backend(choose(pkg, "ort-cpu", "int8"), pkg, threads=threads, spin=False).open()
+    tb = make_backend(choose(pkg, "torch", "fp32"), pkg, device="cpu", threads=threads).open()
     from fakedet.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    s8 = OnnxRuntimeBackend(work / S8S8_FILE, "ort-cpu", threads=threads, spin=False).activate()
+    s8 = OnnxRuntimeBackend(work / S8S8_FILE, "ort-cpu", threads=threads, spin=False).open()
 
     configs = {
         "bare": lambda: bare.run(out_names, feed),

@@ -35,11 +35,17 @@ class BackendUnavailable(FakedetError):
     """The asked backend cannot run here (library missing, no GPU, no artifact it can run)."""
 
 
+class BackendError(FakedetError):
+    """A backend that refuses a call (unknown option, wrong input, closed) or whose inference
+    library failed; the message names the backend."""
+
+
 class DataError(FakedetError):
     """A dataset, calibration set or config that cannot be used; raised before any work starts."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type name when the message is empty."""
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message, or its type name when the message is empty
+    (cut to `limit` characters when given)."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -38,7 +38,9 @@ from fakedet.package import ModelPackage
 from . import bench_stats as st
 from .bench_inputs import sample_shape
 from .bench_trtexec import TRTEXEC_ENTRY_SCHEMA
-from .selection import BACKENDS, EXTRA_BACKENDS, PRECISIONS, choose, load_extra_backend, make_backend
+from .backends import registry
+from .backends.registry import split_options
+from .selection import BACKENDS, PRECISIONS, choose, make_backend
 
 REPORT_SCHEMA_VERSION = 1
 STAGES = ("preprocess", "h2d", "compute", "d2h", "end_to_end")
@@ -187,31 +189,23 @@ def machine_info() -> dict:
 
 # ---- one combination ---------------------------------------------------------
 class _Runner:
-    """A loaded backend plus how to call it with stage timings."""
+    """A loaded backend, what it runs and why, and the settings that do not apply to it."""
 
-    def __init__(self, backend, label: str, artifact: str, reason: str):
-        self.backend, self.label, self.artifact, self.reason = backend, label, artifact, reason
+    def __init__(self, backend, choice, not_applicable: dict):
+        self.backend, self.label, self.artifact, self.reason = backend, choice.backend, choice.artifact.file, choice.reason
+        self.not_applicable = not_applicable
 
     def run(self, batch: np.ndarray) -> dict:
         return self.backend.infer_timed(batch)[1]
 
 
 def _open_runner(pkg: ModelPackage, backend: str, precision: str, settings: BenchSettings) -> _Runner:
-    opts = {}
-    if settings.threads:
-        opts["threads"] = settings.threads
-    if backend in EXTRA_BACKENDS:
-        cls = load_extra_backend(backend)
-        runner = cls.for_package(pkg, precision=precision, checkpoint=settings.checkpoint, **opts)
-        runner.activate()
-        return _Runner(runner, backend, runner.artifact_name, runner.reason)
-    choice = choose(pkg, backend, precision)
-    if choice.backend == "tensorrt":
-        opts.pop("threads", None)
-        opts["cuda_graph"] = settings.cuda_graph
-    runner = make_backend(choice, pkg, **opts)
-    runner.activate()
-    return _Runner(runner, choice.backend, choice.artifact.file, choice.reason)
+    hints = {"checkpoint": settings.checkpoint} if backend in registry.other_backends() and settings.checkpoint else {}
+    choice = choose(pkg, backend, precision, **hints)
+    # The bench's settings hold for every row; each backend takes those it has.
+    wanted = {"threads": settings.threads, "cuda_graph": settings.cuda_graph}
+    opts, not_applicable = split_options(choice.backend, {k: v for k, v in wanted.items() if v})
+    return _Runner(make_backend(choice, pkg, **opts).open(), choice, not_applicable)
 
 
 class _Inputs:
@@ -309,7 +303,7 @@ def run_bench(pkg: ModelPackage, settings: BenchSettings, progress=None) -> dict
     results, skipped, seen = [], [], set()
     combos = [(b, p) for b in settings.backends for p in settings.precisions]
     for backend, precision in combos:
-        known = ("auto",) + BACKENDS + tuple(EXTRA_BACKENDS)
+        known = ("auto",) + BACKENDS + registry.other_backends()
         if backend not in known:
             skipped.append(_skip(backend, precision, None, f"unknown backend (known: {', '.join(known)})"))
             continue
@@ -388,7 +382,7 @@ def _one(runner: _Runner, precision: str, batch: int, inputs: _Inputs, settings:
         "reason": runner.reason,
     }
     row.update(summarize(runs, batch))
-    notes = []
+    notes = [f"--{k.replace('_', '-')} does not apply to {runner.label}" for k in runner.not_applicable]
     if row["split_ms"]["h2d"] is None:
         notes.append("H2D/compute/D2H not separable for this backend: compute is the whole inference call")
     if row["split_ms"]["preprocess"] is None:

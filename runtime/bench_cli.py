@@ -41,7 +41,8 @@ The split follows trtexec: host preprocessing (with --images, decoding real
 images), H2D, compute, D2H, end to end. Where a backend cannot separate
 H2D/compute/D2H (ONNX Runtime on the CPU, PyTorch eager), H2D and D2H are
 reported as null and compute is the whole call. Combinations that cannot run
-are listed with the reason.""",
+are listed with the reason. --threads and --cuda-graph go to the backends that
+take them; a row notes a setting that does not apply to its backend.""",
 )
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--backend", "backends", default="auto", show_default=True, callback=_csv_list(str),

@@ -12,7 +12,8 @@ from fakedet.package import ModelPackage
 from .embedding import EmbeddingAPI, serialized
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
-from .scoring import fake_logits, sigmoid
+from .backends.registry import split_options
+from .scoring import check_output, fake_logits, sigmoid
 from .selection import Choice, choose, make_backend
 
 
@@ -61,10 +62,19 @@ class Detector(EmbeddingAPI):
         threshold: float | None = None,
         **backend_options,
     ) -> "Detector":
+        """`backend_options` go to the backend (e.g. threads=4 for ONNX Runtime); unknown ones
+        are refused. With backend="auto", an option the chosen backend does not take (threads
+        on TensorRT) is left out."""
         pkg = path_or_package if isinstance(path_or_package, ModelPackage) else ModelPackage.open(path_or_package)
         choice = choose(pkg, backend, precision)
-        runner = make_backend(choice, pkg, **backend_options)
-        runner.activate()
+        if backend == "auto":
+            backend_options, _ = split_options(choice.backend, backend_options)
+        runner = make_backend(choice, pkg, **backend_options).open()
+        try:
+            check_output(runner.output_spec, pkg.manifest.output, choice.artifact.file)
+        except FakedetError:
+            runner.close()
+            raise
         return cls(pkg, choice, runner, batch_size, threshold)
 
     # ---- prediction -------------------------------------------------------
@@ -94,21 +104,15 @@ class Detector(EmbeddingAPI):
         return sigmoid(fake_logits(self.backend.infer(batch), self.manifest.output))
 
     def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int) -> None:
-        fixed = self.backend.input_spec.fixed_batch()
-        if fixed:
-            batch_size = fixed
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
             by_shape.setdefault(t.shape, []).append(i)
         for idx in by_shape.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                batch = np.stack([tensors[i] for i in chunk])
-                n = len(chunk)
-                if fixed and n < fixed:
-                    batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - n, axis=0)])
+                batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
                 try:
-                    logits = fake_logits(self.backend.infer(batch), self.manifest.output)[:n]
+                    logits = fake_logits(self.backend.infer(batch), self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run
                     for i in chunk:
                         preds[i].error = f"inference failed: {str(e).splitlines()[0][:200]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fakedet.errors import PackageError
 from fakedet.manifest import OutputSpec
 
 
@@ -30,3 +31,14 @@ def fake_logits(outputs: np.ndarray, spec: OutputSpec) -> np.ndarray:
     if out.shape[1] != 2:
         raise ValueError(f"output '{spec.name}' has {out.shape[1]} values per image; the manifest says two-class logits")
     return out[:, spec.fake_index] - out[:, 1 - spec.fake_index]
+
+
+def check_output(tensor, spec: OutputSpec, file: str) -> None:
+    """Refuse, when the model is loaded, an output (a backends.base.TensorSpec) whose
+    values per image contradict the manifest; dims known only at run time pass here
+    and are checked by fake_logits."""
+    n = tensor.values_per_item()
+    want = 1 if spec.kind == "logit" else 2
+    if n is not None and n != want:
+        what = "one logit" if want == 1 else "two-class logits"
+        raise PackageError(file, f"output '{tensor.name}' has {n} values per image; the manifest says {what}")

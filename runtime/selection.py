@@ -12,21 +12,17 @@ probing the machine.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
-from fakedet.errors import BackendUnavailable
+from fakedet.errors import BackendError, BackendUnavailable
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
-BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+from .backends import registry
+
+BACKENDS = registry.artifact_backends()  # chosen here from the package's artifacts
 PRECISIONS = ("fp32", "fp16", "int8")
 PRECISION_OF_KIND = {"onnx-fp32": "fp32", "onnx-fp16": "fp16", "onnx-int8-qdq": "int8"}
-
-# Backends outside the runtime, imported only when asked for (the runtime never imports torch).
-EXTRA_BACKENDS = {
-    "torch": "fakedet.train.torch_backend:TorchBackend",
-}
 
 
 @dataclass
@@ -38,9 +34,9 @@ class Choice:
 
     @property
     def precision(self) -> str:
-        if self.artifact.kind == "trt-plan":
-            return self.artifact.attrs.get("precision", "?")
-        return PRECISION_OF_KIND.get(self.artifact.kind, "?")
+        if self.artifact.kind in PRECISION_OF_KIND:
+            return PRECISION_OF_KIND[self.artifact.kind]
+        return self.artifact.attrs.get("precision", "?")  # plans, and what plugin backends run
 
 
 def ort_providers() -> set[str]:
@@ -93,16 +89,23 @@ def choose(
     *,
     providers=None,
     trt_env=None,
+    **hints,
 ) -> Choice:
     """Pick backend and artifact. Explicit choices are honoured or refused with the
     reason and what would make the package runnable; `auto` takes the fastest that can
-    run here. `providers` / `trt_env` override the probes (tests, `fakedet info`)."""
+    run here. `providers` / `trt_env` override the probes (tests, `fakedet info`).
+    `hints` go to a plugin backend's own choice (torch: checkpoint=DIR)."""
     from . import tensorrt_support
 
-    if backend not in ("auto",) + BACKENDS:
-        raise BackendUnavailable(f"unknown backend '{backend}' (known: auto, {', '.join(BACKENDS)})")
+    extra = registry.other_backends()
+    if backend not in ("auto",) + BACKENDS + extra:
+        raise BackendUnavailable(f"unknown backend '{backend}' (known: auto, {', '.join(BACKENDS + extra)})")
     if precision not in ("auto",) + PRECISIONS:
         raise BackendUnavailable(f"unknown precision '{precision}' (known: auto, {', '.join(PRECISIONS)})")
+    if backend in extra:
+        return registry.backend_class(backend).choose_for_package(pkg, precision, **hints)
+    if hints:
+        raise BackendError(f"{backend}: choose() takes no {', '.join(sorted(hints))} (only for {', '.join(extra)})")
     considered: list[str] = []
     want = [precision] if precision != "auto" else None
 
@@ -201,32 +204,8 @@ def explain(pkg: ModelPackage, providers=None, trt_env=None) -> list[str]:
 
 
 def make_backend(choice: Choice, pkg: ModelPackage, **options):
-    path = pkg.path_of(choice.artifact)
-    if choice.backend == "tensorrt":
-        from .backends.tensorrt_backend import TensorRTBackend
-
-        options.setdefault("version_compatible", bool(choice.artifact.attrs.get("version_compatible", False)))
-        return TensorRTBackend(path, **options)
-    from .backends.onnxruntime_backend import OnnxRuntimeBackend
-
-    if choice.backend == "ort-cpu" and choice.artifact.attrs.get("ort_cpu_disabled_optimizers"):
-        options.setdefault("disabled_optimizers", choice.artifact.attrs["ort_cpu_disabled_optimizers"])
-    if choice.backend == "ort-trt":
-        options.setdefault("fp16", choice.precision == "fp16")
-        options.setdefault("int8", choice.precision == "int8")
-        if pkg.source.is_dir():
-            options.setdefault("cache_dir", str(pkg.root / ".cache" / "ort-trt"))
-    return OnnxRuntimeBackend(path, provider_set=choice.backend, **options)
-
-
-def load_extra_backend(name: str):
-    """The class registered for an out-of-runtime backend (e.g. "torch"), imported now."""
-    if name not in EXTRA_BACKENDS:
-        raise BackendUnavailable(f"unknown backend '{name}' (known: {', '.join(BACKENDS + tuple(EXTRA_BACKENDS))})")
-    module, attr = EXTRA_BACKENDS[name].split(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except ImportError as e:
-        raise BackendUnavailable(
-            f"{name}: needs {e.name or e}, which is not installed here (pip install 'fakedet[train]')"
-        ) from None
+    """The backend for a choice, not loaded yet: the file and the options the package
+    implies (the backend's `package_inputs`), overridden by `options`; unknown options
+    are refused."""
+    path, implied = registry.backend_class(choice.backend).package_inputs(pkg, choice)
+    return registry.create(choice.backend, path, **{**implied, **options})

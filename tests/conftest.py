@@ -69,6 +69,32 @@ def reference_forward(x: np.ndarray, w: dict) -> np.ndarray:
     return pooled @ w["fc_w"].T.astype(np.float64) + w["fc_b"]
 
 
+def assert_threads_agree(backend, w, threads=4, calls=5, rtol=1e-4, atol=1e-5):
+    """`threads` threads call backend.infer `calls` times each on their own batch (1 to 5
+    images); every output must match reference_forward."""
+    import threading
+
+    errors, done = [], []
+
+    def worker(seed):
+        x = np.random.default_rng(seed).standard_normal((1 + seed % 5, 3, 16, 16)).astype(np.float32)
+        want = reference_forward(x, w)
+        try:
+            for _ in range(calls):
+                np.testing.assert_allclose(backend.infer(x), want, rtol=rtol, atol=atol)
+                done.append(1)
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    pool = [threading.Thread(target=worker, args=(s,)) for s in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors
+    assert len(done) == threads * calls
+
+
 @pytest.fixture
 def tiny_onnx(tmp_path):
     path = tmp_path / "tiny.onnx"

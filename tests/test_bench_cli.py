@@ -82,12 +82,11 @@ def test_torch_backend_matches_onnx(package_with_checkpoint):
 
     from fakedet.package import ModelPackage
     from fakedet.runtime.selection import choose, make_backend
-    from fakedet.train.torch_backend import TorchBackend
 
     pkg_dir, _, _ = package_with_checkpoint
     pkg = ModelPackage.open(pkg_dir)
     x = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
-    with TorchBackend.for_package(pkg, "fp32", device="cpu") as tb, \
+    with make_backend(choose(pkg, "torch", "fp32"), pkg, device="cpu") as tb, \
             make_backend(choose(pkg, "ort-cpu", "fp32"), pkg) as ob:
         np.testing.assert_allclose(tb.infer(x), ob.infer(x), rtol=1e-4, atol=1e-5)
 
@@ -113,3 +112,19 @@ def test_bench_nothing_runnable_exits_2_with_reasons(tiny_package, capsys):
     assert "skipped tensorrt fp16" in out.out and "fakedet build" in out.out
     assert "no combination could run" in out.err
     assert main(["bench", str(pkg_dir), "--precision", "fp64"]) == 2
+
+
+def test_detector_runs_the_checkpoint_on_the_torch_backend(package_with_checkpoint):
+    """backend="torch" is chosen like the others: the manifest's checkpoint, PyTorch eager."""
+    import numpy as np
+
+    from fakedet.runtime import Detector
+
+    pkg_dir, _, _ = package_with_checkpoint
+    imgs = [np.random.default_rng(i).integers(0, 256, (20, 20, 3), dtype=np.uint8) for i in range(5)]
+    with Detector.open(pkg_dir, backend="torch", device="cpu", batch_size=2) as eager, \
+            Detector.open(pkg_dir, backend="ort-cpu", precision="fp32") as ort:
+        assert eager.choice.artifact.file == "ckpt" and eager.choice.precision == "fp32"
+        assert "torch" in eager.describe() and "checkpoint" in eager.describe()
+        for a, b in zip(eager.predict(imgs), ort.predict(imgs)):
+            assert a.ok and a.logit == pytest.approx(b.logit, abs=1e-4)

@@ -67,7 +67,7 @@ def test_gpu_provider_missing_is_reported(tiny_onnx):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime has CUDA")
     with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
-        OnnxRuntimeBackend(tiny_onnx[0], "ort-cuda").activate()
+        OnnxRuntimeBackend(tiny_onnx[0], "ort-cuda").open()
 
 
 @pytest.mark.gpu

@@ -2,7 +2,8 @@
 what the package has and what would make it runnable."""
 
 import pytest
-from fakedet.runtime.selection import choose, load_extra_backend, make_backend
+from fakedet.runtime.backends.registry import backend_class
+from fakedet.runtime.selection import choose, make_backend
 from fakedet.runtime.tensorrt_support import TrtEnvironment
 from package_helpers import add_artifacts, plan_attrs
 
@@ -105,12 +106,12 @@ def test_unknown_names_refused(tiny_package):
     with pytest.raises(BackendUnavailable, match="unknown precision"):
         choose(pkg, "auto", "bf16", providers=CPU, trt_env=NO_TRT)
     with pytest.raises(BackendUnavailable, match="unknown backend"):
-        load_extra_backend("jax")
+        backend_class("jax")
 
 
 def test_ort_trt_backend_gets_cache_in_package_folder(pkg_int8):
     c = choose(pkg_int8, "ort-trt", "int8", trt_env=NO_TRT, providers=TRT_EP)
-    b = make_backend(c, pkg_int8)  # constructing is free: nothing loads until activate()
+    b = make_backend(c, pkg_int8)  # constructing is free: nothing loads until open()
     assert b.options["cache_dir"] == str(pkg_int8.root / ".cache" / "ort-trt")
     assert b.options["int8"] is True and b.options["fp16"] is False
 

@@ -1,8 +1,6 @@
 """The native TensorRT backend on a real GPU (skipped, with the reason, elsewhere).
 No mocked TensorRT: a tiny ONNX model is built into a plan here and run."""
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -40,7 +38,7 @@ def _build_plan(trt, onnx_path, plan_path, min_b=1, opt_b=4, max_b=8):
 @pytest.mark.parametrize("cuda_graph", [False, True])
 def test_plan_runs_splits_batches_and_serves_threads(tiny_onnx, tmp_path, cuda_graph):
     trt = _need_trt_gpu()
-    from conftest import reference_forward
+    from conftest import assert_threads_agree, reference_forward
     from fakedet.runtime.backends.tensorrt_backend import TensorRTBackend
 
     onnx_path, w = tiny_onnx
@@ -56,19 +54,4 @@ def test_plan_runs_splits_batches_and_serves_threads(tiny_onnx, tmp_path, cuda_g
         x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
         for _ in range(3):  # repeated fixed shape: the CUDA graph path when enabled
             np.testing.assert_allclose(b.infer(x), reference_forward(x, w), rtol=1e-3, atol=1e-3)
-        errors = []
-
-        def worker(seed):
-            xs = np.random.default_rng(seed).standard_normal((5, 3, 16, 16)).astype(np.float32)
-            try:
-                for _ in range(5):
-                    np.testing.assert_allclose(b.infer(xs), reference_forward(xs, w), rtol=1e-3, atol=1e-3)
-            except Exception as e:  # surfaced below
-                errors.append(e)
-
-        threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        assert not errors, errors
+        assert_threads_agree(b, w, threads=4, calls=5, rtol=1e-3, atol=1e-3)

@@ -24,6 +24,7 @@ from fakedet.runtime import metrics
 from fakedet.runtime.dataset_index import Sample, index_dataset, summarize
 from fakedet.runtime.imageio import load_image
 from fakedet.runtime.preprocess import preprocess_image
+from fakedet.runtime.scoring import sigmoid
 
 from .robustness import CLEAN, Condition
 
@@ -48,30 +49,28 @@ class Scorer:
 
 
 class CheckpointScorer(Scorer):
+    """A checkpoint on the torch backend (PyTorch eager)."""
+
     kind = "checkpoint"
 
     def __init__(self, path: Path, device: str = "auto"):
-        import torch
+        from .torch_backend import TorchBackend
 
-        from .checkpoint import load_checkpoint
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model, cfg = load_checkpoint(path, map_location="cpu")
-        self.model.to(self.device).eval()
+        self.backend = TorchBackend(path, device=device).open()
+        cfg = self.backend.config
         self.input_spec = InputSpec.from_dict(cfg["input"]).validate()
         self.threshold = float(cfg.get("threshold", 0.5))
-        self.info = {"kind": self.kind, "path": str(path), "arch": cfg["arch"], "runs_on": f"pytorch {self.device}"}
+        self.info = {"kind": self.kind, "path": str(path), "arch": cfg["arch"],
+                     "runs_on": f"pytorch {self.backend.device}"}
 
     def score(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            logits = self.model(torch.from_numpy(batch).to(self.device)).float().reshape(len(batch), -1)
+        logits = self.backend.infer(batch).reshape(len(batch), -1)
         if logits.shape[1] != 1:
             raise FakedetError(f"checkpoint model returned {logits.shape[1]} values per image; expected one logit")
-        return torch.sigmoid(logits[:, 0].double()).cpu().numpy()
+        return sigmoid(logits[:, 0])
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 class PackageScorer(Scorer):
@@ -83,20 +82,11 @@ class PackageScorer(Scorer):
         self.detector = Detector.open(path, backend=backend, precision=precision)
         self.input_spec = self.detector.manifest.input
         self.threshold = float(self.detector.threshold)
-        self.fixed = self.detector.backend.input_spec.fixed_batch()
         self.info = {"kind": self.kind, "path": str(path), "name": self.detector.manifest.name,
                      "arch": self.detector.manifest.architecture, "runs_on": self.detector.describe()}
 
     def score(self, batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        if self.fixed and n != self.fixed:  # an engine built for one batch size: pad, then split
-            out = []
-            for s in range(0, n, self.fixed):
-                part = batch[s : s + self.fixed]
-                pad = np.concatenate([part, np.repeat(part[-1:], self.fixed - len(part), axis=0)])
-                out.append(self.detector.predict_tensors(pad)[: len(part)])
-            return np.concatenate(out)
-        return self.detector.predict_tensors(batch)
+        return self.detector.predict_tensors(batch)  # the backend fits any batch to the engine's sizes
 
     def close(self) -> None:
         self.detector.close()

@@ -1,20 +1,21 @@
-"""PyTorch eager as a runtime backend: the reference row of `fakedet bench --backend torch`.
+"""PyTorch eager as a backend: the reference row of `fakedet bench --backend torch`, and
+the engine of `fakedet eval CHECKPOINT`.
 
 It lives in `train/` because it needs torch; the runtime reaches it only through the
-lazy registry entry in fakedet.runtime.selection.EXTRA_BACKENDS. The model comes from a
-checkpoint (`fakedet.train.checkpoint.load_checkpoint`): `--checkpoint DIR`, or the
-package manifest's provenance["checkpoint"]. An in-memory module can be passed as
-`model=` (benchmarks that built the model themselves).
+registry entry "torch" (fakedet.runtime.backends.registry), resolved when a caller
+names it. The model comes from a checkpoint (`fakedet.train.checkpoint.load_checkpoint`):
+for a package, the manifest's provenance["checkpoint"] or the one passed as `checkpoint`
+to selection.choose (`fakedet bench --checkpoint DIR`).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from fakedet.errors import BackendUnavailable
+from fakedet.manifest import Artifact
 from fakedet.runtime.backends.base import Backend, TensorSpec
 
 
@@ -38,77 +39,71 @@ def find_checkpoint(pkg, checkpoint=None) -> Path:
 
 
 class TorchBackend(Backend):
-    """Options: checkpoint (dir), model (nn.Module), device ("cpu", "cuda"), precision
-    ("fp32", "fp16" on CUDA), threads (torch intra-op threads)."""
+    """A fakedet checkpoint (model_path: its directory) run by PyTorch eager."""
 
     name = "torch"
+    OPTIONS = {
+        "device": "cpu, cuda, cuda:N or auto (default: cuda when available)",
+        "precision": "fp32, or fp16 on CUDA",
+        "threads": "torch intra-op threads (a process-wide setting)",
+    }
 
-    def __init__(self, model_path=None, **options):
-        super().__init__(model_path, **options)
-        self.model = options.get("model")
-        self.precision = options.get("precision", "fp32")
-        self.device = options.get("device", "cpu")
-        self.artifact_name = str(model_path) if model_path else "<in-memory model>"
-        self.reason = "PyTorch eager reference"
+    # ---- building from a package -------------------------------------------
+    @classmethod
+    def choose_for_package(cls, pkg, precision: str = "auto", checkpoint=None):
+        """selection.Choice for a package: its checkpoint, at fp32 (fp16 needs a GPU: refused at open)."""
+        from fakedet.runtime.selection import Choice
+
+        if precision not in ("auto", "fp32", "fp16"):
+            raise BackendUnavailable(f"torch: the PyTorch eager reference runs fp32 (or fp16 on a GPU), not {precision}")
+        precision = "fp32" if precision == "auto" else precision
+        path = find_checkpoint(pkg, checkpoint)
+        art = Artifact(file=path.name, kind="checkpoint", sha256="", attrs={"path": str(path), "precision": precision})
+        return Choice("torch", art, f"PyTorch eager, {precision}, checkpoint {path}")
 
     @classmethod
-    def for_package(cls, pkg, precision: str = "fp32", checkpoint=None, **options) -> "TorchBackend":
-        if precision == "int8":
-            raise BackendUnavailable("torch: the PyTorch eager reference runs fp32 (or fp16 on a GPU), not int8")
+    def package_inputs(cls, pkg, choice) -> tuple[object, dict]:
+        return Path(choice.artifact.attrs["path"]), {"precision": choice.precision}
+
+    # ---- hooks -----------------------------------------------------------
+    def _open(self) -> None:
         try:
             import torch
         except ImportError:
             raise BackendUnavailable("torch: PyTorch is not installed here (pip install 'fakedet[train]')") from None
-        device = options.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
-        if precision == "fp16" and device == "cpu":
+        from .checkpoint import load_checkpoint
+
+        self.precision = self.options.get("precision", "fp32")
+        device = self.options.get("device") or "auto"
+        self.device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        if self.precision not in ("fp32", "fp16"):
+            raise BackendUnavailable(f"torch: precision {self.precision}: the PyTorch eager reference runs fp32 or fp16")
+        if self.precision == "fp16" and self.device.type == "cpu":
             raise BackendUnavailable("torch: fp16 eager on the CPU is not a meaningful reference; fp32 only here")
-        path = find_checkpoint(pkg, checkpoint)
-        b = cls(path, precision=precision, device=device, **options)
-        b.artifact_name = path.name
-        b.reason = f"PyTorch {torch.__version__} eager, {precision}, checkpoint {path}"
-        return b
-
-    def _activate(self) -> None:
-        import torch
-
         if self.options.get("threads"):
             torch.set_num_threads(int(self.options["threads"]))
-        if self.model is None:
-            from .checkpoint import load_checkpoint
-
-            if self.model_path is None:
-                raise BackendUnavailable("torch: no checkpoint and no model given")
-            self.model, self.config = load_checkpoint(self.model_path)
-            spec = self.config.get("input", {})
-            self._in_name = spec.get("name", "image") if isinstance(spec, dict) else "image"
-        else:
-            self._in_name = "image"
-        self.model.eval().to(self.device)
+        model, self.config = load_checkpoint(self.model_path, map_location="cpu")
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        if self.precision == "fp16":
-            self.model.half()
+        self.model = model.eval().to(self.device, self._dtype)
+        spec = self.config.get("input", {})
+        self._in_name = spec.get("name", "image") if isinstance(spec, dict) else "image"
         self._torch = torch
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.infer_timed(batch)[0]
+    def _run(self, batch: np.ndarray):
+        """On the CPU: the base times the call (no copies exist). On CUDA: H2D, compute,
+        D2H each timed with a synchronize around it."""
+        import time
 
-    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
-        """On the CPU: compute only (no copies exist). On CUDA: H2D, compute, D2H each
-        timed with a synchronize around it."""
-        self.activate()
         torch = self._torch
         with torch.inference_mode():
-            if self.device == "cpu":
-                t0 = time.perf_counter()
-                out = self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-                dt = (time.perf_counter() - t0) * 1e3
-                return out.float().numpy(), {"h2d": None, "compute": dt, "d2h": None}
+            if self.device.type == "cpu":
+                return self.model(torch.from_numpy(batch)).float().numpy()
             t0 = time.perf_counter()
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self._dtype)
-            torch.cuda.synchronize()
+            x = torch.from_numpy(batch).to(self.device, self._dtype)
+            torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
             out = self.model(x)
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
             t2 = time.perf_counter()
             res = out.float().cpu().numpy()
             t3 = time.perf_counter()
@@ -118,11 +113,12 @@ class TorchBackend(Backend):
         return TensorSpec(self._in_name, (None, None, None, None), "float32")
 
     def _output_spec(self) -> TensorSpec:
-        return TensorSpec("logit", (None, 1), "float32")
+        return TensorSpec("logit", (None, None), "float32")  # eager: the width shows only when it runs
 
     def _close(self) -> None:
-        self.model = None if self.model_path is not None else self.model
+        self.model = None
 
     def describe(self) -> str:
-        return f"torch eager ({self.device}, {self.precision})"
-
+        if not self.is_open:
+            return "torch eager"
+        return f"torch {self._torch.__version__} eager ({self.device}, {self.precision})"

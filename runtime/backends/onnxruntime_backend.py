@@ -16,6 +16,8 @@ import numpy as np
 
 from fakedet.errors import BackendUnavailable, PackageError
 
+from fakedet.errors import first_line
+
 from .base import Backend, TensorSpec
 
 PROVIDERS = {
@@ -67,17 +69,40 @@ def provider_options(provider_set: str, options: dict) -> list:
 
 
 class OnnxRuntimeBackend(Backend):
-    """Options: threads (intra-op), inter_threads, spin (bool), cache_dir (TensorRT EP
-    engine and timing caches), fp16 / int8 (TensorRT EP), device_id, io_binding
-    (default on for the GPU provider sets, off for ort-cpu), disabled_optimizers (graph transformers to skip:
-    the export records NchwcTransformer for fp16 ViTs, which crash ORT's CPU build)."""
+    """ONNX Runtime on one provider set (`provider_set`: ort-cpu, ort-cuda, ort-trt)."""
+
+    OPTIONS = {
+        "threads": "intra-op threads",
+        "inter_threads": "inter-op threads (parallel execution mode)",
+        "spin": "False: no spin-waiting between ops (kinder to shared cores)",
+        "cache_dir": "TensorRT EP: folder of its engine and timing caches",
+        "fp16": "TensorRT EP: allow FP16 kernels",
+        "int8": "TensorRT EP: run the QDQ model in INT8",
+        "workspace_bytes": "TensorRT EP: builder workspace limit",
+        "device_id": "GPU index (ort-cuda, ort-trt)",
+        "io_binding": "bind inputs and outputs to the device (default: on for the GPU sets, off for ort-cpu)",
+        "disabled_optimizers": "graph transformers to skip (the export records NchwcTransformer for fp16 "
+                               "ViTs, which crash ORT's CPU build)",
+    }
 
     def __init__(self, model_path, provider_set: str = "ort-cpu", **options):
-        super().__init__(model_path, **options)
         if provider_set not in PROVIDERS:
             raise BackendUnavailable(f"unknown ONNX Runtime provider set '{provider_set}' (known: {', '.join(PROVIDERS)})")
         self.name = provider_set
+        super().__init__(model_path, **options)
         self.session = None
+
+    @classmethod
+    def package_inputs(cls, pkg, choice) -> tuple[object, dict]:
+        path, opts = super().package_inputs(pkg, choice)
+        attrs = choice.artifact.attrs
+        if choice.backend == "ort-cpu" and attrs.get("ort_cpu_disabled_optimizers"):
+            opts["disabled_optimizers"] = attrs["ort_cpu_disabled_optimizers"]
+        if choice.backend == "ort-trt":
+            opts.update(fp16=choice.precision == "fp16", int8=choice.precision == "int8")
+            if pkg.source.is_dir():
+                opts["cache_dir"] = str(pkg.root / ".cache" / "ort-trt")
+        return path, opts
 
     def session_options(self):
         import onnxruntime as ort
@@ -94,7 +119,7 @@ class OnnxRuntimeBackend(Backend):
         so.log_severity_level = 3
         return so
 
-    def _activate(self) -> None:
+    def _open(self) -> None:
         import onnxruntime as ort
 
         have = set(ort.get_available_providers())
@@ -114,10 +139,9 @@ class OnnxRuntimeBackend(Backend):
                 str(self.model_path), self.session_options(), providers=provider_options(self.name, self.options), **extra
             )
         except Exception as e:
-            raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {str(e).splitlines()[0][:300]}") from None
+            raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {first_line(e)}") from e
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
-        self._in_dtype = np.dtype(_NP_DTYPES.get(self._in.type, "float32"))
         # IO binding: on by default for the GPU sets; on ort-cpu only when asked, binding
         # to host memory (the same code path, so the CPU test suite exercises it).
         on_gpu = self.name != "ort-cpu"
@@ -135,25 +159,15 @@ class OnnxRuntimeBackend(Backend):
     def _output_spec(self) -> TensorSpec:
         return self._spec(self._out)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.infer_timed(batch)[0]
-
-    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
-        """(logits, {h2d, compute, d2h} in ms). On the CPU there is no H2D/D2H: those are
-        None and compute is the whole run. On a GPU with IO binding each step is timed
-        on the host around ORT's synchronous copy / run / copy."""
-        self.activate()
-        if batch.dtype != self._in_dtype:
-            batch = batch.astype(self._in_dtype)
+    def _run(self, batch: np.ndarray):
+        """On the CPU there is no H2D/D2H: the base times the whole run as compute. With IO
+        binding each step is timed on the host around ORT's synchronous copy / run / copy."""
         if not self._bind_device:
-            t0 = time.perf_counter()
-            out = self.session.run([self._out.name], {self._in.name: batch})[0]
-            dt = (time.perf_counter() - t0) * 1e3
-            return np.asarray(out, dtype=np.float32), {"h2d": None, "compute": dt, "d2h": None}
+            return self.session.run([self._out.name], {self._in.name: batch})[0]
         import onnxruntime as ort
 
         t0 = time.perf_counter()
-        x = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(batch), self._bind_device, self._device_id)
+        x = ort.OrtValue.ortvalue_from_numpy(batch, self._bind_device, self._device_id)
         t1 = time.perf_counter()
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self._in.name, x)
@@ -162,8 +176,7 @@ class OnnxRuntimeBackend(Backend):
         t2 = time.perf_counter()
         out = binding.get_outputs()[0].numpy()
         t3 = time.perf_counter()
-        ms = {"h2d": (t1 - t0) * 1e3, "compute": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
-        return np.asarray(out, dtype=np.float32), ms
+        return out, {"h2d": (t1 - t0) * 1e3, "compute": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
 
     def _close(self) -> None:
         self.session = None

@@ -10,10 +10,8 @@ TensorRT 8.5+/10/11 use the tensor-name API (set_input_shape / set_tensor_addres
 execute_async_v3); older engines without it fall back to binding indices and
 execute_async_v2. Shape, profile and buffer arithmetic lives in tensorrt_support (pure).
 
-Options: contexts (pool size, default 1), cuda_graph (bool: capture each fixed batch
-shape once and replay it; cuda-python only), cuda ("cuda-python" or "pycuda"),
-version_compatible (allow the lean runtime embedded in version-compatible plans),
-api ("tensor" or "bindings": force an API generation; default per tensorrt_support.io_api).
+Batches are split and padded to the profiles' batch ranges by the base class; a run here
+picks the profile for its shape. Options: see TensorRTBackend.OPTIONS.
 """
 
 from __future__ import annotations
@@ -24,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedet.errors import BackendUnavailable, PackageError
+from fakedet.errors import BackendError, BackendUnavailable, PackageError
 
 from .. import tensorrt_support as ts
 from .base import Backend, TensorSpec
+from .batching import Range
 
 
 @dataclass
@@ -63,9 +62,22 @@ def _np_dtype(trt, dt, tensor: str, plan) -> np.dtype:
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
+    OPTIONS = {
+        "contexts": "execution contexts in the pool (concurrent calls; default 1)",
+        "cuda_graph": "capture each fixed batch shape once and replay it as a CUDA graph (cuda-python only)",
+        "cuda": "CUDA binding: cuda-python or pycuda (default: whichever is installed)",
+        "version_compatible": "allow the lean runtime embedded in a version-compatible plan",
+        "api": "force an API generation: tensor or bindings (default per tensorrt_support.io_api)",
+    }
+
+    @classmethod
+    def package_inputs(cls, pkg, choice) -> tuple[object, dict]:
+        path, opts = super().package_inputs(pkg, choice)
+        opts["version_compatible"] = bool(choice.artifact.attrs.get("version_compatible", False))
+        return path, opts
 
     # ---- loading ---------------------------------------------------------
-    def _activate(self) -> None:
+    def _open(self) -> None:
         try:
             import tensorrt as trt
         except ImportError:
@@ -78,8 +90,9 @@ class TensorRTBackend(Backend):
         plan = Path(self.model_path).read_bytes()  # each slot deserializes its own engine from it; not kept
         self.tensor_api = None
         self._runtimes = []
-        n = max(1, int(self.options.get("contexts", 1)))
-        self.slots: list[_Slot] = [self._make_slot(plan) for _ in range(n)]
+        self.slots: list[_Slot] = []  # filled one by one, so _close frees a partial open too
+        for _ in range(max(1, int(self.options.get("contexts", 1)))):
+            self._make_slot(plan)
         self.pool: queue.Queue = queue.Queue()
         for s in self.slots:
             self.pool.put(s)
@@ -130,7 +143,7 @@ class TensorRTBackend(Backend):
             shapes.append((tuple(lo), tuple(opt), tuple(hi)))
         return shapes
 
-    def _make_slot(self, plan: bytes) -> _Slot:
+    def _make_slot(self, plan: bytes) -> None:
         engine = self._deserialize(plan)
         ios = self._describe_io(engine)
         if not hasattr(self, "ios"):
@@ -143,8 +156,10 @@ class TensorRTBackend(Backend):
                 self.profiles = [(self.inp.shape,) * 3]
             self.max_batch = ts.max_profile_batch(self.profiles)
         ctx = engine.create_execution_context()
-        stream = self.cuda.stream()
-        slot = _Slot(engine, ctx, stream)
+        if ctx is None:
+            raise BackendError("tensorrt: could not create an execution context (out of GPU memory?)")
+        slot = _Slot(engine, ctx, self.cuda.stream())
+        self.slots.append(slot)
         in_max = ts.max_shape_over_profiles([p[2] for p in self.profiles])
         # Size every buffer once for the largest input; outputs from the context's shapes at that input.
         self._set_shape(slot, ts.profile_for_batch(self.profiles, in_max[0]) or 0, in_max)
@@ -156,7 +171,6 @@ class TensorRTBackend(Backend):
             if self.tensor_api:
                 ctx.set_tensor_address(io.name, slot.device[io.name].ptr)
         slot.events = [self.cuda.event() for _ in range(4)]
-        return slot
 
     # ---- shapes ----------------------------------------------------------
     def _binding(self, io: _IO, profile: int) -> int:
@@ -191,19 +205,31 @@ class TensorRTBackend(Backend):
                 bindings[self._binding(io, slot.profile)] = slot.device[io.name].ptr
             ok = slot.context.execute_async_v2(bindings, handle)
         if not ok:
-            raise RuntimeError("TensorRT execution failed (see the TensorRT log above)")
+            raise BackendError("tensorrt: execution failed (see the TensorRT log above)")
 
-    def _run_chunk(self, slot: _Slot, chunk: np.ndarray) -> tuple[np.ndarray, dict]:
+    def _batch_ranges(self, sample_shape: tuple) -> list[Range]:
+        """The batch ranges of the profiles that take this sample shape (whole-image
+        models: height and width are dynamic too)."""
+        ranges = [(lo[0], hi[0]) for lo, _, hi in self.profiles
+                  if all(lo[a] <= d <= hi[a] for a, d in enumerate(sample_shape, start=1))]
+        if not ranges:
+            spans = "; ".join(f"{list(lo)}..{list(hi)}" for lo, _, hi in self.profiles)
+            raise BackendError(f"tensorrt: input of shape [N, {', '.join(map(str, sample_shape))}] is outside "
+                               f"every optimization profile of the plan ({spans})")
+        return ranges
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
+        """(outputs, {h2d, compute, d2h} in ms, from CUDA events on the slot's stream)."""
+        slot = self.pool.get()
+        try:
+            return self._run_on(slot, batch)
+        finally:
+            self.pool.put(slot)
+
+    def _run_on(self, slot: _Slot, chunk: np.ndarray) -> tuple[np.ndarray, dict]:
         cuda, b = self.cuda, chunk.shape[0]
-        profile = ts.profile_for_batch(self.profiles, b, chunk.shape[1:])
-        if profile is None and b < ts.min_profile_batch(self.profiles):
-            lo = ts.min_profile_batch(self.profiles)
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], lo - b, axis=0)])  # pad up to the profile's min
-            profile = ts.profile_for_batch(self.profiles, chunk.shape[0], chunk.shape[1:])
-        if profile is None:
-            ranges = "; ".join(f"{list(lo)}..{list(hi)}" for lo, _, hi in self.profiles)
-            raise ValueError(f"input shape {chunk.shape} is outside every optimization profile of the plan ({ranges})")
-        shape = ts.concrete_shape(self.inp.shape, chunk.shape[0], chunk.shape[1:])
+        profile = ts.profile_for_batch(self.profiles, b, chunk.shape[1:])  # one exists: _batch_ranges
+        shape = ts.concrete_shape(self.inp.shape, b, chunk.shape[1:])
         shape_changed = (profile, shape) != getattr(slot, "_last", None)
         if shape_changed:
             self._set_shape(slot, profile, shape)
@@ -224,8 +250,7 @@ class TensorRTBackend(Backend):
         cuda.record(e3, s)
         cuda.sync(s)
         timing = {"h2d": cuda.elapsed_ms(e0, e1), "compute": cuda.elapsed_ms(e1, e2), "d2h": cuda.elapsed_ms(e2, e3)}
-        result = host_out.reshape(out_shape)[:b].astype(np.float32)
-        return result, timing
+        return host_out.reshape(out_shape).copy(), timing  # a copy: the pinned buffer is reused
 
     @property
     def uses_cuda_graphs(self) -> bool:
@@ -246,26 +271,6 @@ class TensorRTBackend(Backend):
             self._enqueue(slot)
             slot.graphs[key] = self.cuda.end_capture(slot.stream)
 
-    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
-        """(logits, {h2d, compute, d2h} in ms, from CUDA events on the slot's stream)."""
-        self.activate()
-        slot = self.pool.get()
-        try:
-            outs, total = [], {"h2d": 0.0, "compute": 0.0, "d2h": 0.0}
-            start = 0
-            for n in ts.split_batch(batch.shape[0], self.max_batch):
-                out, t = self._run_chunk(slot, batch[start : start + n])
-                outs.append(out)
-                for k in total:
-                    total[k] += t[k]
-                start += n
-            return np.concatenate(outs) if len(outs) > 1 else outs[0], total
-        finally:
-            self.pool.put(slot)
-
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.infer_timed(batch)[0]
-
     # ---- specs and cleanup ------------------------------------------------
     def _input_spec(self) -> TensorSpec:
         shape = tuple(None if d == -1 else int(d) for d in self.inp.shape)
@@ -276,17 +281,21 @@ class TensorRTBackend(Backend):
         return TensorSpec(out.name, tuple(None if d == -1 else int(d) for d in out.shape), out.dtype.name)
 
     def _close(self) -> None:
-        for slot in self.slots:
+        cuda = getattr(self, "cuda", None)
+        if cuda is None:  # the open failed before CUDA was set up
+            return
+        for slot in getattr(self, "slots", []):
             for g in slot.graphs.values():
-                self.cuda.destroy_graph(g)
+                cuda.destroy_graph(g)
             for buf in slot.device.values():
                 buf.free()
-            self.cuda.destroy_stream(slot.stream)
+            cuda.destroy_stream(slot.stream)
         self.slots = []
-        self.cuda.close()
+        self.cuda = None
+        cuda.close()
 
     def describe(self) -> str:
-        if not self._active:
+        if not self.is_open:
             return "tensorrt"
         return (f"tensorrt {self.trt.__version__} via {self.cuda.name} "
                 f"({len(self.slots)} context(s), batch <= {self.max_batch}"
