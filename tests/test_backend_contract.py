@@ -267,7 +267,7 @@ def test_unknown_backend_names_the_known_ones():
 def test_what_a_package_implies_is_among_each_backends_options(tiny_package, tmp_path):
     """make_backend for a TensorRT plan, the ONNX Runtime GPU routes and the torch row:
     each builds (nothing loads) with options the backend declares."""
-    from test_bench_helpers import add_artifacts, plan_attrs
+    from package_helpers import add_artifacts, plan_attrs
 
     from fakedet.package import ModelPackage
     from fakedet.runtime.selection import Choice, make_backend

@@ -107,7 +107,7 @@ def test_warmup_runs_each_batch_size_and_close_releases(tiny_package):
     p = det.predict([flat_png(100)])[0]
     assert p.ok and 0 <= p.score <= 1
     det.close()
-    assert det.backend.unwrapped._active is False
+    assert det.backend.unwrapped.is_open is False
 
 
 def test_examples_run_as_documented(tmp_path):
