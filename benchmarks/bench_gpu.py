@@ -254,7 +254,7 @@ def machine_facts() -> dict:
     """GPU, driver, CUDA, TensorRT, ONNX Runtime, torch, trtexec: each None with a note when absent."""
     from fakedet.calibration.cpu_speed import cpu_model
     from fakedet.runtime.tensorrt_support import detect_environment
-    from fakedet.runtime.trtexec import find_trtexec
+    from fakedet.runtime.bench.trtexec_command import find_trtexec
 
     f = {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_model(),
          "cpu_count": os.cpu_count(), "python": platform.python_version(), "notes": []}
@@ -466,7 +466,7 @@ def method_text(report: dict) -> str:
 def render_markdown(machine: str, report: dict, facts: dict, builds: list[dict], target_rows: list[dict],
                     command: str) -> str:
     from fakedet.runtime.bench import format_table
-    from fakedet.runtime.bench_trtexec import format_lines
+    from fakedet.runtime.bench.trtexec import format_lines
 
     na = lambda v: "not found" if v in (None, "", []) else v  # noqa: E731
     lines = [
@@ -579,7 +579,7 @@ def find_torch_checkpoint(pkg_dir: Path) -> tuple[str | None, str | None]:
 
 def write_outputs(out: Path, args, report: dict, command: str) -> None:
     from fakedet.atomic import atomic_write_text
-    from fakedet.runtime.bench_plot import write_plot
+    from fakedet.runtime.bench.plot import write_plot
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{args.machine}-gpu.json", json.dumps(report, indent=2) + "\n")

@@ -127,7 +127,7 @@ def headline(pkg_dir: Path, work: Path, batch: int, threads: int, warmup: float,
     import onnxruntime as ort
 
     from fakedet.package import ModelPackage
-    from fakedet.runtime import bench_stats as st
+    from fakedet.runtime.bench import stats as st
     from fakedet.runtime.selection import choose, make_backend
 
     pkg = ModelPackage.open(pkg_dir)
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
 
     from fakedet.package import ModelPackage
     from fakedet.runtime.bench import BenchSettings, format_table, run_bench, validate_report
-    from fakedet.runtime.bench_plot import write_plot
+    from fakedet.runtime.bench.plot import write_plot
 
     pkg_dir = build_package(args.work, args.size, args.calib)
     log("headline: interleaved bare / fakedet fp32 / int8 (u8s8, s8s8) / torch")

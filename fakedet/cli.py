@@ -16,7 +16,7 @@ COMMANDS = {
     "package": ("fakedet.calibration.package_cli", "package", "Wrap any ONNX image classifier into a model package."),
     "info": ("fakedet.runtime.cli", "info", "Show a package's manifest, artifacts and what can run it here."),
     "predict": ("fakedet.runtime.cli", "predict", "Score images: P(fake) per image."),
-    "bench": ("fakedet.runtime.bench_cli", "bench", "Measure latency and throughput per backend, precision and batch."),
+    "bench": ("fakedet.runtime.bench.cli", "bench", "Measure latency and throughput per backend, precision and batch."),
     "align": ("fakedet.train.align_cli", "align", "Build an aligned dataset by autoencoder reconstruction."),
     "train": ("fakedet.train.cli", "train", "Train a detector (resnet50-nodown, resnet50, clip-mlp, clip-linear)."),
     "eval": ("fakedet.train.eval_cli", "eval_", "Evaluate a checkpoint or package: AUC, AP, accuracy, ROC."),

@@ -110,7 +110,7 @@ class EmbeddingAPI:
         """Run `rounds` inference calls per batch size on a zero tensor of the model's
         input shape, so lazy allocations and kernel selection happen now rather than on
         the first real request. Returns the seconds it took."""
-        from .bench import sample_shape
+        from .bench.inputs import sample_shape
 
         shape, _ = sample_shape(self.manifest)
         fixed = self.backend.input_spec.fixed_batch()

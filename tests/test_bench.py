@@ -86,7 +86,7 @@ def test_csv_and_table(report_and_pkg):
 
 
 def test_plot_written(report_and_pkg, tmp_path):
-    from fakedet.runtime.bench_plot import write_plot
+    from fakedet.runtime.bench.plot import write_plot
 
     report, _, _ = report_and_pkg
     out = write_plot(report, tmp_path / "plot.png")

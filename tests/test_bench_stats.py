@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fakedet.runtime import bench_stats as st
+from fakedet.runtime.bench import stats as st
 from fakedet.runtime.bench import measure, summarize
 
 SAMPLES = [

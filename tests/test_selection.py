@@ -121,7 +121,7 @@ def test_runtime_import_stays_torch_free():
     import sys
 
     code = ("import sys, fakedet.runtime, fakedet.runtime.selection, fakedet.runtime.bench, "
-            "fakedet.runtime.bench_cli, fakedet.runtime.cuda_api, fakedet.runtime.backends.tensorrt_backend; "
+            "fakedet.runtime.bench.cli, fakedet.runtime.cuda_api, fakedet.runtime.backends.tensorrt_backend; "
             "assert 'torch' not in sys.modules and 'tensorrt' not in sys.modules and 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

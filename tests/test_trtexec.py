@@ -11,9 +11,9 @@ import shutil
 import pytest
 from test_build_gpu import whole_image_package  # noqa: F401  (the gpu test's tiny whole-image package)
 
-from fakedet.runtime import trtexec as tx
+from fakedet.runtime.bench import trtexec_command as tx
 from fakedet.runtime.bench import BenchSettings, format_table, validate_report
-from fakedet.runtime.bench_trtexec import compare
+from fakedet.runtime.bench.trtexec import compare
 
 TRT10 = """\
 [11/23/2026-10:00:01] [I] Average on 10 runs - GPU latency: 2.5 ms - Host latency: 3.0 ms (enqueue 0.2 ms)
@@ -133,7 +133,7 @@ def test_missing_trtexec_gives_a_reason_not_a_crash(tiny_package, tmp_path):
 
 
 def _entry_schema():
-    from fakedet.runtime.bench_trtexec import TRTEXEC_ENTRY_SCHEMA
+    from fakedet.runtime.bench.trtexec import TRTEXEC_ENTRY_SCHEMA
 
     return TRTEXEC_ENTRY_SCHEMA
 

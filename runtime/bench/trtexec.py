@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fakedet.package import ModelPackage
 
-from . import trtexec as tx
-from .bench_inputs import sample_shape
+from . import trtexec_command as tx
+from .inputs import sample_shape
 
 TRTEXEC_ENTRY_SCHEMA = {
     "type": "object",

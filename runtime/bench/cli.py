@@ -77,8 +77,9 @@ def bench(package, backends, precisions, batches, warmup, duration, repeats, thr
           cuda_graph, trtexec, json_out, csv_out, plot_out, quiet) -> int:
     """Measure throughput and latency (p50/p90/p99/max, with the trtexec-style split)
     of PACKAGE for each backend x precision x batch size."""
-    from .bench import BenchSettings, format_table, run_bench, write_csv, write_json
-    from .selection import PRECISIONS
+    from .report import format_table, write_csv, write_json
+    from .run import BenchSettings, run_bench
+    from ..selection import PRECISIONS
 
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
@@ -99,7 +100,7 @@ def bench(package, backends, precisions, batches, warmup, duration, repeats, thr
     if csv_out:
         write_csv(report, csv_out)
     if plot_out and report["results"]:
-        from .bench_plot import write_plot
+        from .plot import write_plot
 
         write_plot(report, plot_out)
     if not report["results"]:
