@@ -1,13 +1,13 @@
 """Plan compatibility rules and the TensorRT backend's pure shape/profile/buffer arithmetic.
 No TensorRT needed: these are the rules, checked against NVIDIA's documented behaviour."""
 
-import itertools
 
 import numpy as np
 import pytest
 
 from fakedet.package import ModelPackage
 from fakedet.runtime import tensorrt_support as ts
+from fakedet.runtime.backends import tensorrt_shapes as shapes
 from fakedet.runtime import tensorrt_version as tv
 from fakedet.runtime.tensorrt_support import TrtEnvironment
 from package_helpers import add_artifacts, plan_attrs
@@ -126,32 +126,25 @@ PROFILES = [((1, 3, 16, 16), (1, 3, 16, 16), (4, 3, 16, 16)),
 
 def test_profile_for_batch_covers_and_prefers_nearest_opt():
     for b in range(1, 33):
-        i = ts.profile_for_batch(PROFILES, b)
+        i = shapes.profile_for_batch(PROFILES, b)
         lo, _, hi = PROFILES[i]
         assert lo[0] <= b <= hi[0]
         # brute force: no covering profile has an opt strictly nearer to b
         covering = [j for j, p in enumerate(PROFILES) if p[0][0] <= b <= p[2][0]]
         assert abs(PROFILES[i][1][0] - b) == min(abs(PROFILES[j][1][0] - b) for j in covering)
-    assert ts.profile_for_batch(PROFILES, 33) is None
-    assert ts.profile_for_batch(PROFILES, 4) in (0, 1)
-
-
-@pytest.mark.parametrize("n,m", list(itertools.product([0, 1, 7, 32, 33, 100], [1, 8, 32])))
-def test_split_batch(n, m):
-    parts = ts.split_batch(n, m)
-    assert sum(parts) == n and all(1 <= p <= m for p in parts)
-    assert len(parts) == -(-n // m)
+    assert shapes.profile_for_batch(PROFILES, 33) is None
+    assert shapes.profile_for_batch(PROFILES, 4) in (0, 1)
 
 
 def test_buffer_sizes_and_shapes():
-    assert ts.buffer_nbytes((32, 3, 224, 224), 2) == 32 * 3 * 224 * 224 * 2
-    assert ts.buffer_nbytes((8, 1), np.dtype(np.float32).itemsize) == 32
+    assert shapes.buffer_nbytes((32, 3, 224, 224), 2) == 32 * 3 * 224 * 224 * 2
+    assert shapes.buffer_nbytes((8, 1), np.dtype(np.float32).itemsize) == 32
     with pytest.raises(ValueError):
-        ts.buffer_nbytes((-1, 3, 224, 224), 4)
-    assert ts.max_shape_over_profiles([p[2] for p in PROFILES]) == (32, 3, 16, 16)
-    assert ts.concrete_shape((-1, 3, -1, -1), 5, (3, 20, 24)) == (5, 3, 20, 24)
+        shapes.buffer_nbytes((-1, 3, 224, 224), 4)
+    assert shapes.max_shape_over_profiles([p[2] for p in PROFILES]) == (32, 3, 16, 16)
+    assert shapes.concrete_shape((-1, 3, -1, -1), 5, (3, 20, 24)) == (5, 3, 20, 24)
     with pytest.raises(ValueError):
-        ts.concrete_shape((-1, 3, 16, 16), 2, (3, 32, 32))
+        shapes.concrete_shape((-1, 3, 16, 16), 2, (3, 32, 32))
 
 
 @pytest.mark.gpu
@@ -179,7 +172,7 @@ def test_io_api_generation():
 def test_profile_for_shape_checks_spatial_axes():
     whole = [((1, 3, 128, 128), (1, 3, 512, 512), (4, 3, 1024, 1024)),
              ((1, 3, 64, 64), (1, 3, 64, 64), (4, 3, 127, 127))]
-    assert ts.profile_for_batch(whole, 2, (3, 512, 700)) == 0
-    assert ts.profile_for_batch(whole, 2, (3, 100, 100)) == 1
-    assert ts.profile_for_batch(whole, 2, (3, 2000, 512)) is None
-    assert ts.profile_for_batch(whole, 5, (3, 512, 512)) is None
+    assert shapes.profile_for_batch(whole, 2, (3, 512, 700)) == 0
+    assert shapes.profile_for_batch(whole, 2, (3, 100, 100)) == 1
+    assert shapes.profile_for_batch(whole, 2, (3, 2000, 512)) is None
+    assert shapes.profile_for_batch(whole, 5, (3, 512, 512)) is None

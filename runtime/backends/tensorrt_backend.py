@@ -8,7 +8,7 @@ dynamic-shape profile serve only one context at a time, and this is what `trtexe
 
 TensorRT 8.5+/10/11 use the tensor-name API (set_input_shape / set_tensor_address /
 execute_async_v3); older engines without it fall back to binding indices and
-execute_async_v2. Shape, profile and buffer arithmetic lives in tensorrt_support (pure).
+execute_async_v2. Shape, profile and buffer arithmetic lives in tensorrt_shapes (pure).
 
 Batches are split and padded to the profiles' batch ranges by the base class; a run here
 picks the profile for its shape. Options: see TensorRTBackend.OPTIONS.
@@ -25,6 +25,7 @@ import numpy as np
 from fakedet.errors import BackendError, BackendUnavailable, PackageError
 
 from .. import tensorrt_support as ts
+from . import tensorrt_shapes as trt_shapes
 from .base import Backend, TensorSpec
 from .batching import Range
 
@@ -154,18 +155,18 @@ class TensorRTBackend(Backend):
                 self.profiles = self._profile_shapes(engine, self.inp)
             else:
                 self.profiles = [(self.inp.shape,) * 3]
-            self.max_batch = ts.max_profile_batch(self.profiles)
+            self.max_batch = trt_shapes.max_profile_batch(self.profiles)
         ctx = engine.create_execution_context()
         if ctx is None:
             raise BackendError("tensorrt: could not create an execution context (out of GPU memory?)")
         slot = _Slot(engine, ctx, self.cuda.stream())
         self.slots.append(slot)
-        in_max = ts.max_shape_over_profiles([p[2] for p in self.profiles])
+        in_max = trt_shapes.max_shape_over_profiles([p[2] for p in self.profiles])
         # Size every buffer once for the largest input; outputs from the context's shapes at that input.
-        self._set_shape(slot, ts.profile_for_batch(self.profiles, in_max[0]) or 0, in_max)
+        self._set_shape(slot, trt_shapes.profile_for_batch(self.profiles, in_max[0]) or 0, in_max)
         for io in self.ios:
             shape = in_max if io.is_input else self._context_shape(slot, io)
-            nbytes = ts.buffer_nbytes(shape, io.dtype.itemsize)
+            nbytes = trt_shapes.buffer_nbytes(shape, io.dtype.itemsize)
             slot.host[io.name] = self.cuda.pinned((nbytes // io.dtype.itemsize,), io.dtype)
             slot.device[io.name] = self.cuda.alloc(nbytes)
             if self.tensor_api:
@@ -228,8 +229,8 @@ class TensorRTBackend(Backend):
 
     def _run_on(self, slot: _Slot, chunk: np.ndarray) -> tuple[np.ndarray, dict]:
         cuda, b = self.cuda, chunk.shape[0]
-        profile = ts.profile_for_batch(self.profiles, b, chunk.shape[1:])  # one exists: _batch_ranges
-        shape = ts.concrete_shape(self.inp.shape, b, chunk.shape[1:])
+        profile = trt_shapes.profile_for_batch(self.profiles, b, chunk.shape[1:])  # one exists: _batch_ranges
+        shape = trt_shapes.concrete_shape(self.inp.shape, b, chunk.shape[1:])
         shape_changed = (profile, shape) != getattr(slot, "_last", None)
         if shape_changed:
             self._set_shape(slot, profile, shape)
