@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from fakedet.atomic import sha256_file
-from fakedet.errors import FakedetError, PackageError
+from fakedet.errors import FakedetError, PackageError, first_line
 from fakedet.manifest import Manifest
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 
@@ -116,7 +116,7 @@ def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: 
         try:
             model = onnx.load(str(source))
         except Exception as e:
-            raise PackageError(source, f"not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+            raise PackageError(source, f"not a loadable ONNX model ({first_line(e)})") from None
         embed_manifest(model, manifest, "onnx-fp32")
         fp32 = work / FP32_FILE
         onnx.save(model, str(fp32))

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from .atomic import atomic_write_text, replace_dir, sha256_file, staging_dir
-from .errors import InputSpecError, PackageError
+from .errors import InputSpecError, PackageError, first_line
 from .manifest import ONNX_KINDS, Artifact, Manifest
 
 MANIFEST_FILE = "manifest.json"
@@ -250,7 +250,7 @@ def read_onnx_manifest(path: str | os.PathLike) -> str | None:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types
-        raise PackageError(path, f"not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raise PackageError(path, f"not a loadable ONNX model ({first_line(e)})") from None
     return sess.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
 
 

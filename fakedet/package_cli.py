@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .errors import FakedetError, PackageError
+from .errors import FakedetError, PackageError, first_line
 from .manifest import ONNX_KINDS, Manifest
 from .package import ModelPackage, PackageWriter, embed_manifest
 from .spec_file import EXAMPLE, load_spec_file
@@ -111,7 +111,7 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> i
     try:
         proto = onnx.load(str(model))
     except Exception as e:
-        raise PackageError(model, f"not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raise PackageError(model, f"not a readable ONNX model ({first_line(e)})") from None
     for note in reconcile_io(proto, manifest, model):
         click.echo(f"note: {note}", err=True)
     embed_manifest(proto, manifest, kind)
@@ -143,7 +143,7 @@ def _smoke_test(onnx_path: Path, manifest: Manifest) -> None:
         try:
             out = be.infer(np.zeros(shape, np.float32))
         except Exception as e:
-            raise PackageError(onnx_path.name, f"a {shape} test batch fails in ONNX Runtime: {str(e).splitlines()[0][:300]}") from None
+            raise PackageError(onnx_path.name, f"a {shape} test batch fails in ONNX Runtime: {first_line(e, 300)}") from None
     try:
         fake_logits(out, manifest.output)
     except ValueError as e:

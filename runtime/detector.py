@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fakedet.errors import FakedetError, ImageError
+from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .imageio import load_image, source_name
@@ -107,7 +107,7 @@ class Detector:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)[:n]
                 except Exception as e:  # a failing batch costs its items, not the run
                     for i in chunk:
-                        preds[i].error = f"inference failed: {str(e).splitlines()[0][:200]}"
+                        preds[i].error = f"inference failed: {first_line(e)}"
                     continue
                 probs = sigmoid(logits)
                 for i, lg, p in zip(chunk, logits, probs):

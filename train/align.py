@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from fakedet.atomic import atomic_write_bytes, atomic_write_text
-from fakedet.errors import DataError, FakedetError, ImageError
+from fakedet.errors import DataError, FakedetError, ImageError, first_line
 from fakedet.runtime.dataset_index import CLASS_DIRS, REAL_DIRS, index_dataset
 from fakedet.runtime.imageio import expand_paths, load_image
 
@@ -419,7 +419,7 @@ def _reconstruct_group(ae: Autoencoder, group: list, seed: int, mode: str, fail)
         return [(j, o) for (j, _), o in zip(group, outs)]
     except Exception as e:
         if len(group) == 1:
-            fail(group[0][0], f"reconstruction failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+            fail(group[0][0], f"reconstruction failed: {first_line(e)}")
             return []
     results = []
     for item in group:

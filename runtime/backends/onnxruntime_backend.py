@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedet.errors import BackendUnavailable, PackageError
+from fakedet.errors import BackendUnavailable, PackageError, first_line
 
 from .base import Backend, TensorSpec
 
@@ -114,7 +114,7 @@ class OnnxRuntimeBackend(Backend):
                 str(self.model_path), self.session_options(), providers=provider_options(self.name, self.options), **extra
             )
         except Exception as e:
-            raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {str(e).splitlines()[0][:300]}") from None
+            raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {first_line(e, 300)}") from None
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
         self._in_dtype = np.dtype(_NP_DTYPES.get(self._in.type, "float32"))
