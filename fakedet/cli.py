@@ -9,7 +9,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import FakedetError
+from .errors import FakedetError, printable
 
 # command name -> (module, attribute, one-line help shown in `fakedet --help`)
 COMMANDS = {
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="fakedet", standalone_mode=False)
     except FakedetError as e:
-        click.echo(f"fakedet: error: {e}", err=True)
+        click.echo(f"fakedet: error: {printable(e)}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("fakedet: aborted", err=True)

@@ -14,6 +14,8 @@ from .preprocess import preprocess_image
 from .scoring import fake_logits, sigmoid
 from .selection import Choice, choose, make_backend
 
+NON_FINITE = "model produced a non-finite score (NaN or infinity)"
+
 
 @dataclass
 class Prediction:
@@ -71,18 +73,25 @@ class Detector:
 
     def predict(self, items, batch_size: int | None = None) -> list[Prediction]:
         """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
-        its error in its Prediction; the others are scored."""
+        its error in its Prediction; the others are scored. Items are decoded, preprocessed
+        and scored one batch-sized window at a time, so memory follows the batch size, not
+        the number of items."""
         items = list(items)
         preds = [Prediction(source=source_name(it)) for it in items]
-        tensors: dict[int, np.ndarray] = {}
-        for i, it in enumerate(items):
-            try:
-                tensors[i] = self._prepare(it)
-            except ImageError as e:
-                preds[i].error = e.problem
-            except FakedetError as e:
-                preds[i].error = str(e)
-        self._score(tensors, preds, batch_size or self.batch_size)
+        window = self.backend.input_spec.fixed_batch() or batch_size or self.batch_size
+        for start in range(0, len(items), window):
+            tensors: dict[int, np.ndarray] = {}
+            for i in range(start, min(start + window, len(items))):
+                try:
+                    tensors[i] = self._prepare(items[i])
+                except ImageError as e:
+                    preds[i].error = e.problem
+                except FakedetError as e:
+                    preds[i].error = str(e)
+                except Exception as e:  # whatever a decoder raises costs its item only
+                    preds[i].error = f"cannot decode: {type(e).__name__}: {first_line(e)}"
+            self._score(tensors, preds, window)
+            del tensors
         return preds
 
     def predict_tensors(self, batch: np.ndarray) -> np.ndarray:
@@ -111,6 +120,9 @@ class Detector:
                     continue
                 probs = sigmoid(logits)
                 for i, lg, p in zip(chunk, logits, probs):
+                    if not np.isfinite(lg):  # NaN/inf is no verdict (NaN std, fp16 overflow, inf - inf)
+                        preds[i].error = NON_FINITE
+                        continue
                     preds[i].logit = float(lg)
                     preds[i].score = float(p)
                     preds[i].is_fake = bool(p >= self.threshold)
