@@ -4,6 +4,7 @@ when one of its commands runs (so `fakedet predict` never pays for torch)."""
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
@@ -77,9 +78,33 @@ def cli():
     """fakedet: fake-image detectors from training to fast, calibrated engines."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so `finally` blocks and context managers remove
+    temporary and staging folders (the default action would kill the process on the spot)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv) -> int:
+    try:
         rv = cli.main(args=argv, prog_name="fakedet", standalone_mode=False)
+    except Terminated:
+        click.echo("fakedet: terminated", err=True)
+        return 143
     except FakedetError as e:
         click.echo(f"fakedet: error: {printable(e)}", err=True)
         return e.exit_code

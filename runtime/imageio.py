@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fakedet.errors import ImageError, first_line
+from fakedet.manifest import PIXEL_LIMIT
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm", ".avif"}
@@ -24,8 +25,7 @@ IMAGE_EXTENSIONS = frozenset(
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF", "HEIF")
 
 DEFAULT_MAX_PIXELS = 89_478_485
-# The runtime's own ceiling, whatever a package's max_pixels says (Pillow's error threshold).
-RUNTIME_MAX_PIXELS = 2 * DEFAULT_MAX_PIXELS
+RUNTIME_MAX_PIXELS = PIXEL_LIMIT  # the runtime's own ceiling, whatever a package's max_pixels says
 
 # Pillow's own bomb check fires only at 2x its limit; we check the declared size
 # ourselves before decoding, so lift Pillow's and keep one rule.
@@ -153,6 +153,27 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def walk(root: Path):
+    """Everything below `root` (like Path.rglob("*"), symlinked folders not entered), walked
+    with a stack instead of recursion: a folder nested thousands deep is no RecursionError.
+    Unreadable folders (permissions, names too long) are skipped."""
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            yield path
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+            except OSError:
+                continue
+
+
 def expand_paths(paths, recursive: bool = True) -> list:
     """Directories become their image files (sorted, recursively); files are kept as
     given, whatever their extension, so a wrong file is reported rather than skipped."""
@@ -160,8 +181,8 @@ def expand_paths(paths, recursive: bool = True) -> list:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            out.extend(sorted(q for q in it if q.is_file() and is_image_file(q)))
+            it = walk(p) if recursive else p.iterdir()
+            out.extend(sorted(q for q in it if is_image_file(q) and q.is_file()))
         else:
             out.append(p)
     return out
