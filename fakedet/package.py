@@ -24,6 +24,7 @@ from .safe_json import read_text
 from .tempdirs import owned_dir
 
 ONNX_METADATA_KEY = "fakedet.manifest"
+TWO_GB = 2**31 - 2**20  # protobuf's limit on one ONNX file, less room for the graph
 
 
 class ModelPackage:
@@ -247,6 +248,27 @@ class PackageWriter:
         art.validate()
         self.manifest.put_artifact(art)
         return art
+
+    def add_onnx(self, proto, name: str, kind: str, external: bool = False, **attrs) -> Artifact:
+        """Save an in-memory onnx.ModelProto as artifact `name`. A model over 2 GB (or one
+        that came with external data) keeps its tensors in `<name>.data`, registered as an
+        artifact too, so its sha256 is checked like the model's own."""
+        import onnx
+
+        target = self.staged_path(name)
+        try:
+            big = proto.ByteSize() > TWO_GB
+        except Exception:  # protobuf cannot even size it
+            big = True
+        if external or big:
+            data = f"{name}.data"
+            self.staged_path(data)
+            onnx.save(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=PurePosixPath(data).name, size_threshold=0)  # fmt: skip
+            self.add_file(None, data, "onnx-external-data", of=name)
+        else:
+            onnx.save(proto, str(target))
+        return self.add_file(None, name, kind, **attrs)
 
     def remove(self, name: str) -> None:
         self.manifest.artifacts = [a for a in self.manifest.artifacts if a.file != name]

@@ -117,36 +117,12 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> i
         click.echo(f"note: {note}", err=True)
     embed_manifest(proto, manifest, kind)
     with PackageWriter(out, manifest) as w:
-        target = w.staged_path("model.onnx")
-        save_onnx(proto, target, w, kind, external=bool(external_files(model)))
-        _smoke_test(target, w.manifest)
+        w.add_onnx(proto, "model.onnx", kind, external=bool(external_files(model)))
+        _smoke_test(w.stage / "model.onnx", w.manifest)
     with ModelPackage.open(out) as pkg:
         art = pkg.manifest.artifacts[0]
         click.echo(f"wrote {out} ({art.kind} {art.file}, sha256 {art.sha256[:12]}..., threshold {pkg.manifest.threshold.value})")
     return 0
-
-
-TWO_GB = 2**31 - 2**20  # protobuf's limit, less room for the graph
-
-
-def save_onnx(proto, target: Path, writer: PackageWriter, kind: str, external: bool = False) -> None:
-    """Save `proto` as `target` in the package being written and register it. A model over
-    2 GB (or one that came with external data) keeps its tensors in `<file>.data`, which is
-    registered too, so its sha256 is checked like the model's own."""
-    import onnx
-
-    try:
-        big = proto.ByteSize() > TWO_GB
-    except Exception:  # protobuf cannot even size it
-        big = True
-    if external or big:
-        data = f"{target.name}.data"
-        onnx.save(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True, location=data,
-                  size_threshold=1024)  # fmt: skip
-        writer.add_file(None, data, "onnx-external-data", of=target.name)
-    else:
-        onnx.save(proto, str(target))
-    writer.add_file(None, target.name, kind)
 
 
 def _smoke_test(onnx_path: Path, manifest: Manifest) -> None:
