@@ -9,6 +9,7 @@ import functools
 import os
 import socket
 import threading
+import warnings
 from urllib.parse import urlparse
 
 from fakedet.errors import DataError, FakedetError, first_line
@@ -75,9 +76,12 @@ def fetching(what: str, hint: str):
     '<what>: the weights could not be fetched: the model hub is unreachable (<why>); <hint>'.
     Weights already in the local cache still load offline."""
     why = hub_unreachable()
-    guard = _local_files_only() if why else contextlib.nullcontext()
     try:
-        with guard:
+        with contextlib.ExitStack() as stack:
+            if why:  # cache only, and none of the libraries' warnings about the failed lookup
+                stack.enter_context(_local_files_only())
+                stack.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("ignore")
             yield
     except FakedetError:
         raise
