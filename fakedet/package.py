@@ -36,6 +36,7 @@ class ModelPackage:
         self.source = Path(source)
         self._cleanup = cleanup
         self._verified: set[str] = set()
+        self._verifying: set[str] = set()
 
     # ---- opening ---------------------------------------------------------
     @classmethod
@@ -150,8 +151,12 @@ class ModelPackage:
                 f"artifact '{artifact.file}' does not match its sha256 in the manifest "
                 f"(expected {artifact.sha256[:12]}..., found {digest[:12]}...): the file was changed or damaged",
             )
-        if artifact.kind in ONNX_KINDS:
-            self._verify_external_data(artifact, p)
+        if artifact.kind in ONNX_KINDS and artifact.file not in self._verifying:
+            self._verifying.add(artifact.file)  # an ONNX file naming another as its data: no loop
+            try:
+                self._verify_external_data(artifact, p)
+            finally:
+                self._verifying.discard(artifact.file)
         self._verified.add(artifact.file)
 
     def _verify_external_data(self, artifact: Artifact, path: Path) -> None:

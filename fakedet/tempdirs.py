@@ -12,6 +12,8 @@ from pathlib import Path
 
 LEGACY_AGE_S = 24 * 3600  # folders from before owners were recorded: removed once a day old
 _MKDTEMP_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+# fakedet's folders in the temp dir (calibration, its ranges, unzipped packages, QDQ models)
+TEMP_PREFIXES = ("fakedet-calibrate-", "fakedet-calib-", "fakedet-pkg-", "fakedet-qdq-")
 
 
 def pid_alive(pid: int) -> bool:
@@ -65,7 +67,12 @@ def sweep_stale(parent: str | os.PathLike, prefix: str, suffix: str = "") -> lis
 def owned_dir(prefix: str, parent: str | os.PathLike | None = None, suffix: str = "") -> Path:
     """A fresh folder `prefix<pid>-<random><suffix>` in `parent` (default: the temp dir),
     after removing the ones dead processes left there."""
-    parent = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    if parent is None:  # the temp dir: sweep every kind of fakedet folder a killed run leaves there
+        parent = Path(tempfile.gettempdir())
+        for other in TEMP_PREFIXES:
+            if other != prefix:
+                sweep_stale(parent, other)
+    parent = Path(parent)
     sweep_stale(parent, prefix, suffix)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix, dir=parent))
 

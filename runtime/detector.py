@@ -88,8 +88,8 @@ class Detector:
                     preds[i].error = e.problem
                 except FakedetError as e:
                     preds[i].error = str(e)
-                except Exception as e:  # whatever a decoder raises costs its item only
-                    preds[i].error = f"cannot decode: {type(e).__name__}: {first_line(e)}"
+                except Exception as e:  # whatever decoding or preprocessing raises costs its item only
+                    preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
             self._score(tensors, preds, window)
             del tensors
         return preds
