@@ -43,7 +43,7 @@ def _find_manifest(zf: zipfile.ZipFile, path: Path) -> str:
     if MANIFEST_FILE in names:
         return ""
     tops = {n.split("/", 1)[0] for n in names if "/" in n}
-    cand = [t for t in tops if f"{t}/{MANIFEST_FILE}" in names]
+    cand = [t for t in tops if f"{t}/{MANIFEST_FILE}" in names and t not in ("", ".", "..") and "\\" not in t]
     if len(cand) != 1:
         raise PackageError(path, f"zip holds no {MANIFEST_FILE}")
     return cand[0] + "/"

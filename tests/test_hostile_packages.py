@@ -162,6 +162,14 @@ def _zip_missing_member(pkg):
     return z
 
 
+def _zip_slip(pkg):
+    z = pkg.parent / "slip.fdet.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted(pkg.iterdir()):
+            zf.write(f, f"../{f.name}")
+    return z
+
+
 def _zip_encrypted(pkg):
     return _patch_zip_member(_zip(pkg, pkg.parent / "enc.fdet.zip", method=zipfile.ZIP_STORED), b"model.onnx", flag_or=1)
 
@@ -201,6 +209,7 @@ CASES = {
     "zip bomb": (_zip_bomb, "a zip bomb?"),
     "zip with an invalid manifest": (_zip_bad_manifest, "size must lie in"),
     "zip missing a listed member": (_zip_missing_member, "missing from the zip"),
+    "zip entries leaving the folder": (_zip_slip, "zip holds no manifest.json"),
     "encrypted zip": (_zip_encrypted, "is encrypted"),
     "Deflate64 zip": (_zip_deflate64, "compression method 9"),
     "escape sequence in a field": (lambda p: _edit(p, _set("input.preprocess.policy", "\x1b[2J\x1b]0;pwned\x07")),
