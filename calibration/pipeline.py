@@ -219,8 +219,10 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params,
                                              opts.progress, notes=range_notes)  # fmt: skip
         no_range = range_notes.get("kept_float", {})
-        for tensor, why in no_range.items():
-            log.warning("tensor %s cannot be calibrated (%s): kept in float", tensor, why)
+        if no_range:
+            shown = ", ".join(f"{t} ({why})" for t, why in list(no_range.items())[:3])
+            log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(no_range), shown,
+                        ", ..." if len(no_range) > 3 else "", REPORT_FILE)  # fmt: skip
 
         # ---- QDQ (one per target, same ranges) + guard on each -----------------------
         thr = manifest.threshold.value
