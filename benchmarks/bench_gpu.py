@@ -69,6 +69,7 @@ RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_headline as hl  # the CPU headline script: its package and quantizer
+from fakedet.errors import first_line
 
 GPU_PKG = "resnet50-gpu.fdet"
 FP16_FILE = "model.fp16.onnx"
@@ -190,7 +191,7 @@ def run_fakedet(argv: list[str]) -> tuple[int, str]:
         with contextlib.redirect_stderr(_Tee(sys.stderr, buf)):
             rc = main(argv)
     except Exception as e:  # a crash inside the command costs this step only
-        return 1, f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        return 1, f"{type(e).__name__}: {first_line(e, 300)}"
     lines = [ln.strip() for ln in buf.getvalue().splitlines() if ln.strip()]
     err = next((ln.split("error:", 1)[1].strip() for ln in reversed(lines) if ln.startswith("fakedet: error:")), "")
     return rc, err or (lines[-1] if rc and lines else "")
@@ -280,7 +281,7 @@ def machine_facts() -> dict:
         try:
             q = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
                                capture_output=True, text=True, timeout=30, check=False)
-            first = q.stdout.strip().splitlines()[0] if q.returncode == 0 and q.stdout.strip() else ""
+            first = first_line(q.stdout) if q.returncode == 0 else ""
             if first:
                 name, f["driver"], f["gpu_memory"] = (s.strip() for s in first.split(",")[:3])
                 f["gpu"] = f["gpu"] or name

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from fakedet.manifest import ONNX_KINDS
+from fakedet.onnx_refs import external_files
 from fakedet.package import ModelPackage, PackageWriter
 from fakedet.spec_file import EXAMPLE
 
@@ -44,13 +45,9 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> i
                                        provenance={"source": "fakedet package"})
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    import onnx  # wrap_onnx has checked that it is installed
-
     with PackageWriter(out, manifest) as w:
-        target = w.staged_path("model.onnx")
-        onnx.save(proto, str(target))
-        w.add_file(None, "model.onnx", kind)
-        smoke_test(target, w.manifest)
+        w.add_onnx(proto, "model.onnx", kind, external=bool(external_files(model)))
+        smoke_test(w.stage / "model.onnx", w.manifest)
     with ModelPackage.open(out) as pkg:
         art = pkg.manifest.artifacts[0]
         click.echo(f"wrote {out} ({art.kind} {art.file}, sha256 {art.sha256[:12]}..., threshold {pkg.manifest.threshold.value})")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError, PackageError
 from fakedet.onnx_graph import name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
+from fakedet.tempdirs import owned_tempdir
 
 from . import cpu_speed
 from . import ranges as ranges_mod
@@ -29,6 +29,7 @@ from .dataset import load_set
 from .guard import compare, fallback, logits_of, sensitivity
 from .qdq import quantize_qdq
 from .report import score_figure
+from .surgery import strip_qdq_on
 from .trt_cache import DEFAULT_TRT_VERSION, format_cache
 from .wrap import smoke_test, wrap_onnx
 
@@ -129,29 +130,29 @@ def _existing(dest: Path) -> ModelPackage | None:
         return None
 
 
-def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> dict | None:
+def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> tuple[dict | None, dict]:
+    """(ranges, their notes) from the package's report when its ranges key matches, else (None, {})."""
     if pkg is None:
-        return None
+        return None, {}
     arts = [a for a in pkg.manifest.artifacts_of("calibration-report") if a.file == REPORT_FILE]
     if not arts:
-        return None
+        return None, {}
     art = arts[0]
     try:
         pkg.verify_artifact(art)
         rep = json.loads((pkg.root / art.file).read_text(encoding="utf-8"))
     except (FakedetError, OSError, ValueError):
-        return None
+        return None, {}
     if rep.get("ranges_key") != ranges_key:
-        return None
-    return {k: float(v) for k, v in rep.get("ranges", {}).items()}
+        return None, {}
+    return {k: float(v) for k, v in rep.get("ranges", {}).items()}, rep.get("range_notes", {})
 
 
 def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None = None, out: str | Path | None = None) -> Result:
     import onnx
 
     source = Path(source)
-    with tempfile.TemporaryDirectory(prefix="fakedet-calibrate-") as tmp:
-        work = Path(tmp)
+    with owned_tempdir("fakedet-calibrate-") as work:  # removes those of killed runs first
         manifest, fp32_path, model_sha, base, dest = _open_source(
             source, Path(input_spec) if input_spec else None, Path(out) if out else None, work
         )
@@ -202,10 +203,16 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         name_nodes(named)
         named_path = work / "fp32.named.onnx"
         onnx.save(named, str(named_path))
-        amax = None if opts.force else _old_ranges(existing, ranges_key)
+        amax, range_notes = (None, {}) if opts.force else _old_ranges(existing, ranges_key)
         ranges_reused = amax is not None
         if not ranges_reused:
-            amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params, opts.progress)
+            amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params,
+                                             opts.progress, notes=range_notes)  # fmt: skip
+        no_range = range_notes.get("kept_float", {})
+        if no_range:
+            shown = ", ".join(f"{t} ({why})" for t, why in list(no_range.items())[:3])
+            log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(no_range), shown,
+                        ", ..." if len(no_range) > 3 else "", REPORT_FILE)  # fmt: skip
 
         # ---- QDQ (one per target, same ranges) + guard on each -----------------------
         thr = manifest.threshold.value
@@ -220,7 +227,10 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         l32 = logits_of(named_path, batches, manifest.output)
         built: dict[str, dict] = {}
         for target, file, act in TARGETS:
-            qdq = quantize_qdq(named_path, amax, opts.per_channel, work / f"qdq-{target}.onnx", activations=act)
+            # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
+            qdq = quantize_qdq(named_path, {**dict.fromkeys(no_range, 1.0), **amax}, opts.per_channel,
+                               work / f"qdq-{target}.onnx", activations=act)  # fmt: skip
+            strip_qdq_on(qdq, no_range)
             if eval_set is not None:
                 model, guard, l8 = fallback(
                     qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
@@ -317,6 +327,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 for t, b in built.items()
             },
             "cpu_speed": speed,
+            "range_notes": range_notes,  # tensors kept in float for want of a range, min-max fallbacks
             "ranges": amax,
         }
         out_manifest = base.manifest.copy() if base is not None else manifest.copy()

@@ -109,6 +109,14 @@ def _prune(model) -> None:
     g.initializer.extend(keep)
 
 
+def strip_qdq_on(model, tensors) -> None:
+    """No Q/DQ on `tensors` (ones calibration found no range for): their readers take them in float."""
+    tensors = set(tensors)
+    for q in [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in tensors]:
+        remove_qdq(model.graph, q)
+    _prune(model)
+
+
 def keep_float(qdq_model, fp32_model, node_names) -> object:
     """A copy of `qdq_model` with the given FP32 nodes computing in float."""
     names = set(node_names)

@@ -72,7 +72,7 @@ def build(package, precision, batch, image_size, workspace, dla_core, timing_cac
     if recipe.calibration == "trt-calibration-cache":
         cache_art = pkg.manifest.artifact("trt-calibration-cache")
         cache_bytes = pkg.path_of(cache_art).read_bytes()
-        rules.check_calibration_cache(cache_bytes.decode("ascii", "replace").splitlines()[0] if cache_bytes else "", version)
+        rules.check_calibration_cache(cache_bytes.decode("ascii", "replace").partition("\n")[0].rstrip("\r"), version)
     tc = timing_cache or Path(rules.default_timing_cache(None, version, cc))
     tc.parent.mkdir(parents=True, exist_ok=True)
 

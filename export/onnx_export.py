@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from fakedet.errors import FakedetError
+from fakedet.errors import FakedetError, first_line
 from fakedet.manifest import InputSpec
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,6 @@ def _dynamo_export(model, sample, path: Path, spec: InputSpec, opset: int) -> No
         program.save(str(path), external_data=False)
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-
-
 def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto",
                 whole_image_size: tuple[int, int] = (64, 64), simplify: bool = True):
     """Export `model` to `path` (an ONNX file) and return (onnx.ModelProto, OnnxExportInfo).
@@ -130,7 +126,7 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
             used = name
             break
         except Exception as e:
-            notes.append(f"{name} exporter failed: {type(e).__name__}: {_first_line(e)}")
+            notes.append(f"{name} exporter failed: {type(e).__name__}: {first_line(e, 300)}")
             log.warning(notes[-1])
     if used is None:
         raise ExportError(f"no exporter could convert the model to ONNX ({'; '.join(notes)})")
@@ -146,7 +142,7 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
             proto = onnxslim.slim(proto, no_shape_infer=True)
             simplified = True
         except Exception as e:  # simplification is an optimisation: keep the valid unsimplified graph
-            notes.append(f"onnxslim failed, graph kept unsimplified: {_first_line(e)}")
+            notes.append(f"onnxslim failed, graph kept unsimplified: {first_line(e, 300)}")
             log.warning(notes[-1])
     proto = check_and_infer(proto)
     actual = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset)
@@ -163,5 +159,5 @@ def check_and_infer(proto):
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:
-        raise ExportError(f"the exported ONNX graph is invalid: {_first_line(e)}") from None
+        raise ExportError(f"the exported ONNX graph is invalid: {first_line(e, 300)}") from None
     return proto

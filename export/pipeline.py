@@ -58,8 +58,6 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
                    after_onnx: Callable[[Path], None] | None = None) -> ExportResult:
     """Export `source` to the package directory `dest`. `after_onnx(path)` is called after
     each ONNX file is written into the staging directory (tests interrupt the export there)."""
-    import onnx
-
     opts = opts or ExportOptions()
     if opts.precision not in PRECISION_CHOICES:
         raise ValueError(f"precision must be one of {PRECISION_CHOICES}")
@@ -116,11 +114,10 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         })
         for kind, (proto, file) in protos.items():
             embed_manifest(proto, w.manifest, kind)
-            onnx.save(proto, str(w.staged_path(file)))
             attrs = {"opset": info.opset, "exporter": info.exporter, "precision": kind.split("-")[1]}
             if kind == "onnx-fp16":
                 attrs["ort_cpu_disabled_optimizers"] = list(ORT_CPU_DISABLED_OPTIMIZERS)
-            w.add_file(None, file, kind, **attrs)
+            w.add_onnx(proto, file, kind, **attrs)  # over 2 GB: tensors in FILE.data, listed and hashed
             if after_onnx is not None:
                 after_onnx(w.stage / file)
         report_path = w.staged_path(PARITY_FILE)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.atomic import sha256_file
-from fakedet.errors import DataError, FakedetError, InputSpecError
+from fakedet.errors import DataError, FakedetError, InputSpecError, first_line
 from fakedet.manifest import InputSpec, Manifest, OutputSpec, Threshold
 
 
@@ -29,7 +29,7 @@ def load_source(path: str | Path) -> ExportSource:
     except FakedetError:
         raise
     except Exception as e:  # safetensors / state-dict mismatch: name the file
-        raise DataError(f"{path}: cannot load the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise DataError(f"{path}: cannot load the checkpoint ({type(e).__name__}: {first_line(e)})") from None
     model.eval()
     return ExportSource(model, config, path)
 

@@ -114,10 +114,13 @@ def replace_dir(staged: Path, dest: Path) -> None:
 
 
 def staging_dir(dest: Path) -> Path:
-    """A fresh hidden directory beside `dest` for building its replacement."""
+    """A fresh hidden directory `.NAME.<pid>-<random>.staging` beside `dest` for building its
+    replacement; stale ones (their process is gone) are removed first."""
+    from .tempdirs import owned_dir
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".staging", dir=dest.parent))
+    stage = owned_dir(f".{dest.name}.", dest.parent, ".staging")  # removes those of killed runs
     with contextlib.suppress(OSError):
         os.chmod(stage, 0o777 & ~_umask())
     return stage

@@ -4,12 +4,13 @@ when one of its commands runs (so `fakedet predict` never pays for torch)."""
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
 
 from . import __version__
-from .errors import FakedetError
+from .errors import FakedetError, printable
 
 # command name -> (module, attribute, one-line help shown in `fakedet --help`)
 COMMANDS = {
@@ -83,11 +84,35 @@ def cli():
     """fakedet: fake-image detectors from training to fast, calibrated engines."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so `finally` blocks and context managers remove
+    temporary and staging folders (the default action would kill the process on the spot)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv) -> int:
+    try:
         rv = cli.main(args=argv, prog_name="fakedet", standalone_mode=False)
+    except Terminated:
+        click.echo("fakedet: terminated", err=True)
+        return 143
     except FakedetError as e:
-        click.echo(f"fakedet: error: {e}", err=True)
+        click.echo(f"fakedet: error: {printable(e)}", err=True)
         return e.exit_code
     except click.exceptions.Abort:
         click.echo("fakedet: aborted", err=True)

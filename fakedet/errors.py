@@ -44,8 +44,25 @@ class DataError(FakedetError):
     """A dataset, calibration set or config that cannot be used; raised before any work starts."""
 
 
-def first_line(exc: BaseException, limit: int | None = None) -> str:
-    """The first line of an exception's message, or its type name when the message is empty
-    (cut to `limit` characters when given)."""
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+def first_line(e: BaseException | str, limit: int = 200) -> str:
+    """The first non-blank line of an exception's message (or a string), at most `limit`
+    characters; an exception with an empty message gives its type's name, never an IndexError."""
+    text = e if isinstance(e, str) else str(e)
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return "" if isinstance(e, str) else type(e).__name__
+
+
+def printable(text) -> str:
+    """`text` safe to print on a terminal: control characters (escape sequences, carriage
+    returns, bells) shown as \\xNN / \\uNNNN instead of being interpreted."""
+    out = []
+    for ch in str(text):
+        if ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return "".join(out)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import InputSpecError
+from .safe_json import MAX_JSON_DEPTH, depth, parse_json
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -30,6 +32,7 @@ ARTIFACT_KINDS = (
     "trt-plan",
     "calibration-report",
     "parity-report",
+    "onnx-external-data",  # tensors of an ONNX artifact kept beside it (models over 2 GB); attrs: of
 )
 ONNX_KINDS = ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq")
 
@@ -39,7 +42,63 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+# Sane ranges for every number a package may state: a crafted manifest must not make the
+# runtime allocate without bound (a 10**6 crop) or switch the decompression-bomb guard off.
+MAX_SIDE = 4096  # size and resize_shorter, in pixels
+MAX_MULTIPLE_OF = 512
+PIXEL_LIMIT = 2 * 89_478_485  # max_pixels ceiling: the runtime's own limit (Pillow's error threshold)
+MAX_STD_MEAN = 1e4
+MAX_NAME = 256
+MAX_ARTIFACTS = 1000
+MAX_FILE_BYTES = 1 << 50
+
+
+def _kind(v) -> str:
+    if isinstance(v, str):
+        text = f"'{v}'"
+    else:
+        text = json.dumps(v) if isinstance(v, (int, float, bool, type(None))) else f"a {type(v).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _object(d, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise InputSpecError(f"{where}: expected a JSON object, got {_kind(d)}")
+    return d
+
+
+def _int(v, where: str, key: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InputSpecError(f"{where}: {key} must be an integer, got {_kind(v)}")
+    if not lo <= v <= hi:
+        raise InputSpecError(f"{where}: {key} must lie in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _num(v, where: str, key: str, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputSpecError(f"{where}: {key} must be a finite number, got {_kind(v)}")
+    if not lo <= v <= hi:
+        raise InputSpecError(f"{where}: {key} must lie in [{lo:g}, {hi:g}], got {v:g}")
+    return float(v)
+
+
+def _str(v, where: str, key: str, max_len: int = MAX_NAME) -> str:
+    if not isinstance(v, str):
+        raise InputSpecError(f"{where}: {key} must be a string, got {_kind(v)}")
+    if len(v) > max_len:
+        raise InputSpecError(f"{where}: {key} is {len(v)} characters long (at most {max_len})")
+    return v
+
+
+def _choice(v, where: str, key: str, known) -> str:
+    if not isinstance(v, str) or v not in known:
+        raise InputSpecError(f"{where}: unknown {key} {_kind(v)} (known: {', '.join(known)})")
+    return v
+
+
 def _no_unknown(cls, d: dict, where: str) -> None:
+    _object(d, where)
     unknown = set(d) - set(cls.__dataclass_fields__)
     if unknown:
         raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
@@ -79,39 +138,29 @@ class Preprocess:
     max_pixels: int = 89_478_485  # Pillow's default decompression-bomb threshold
 
     def validate(self, where: str = "preprocess") -> "Preprocess":
-        if self.policy not in POLICIES:
-            raise InputSpecError(
-                f"{where}: unknown preprocessing policy '{self.policy}' (known: {', '.join(POLICIES)})"
-            )
-        if self.interpolation not in INTERPOLATIONS:
-            raise InputSpecError(
-                f"{where}: unknown interpolation '{self.interpolation}' (known: {', '.join(INTERPOLATIONS)})"
-            )
-        if self.small_images not in SMALL_IMAGE_RULES:
-            raise InputSpecError(
-                f"{where}: unknown small_images rule '{self.small_images}' (known: {', '.join(SMALL_IMAGE_RULES)})"
-            )
-        if self.policy != "whole-image":
-            if self.size is None or len(self.size) != 2 or min(self.size) < 1:
-                raise InputSpecError(f"{where}: policy '{self.policy}' needs size [height, width]")
-            self.size = (int(self.size[0]), int(self.size[1]))
+        _choice(self.policy, where, "preprocessing policy", POLICIES)
+        _choice(self.interpolation, where, "interpolation", INTERPOLATIONS)
+        _choice(self.small_images, where, "small_images rule", SMALL_IMAGE_RULES)
+        if self.policy != "whole-image" or self.size is not None:
+            if not isinstance(self.size, (tuple, list)) or len(self.size) != 2:
+                raise InputSpecError(f"{where}: policy '{self.policy}' needs size [height, width], got {_kind(self.size)}")
+            self.size = tuple(_int(s, where, "size", 1, MAX_SIDE) for s in self.size)
+        if self.resize_shorter is not None:
+            _int(self.resize_shorter, where, "resize_shorter", 1, MAX_SIDE)
         if self.policy == "resize-center-crop" and not self.resize_shorter:
             raise InputSpecError(f"{where}: policy 'resize-center-crop' needs resize_shorter")
-        if not 0 <= int(self.pad_value) <= 255:
-            raise InputSpecError(f"{where}: pad_value must be a pixel value 0-255")
-        if int(self.multiple_of) < 1:
-            raise InputSpecError(f"{where}: multiple_of must be >= 1")
-        if int(self.max_pixels) < 1:
-            raise InputSpecError(f"{where}: max_pixels must be >= 1")
+        _int(self.pad_value, where, "pad_value (a pixel value)", 0, 255)
+        _int(self.multiple_of, where, "multiple_of", 1, MAX_MULTIPLE_OF)
+        _int(self.max_pixels, where, "max_pixels", 1, PIXEL_LIMIT)
         return self
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "preprocess") -> "Preprocess":
         _no_unknown(cls, d, where)
         d = dict(d)
-        if d.get("size") is not None:
-            size = d["size"]
-            d["size"] = (int(size), int(size)) if isinstance(size, int) else tuple(size)
+        size = d.get("size")
+        if isinstance(size, int) and not isinstance(size, bool):
+            d["size"] = (size, size)
         return cls(**d).validate(where)
 
     def to_dict(self) -> dict:
@@ -134,19 +183,20 @@ class InputSpec:
     preprocess: Preprocess = field(default_factory=Preprocess)
 
     def validate(self, where: str = "input") -> "InputSpec":
-        if self.dtype not in ("float32", "float16"):
-            raise InputSpecError(f"{where}: dtype must be float32 or float16, got '{self.dtype}'")
-        if self.layout not in ("NCHW", "NHWC"):
-            raise InputSpecError(f"{where}: layout must be NCHW or NHWC, got '{self.layout}'")
-        if self.channel_order not in ("RGB", "BGR"):
-            raise InputSpecError(f"{where}: channel_order must be RGB or BGR, got '{self.channel_order}'")
-        for key in ("mean", "std"):
+        _str(self.name, where, "name")
+        _choice(self.dtype, where, "dtype", ("float32", "float16"))
+        _choice(self.layout, where, "layout", ("NCHW", "NHWC"))
+        _choice(self.channel_order, where, "channel_order", ("RGB", "BGR"))
+        for key, lo in (("mean", -MAX_STD_MEAN), ("std", 1e-6)):
             v = getattr(self, key)
-            if len(v) != 3:
-                raise InputSpecError(f"{where}: {key} needs 3 values, got {list(v)}")
-            setattr(self, key, tuple(float(x) for x in v))
-        if min(self.std) <= 0:
-            raise InputSpecError(f"{where}: std values must be > 0")
+            if not isinstance(v, (tuple, list)) or len(v) != 3:
+                raise InputSpecError(f"{where}: {key} needs 3 values, got {_kind(v)}")
+            setattr(self, key, tuple(_num(x, where, key, lo, MAX_STD_MEAN) for x in v))
+        if not isinstance(self.dynamic_axes, (tuple, list)) or len(self.dynamic_axes) > 8:
+            raise InputSpecError(f"{where}: dynamic_axes must be a list of at most 8 names, got {_kind(self.dynamic_axes)}")
+        self.dynamic_axes = tuple(_str(a, where, "dynamic_axes entry", 64) for a in self.dynamic_axes)
+        if not isinstance(self.preprocess, Preprocess):
+            raise InputSpecError(f"{where}: preprocess must be an object")
         self.preprocess.validate(f"{where}.preprocess")
         return self
 
@@ -167,8 +217,6 @@ class InputSpec:
         _no_unknown(cls, d, where)
         d = dict(d)
         d["preprocess"] = Preprocess.from_dict(d.get("preprocess", {}), f"{where}.preprocess")
-        if "dynamic_axes" in d:
-            d["dynamic_axes"] = tuple(d["dynamic_axes"])
         return cls(**d).validate(where)
 
     def to_dict(self) -> dict:
@@ -194,10 +242,9 @@ class OutputSpec:
     fake_index: int = 1
 
     def validate(self, where: str = "output") -> "OutputSpec":
-        if self.kind not in OUTPUT_KINDS:
-            raise InputSpecError(f"{where}: kind must be one of {', '.join(OUTPUT_KINDS)}, got '{self.kind}'")
-        if self.fake_index not in (0, 1):
-            raise InputSpecError(f"{where}: fake_index must be 0 or 1")
+        _str(self.name, where, "name")
+        _choice(self.kind, where, "kind", OUTPUT_KINDS)
+        _int(self.fake_index, where, "fake_index", 0, 1)
         return self
 
     @classmethod
@@ -218,9 +265,9 @@ class Threshold:
     details: dict = field(default_factory=dict)
 
     def validate(self, where: str = "threshold") -> "Threshold":
-        if not 0.0 <= float(self.value) <= 1.0:
-            raise InputSpecError(f"{where}: value must lie in [0, 1], got {self.value}")
-        self.value = float(self.value)
+        self.value = _num(self.value, where, "value", 0.0, 1.0)
+        _str(self.method, where, "method")
+        _object(self.details, f"{where}.details")
         return self
 
     @classmethod
@@ -245,12 +292,16 @@ class Artifact:
     attrs: dict = field(default_factory=dict)
 
     def validate(self, where: str = "artifact") -> "Artifact":
-        if self.kind not in ARTIFACT_KINDS:
-            raise InputSpecError(f"{where}: unknown artifact kind '{self.kind}' (known: {', '.join(ARTIFACT_KINDS)})")
-        if self.file.startswith("/") or ".." in self.file.replace("\\", "/").split("/"):
+        _choice(self.kind, where, "artifact kind", ARTIFACT_KINDS)
+        _str(self.file, where, "file", 1024)
+        parts = self.file.replace("\\", "/").split("/")
+        if self.file.startswith("/") or ".." in parts or "" in parts or "\0" in self.file:
             raise InputSpecError(f"{where}: artifact path '{self.file}' leaves the package")
-        if len(self.sha256) != 64:
+        _str(self.sha256, where, "sha256", 64)
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
             raise InputSpecError(f"{where}: sha256 must be 64 hex digits")
+        _int(self.size, where, "size", 0, MAX_FILE_BYTES)
+        _object(self.attrs, f"{where}.attrs")
         return self
 
     @classmethod
@@ -323,26 +374,25 @@ class Manifest:
                 f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}; upgrade fakedet to open it)"
             )
         _no_unknown(cls, d, where)
+        if depth(d) > MAX_JSON_DEPTH:
+            raise InputSpecError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+        artifacts = d.get("artifacts", [])
+        if not isinstance(artifacts, list) or len(artifacts) > MAX_ARTIFACTS:
+            raise InputSpecError(f"{where}: artifacts must be a list of at most {MAX_ARTIFACTS} objects")
         return cls(
-            name=str(_need(d, "name", where)),
-            architecture=str(d.get("architecture", "unknown")),
+            name=_str(_need(d, "name", where), where, "name"),
+            architecture=_str(d.get("architecture", "unknown"), where, "architecture"),
             input=InputSpec.from_dict(_need(d, "input", where), f"{where}.input"),
             output=OutputSpec.from_dict(d.get("output", {}), f"{where}.output"),
             threshold=Threshold.from_dict(d.get("threshold", {}), f"{where}.threshold"),
-            provenance=copy.deepcopy(d.get("provenance", {})),
-            artifacts=[
-                Artifact.from_dict(a, f"{where}.artifacts[{i}]") for i, a in enumerate(d.get("artifacts", []))
-            ],
+            provenance=copy.deepcopy(_object(d.get("provenance", {}), f"{where}.provenance")),
+            artifacts=[Artifact.from_dict(a, f"{where}.artifacts[{i}]") for i, a in enumerate(artifacts)],
             schema_version=version,
         )
 
     @classmethod
     def from_json(cls, text: str, where: str = "manifest") -> "Manifest":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputSpecError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        return cls.from_dict(data, where)
+        return cls.from_dict(parse_json(text, where), where)
 
     def copy(self) -> "Manifest":
         return Manifest.from_dict(copy.deepcopy(self.to_dict()))

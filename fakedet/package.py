@@ -11,16 +11,20 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
+import stat
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .atomic import atomic_write_text, replace_dir, sha256_file, staging_dir
-from .errors import InputSpecError, PackageError
+from .errors import InputSpecError, PackageError, first_line
 from .manifest import ONNX_KINDS, Artifact, Manifest
+from .onnx_refs import external_files
+from .package_zip import MANIFEST_FILE, unzip_listed
+from .safe_json import read_text
+from .tempdirs import owned_dir
 
-MANIFEST_FILE = "manifest.json"
 ONNX_METADATA_KEY = "fakedet.manifest"
+TWO_GB = 2**31 - 2**20  # protobuf's limit on one ONNX file, less room for the graph
 
 
 class ModelPackage:
@@ -32,66 +36,78 @@ class ModelPackage:
         self.source = Path(source)
         self._cleanup = cleanup
         self._verified: set[str] = set()
+        self._verifying: set[str] = set()
 
     # ---- opening ---------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike) -> "ModelPackage":
         path = Path(path)
-        if not path.exists():
-            raise PackageError(path, "no such file or directory")
-        if path.is_dir():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise PackageError(path, "no such file or directory") from None
+        except OSError as e:
+            raise PackageError(path, f"cannot be read ({first_line(e)})") from None
+        if stat.S_ISDIR(st.st_mode):
             return cls._open_dir(path, path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+            raise PackageError(path, "not a regular file or directory")
         if zipfile.is_zipfile(path):
             return cls._open_zip(path)
         if path.suffix.lower() == ".onnx":
             return cls._open_bare_onnx(path)
         raise PackageError(path, "not a model package (expected a NAME.fdet directory, a zipped package or an .onnx file)")
 
+    @staticmethod
+    def _inside(root: Path, rel: str, source: Path, what: str) -> Path:
+        """root/rel, refused when a symlink on the way leads outside the package."""
+        p = root / rel
+        try:
+            p.resolve().relative_to(root.resolve())
+        except ValueError:
+            raise PackageError(source, f"{what} '{rel}' is a link leading outside the package") from None
+        except (OSError, RuntimeError) as e:  # a symlink loop
+            raise PackageError(source, f"{what} '{rel}' cannot be resolved ({first_line(e)})") from None
+        return p
+
     @classmethod
     def _open_dir(cls, root: Path, source: Path, cleanup: Path | None = None) -> "ModelPackage":
-        mf = root / MANIFEST_FILE
-        if not mf.is_file():
-            raise PackageError(source, f"no {MANIFEST_FILE} (not a fakedet package, or an interrupted write)")
         try:
-            manifest = Manifest.from_json(mf.read_text(encoding="utf-8"), where=MANIFEST_FILE)
-        except InputSpecError as e:
-            raise PackageError(source, str(e)) from None
-        except UnicodeDecodeError:
-            raise PackageError(source, f"{MANIFEST_FILE} is not UTF-8 text") from None
-        pkg = cls(root, manifest, source, cleanup)
-        for art in manifest.artifacts:
-            if not (root / art.file).is_file():
-                raise PackageError(source, f"artifact '{art.file}' ({art.kind}) listed in the manifest is missing")
-        return pkg
+            mf = cls._inside(root, MANIFEST_FILE, source, "the manifest")
+            if not mf.is_file():
+                raise PackageError(source, f"no {MANIFEST_FILE} (not a fakedet package, or an interrupted write)")
+            try:
+                manifest = Manifest.from_json(read_text(mf), where=MANIFEST_FILE)
+            except InputSpecError as e:
+                raise PackageError(source, str(e).replace(f"{mf}: ", f"{MANIFEST_FILE}: ")) from None
+            for art in manifest.artifacts:
+                if not cls._inside(root, art.file, source, "artifact").is_file():
+                    raise PackageError(source, f"artifact '{art.file}' ({art.kind}) listed in the manifest is missing")
+        except BaseException:
+            if cleanup is not None:
+                shutil.rmtree(cleanup, ignore_errors=True)
+            raise
+        return cls(root, manifest, source, cleanup)
 
     @classmethod
     def _open_zip(cls, path: Path) -> "ModelPackage":
-        tmp = Path(tempfile.mkdtemp(prefix="fakedet-pkg-"))
+        tmp = owned_dir("fakedet-pkg-")
         try:
-            with zipfile.ZipFile(path) as zf:
-                names = zf.namelist()
-                prefix = ""
-                if MANIFEST_FILE not in names:
-                    tops = {n.split("/", 1)[0] for n in names if "/" in n}
-                    cand = [t for t in tops if f"{t}/{MANIFEST_FILE}" in names]
-                    if len(cand) != 1:
-                        raise PackageError(path, f"zip holds no {MANIFEST_FILE}")
-                    prefix = cand[0] + "/"
-                for name in names:
-                    target = (tmp / name).resolve()
-                    if not str(target).startswith(str(tmp.resolve())):
-                        raise PackageError(path, f"zip entry '{name}' leaves the package")
-                zf.extractall(tmp)
-        except zipfile.BadZipFile as e:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise PackageError(path, f"damaged zip ({e})") from None
+            root = unzip_listed(path, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls._open_dir(tmp / prefix if prefix else tmp, path, cleanup=tmp)
+        return cls._open_dir(root, path, cleanup=tmp)
 
     @classmethod
     def _open_bare_onnx(cls, path: Path) -> "ModelPackage":
+        refs = external_files(path)
+        if refs:
+            raise PackageError(
+                path,
+                f"keeps tensors in other files ({', '.join(refs[:3])}) that a bare .onnx cannot hash-check; "
+                f"wrap it into a package: fakedet package {path.name} --input-spec SPEC.json -o NAME.fdet",
+            )
         text = read_onnx_manifest(path)
         if text is None:
             raise PackageError(
@@ -104,6 +120,8 @@ class ModelPackage:
         except InputSpecError as e:
             raise PackageError(path, str(e)) from None
         kind = manifest.provenance.get("onnx_kind", "onnx-fp32")
+        if kind not in ONNX_KINDS:
+            raise PackageError(path, f"{ONNX_METADATA_KEY} metadata: provenance.onnx_kind '{kind}' is not an ONNX kind")
         manifest.artifacts = [Artifact(file=path.name, kind=kind, sha256=sha256_file(path), size=path.stat().st_size)]
         pkg = cls(path.parent, manifest, path)
         pkg._verified.add(path.name)
@@ -133,7 +151,29 @@ class ModelPackage:
                 f"artifact '{artifact.file}' does not match its sha256 in the manifest "
                 f"(expected {artifact.sha256[:12]}..., found {digest[:12]}...): the file was changed or damaged",
             )
+        if artifact.kind in ONNX_KINDS and artifact.file not in self._verifying:
+            self._verifying.add(artifact.file)  # an ONNX file naming another as its data: no loop
+            try:
+                self._verify_external_data(artifact, p)
+            finally:
+                self._verifying.discard(artifact.file)
         self._verified.add(artifact.file)
+
+    def _verify_external_data(self, artifact: Artifact, path: Path) -> None:
+        """ONNX Runtime reads an ONNX file's external-data files by itself: each must be an
+        artifact of this package (so its sha256 is checked), or the model is refused."""
+        listed = {a.file: a for a in self.manifest.artifacts}
+        base = PurePosixPath(artifact.file).parent
+        for loc in external_files(path):
+            parts = PurePosixPath(loc.replace("\\", "/")).parts
+            rel = str(base.joinpath(*parts)) if parts and ".." not in parts and not loc.startswith(("/", "\\")) else None
+            if rel is None or rel not in listed:
+                raise PackageError(
+                    self.source,
+                    f"artifact '{artifact.file}' reads external data '{loc}' that the manifest does not list with a "
+                    f"sha256; refusing it (re-create the package with fakedet package or fakedet export)",
+                )
+            self.verify_artifact(listed[rel])
 
     def verify(self) -> None:
         for art in self.manifest.artifacts:
@@ -214,6 +254,27 @@ class PackageWriter:
         self.manifest.put_artifact(art)
         return art
 
+    def add_onnx(self, proto, name: str, kind: str, external: bool = False, **attrs) -> Artifact:
+        """Save an in-memory onnx.ModelProto as artifact `name`. A model over 2 GB (or one
+        that came with external data) keeps its tensors in `<name>.data`, registered as an
+        artifact too, so its sha256 is checked like the model's own."""
+        import onnx
+
+        target = self.staged_path(name)
+        try:
+            big = proto.ByteSize() > TWO_GB
+        except Exception:  # protobuf cannot even size it
+            big = True
+        if external or big:
+            data = f"{name}.data"
+            self.staged_path(data)
+            onnx.save(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=PurePosixPath(data).name, size_threshold=0)  # fmt: skip
+            self.add_file(None, data, "onnx-external-data", of=name)
+        else:
+            onnx.save(proto, str(target))
+        return self.add_file(None, name, kind, **attrs)
+
     def remove(self, name: str) -> None:
         self.manifest.artifacts = [a for a in self.manifest.artifacts if a.file != name]
         with contextlib.suppress(FileNotFoundError):
@@ -250,7 +311,7 @@ def read_onnx_manifest(path: str | os.PathLike) -> str | None:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types
-        raise PackageError(path, f"not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raise PackageError(path, f"not a loadable ONNX model ({first_line(e)})") from None
     return sess.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
 
 

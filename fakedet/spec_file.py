@@ -13,12 +13,12 @@ A complete example ships as fakedet/examples/input_spec.json.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputSpecError
 from .manifest import InputSpec, OutputSpec, Threshold
+from .safe_json import read_json_file
 
 EXAMPLE = Path(__file__).with_name("examples") / "input_spec.json"
 
@@ -34,12 +34,7 @@ class SpecFile:
 
 def load_spec_file(path: str | Path) -> SpecFile:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputSpecError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise InputSpecError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = read_json_file(path)  # a FIFO, an oversized or too deeply nested file is refused here
     if not isinstance(data, dict):
         raise InputSpecError(f"{path}: expected a JSON object")
     unknown = set(data) - {"name", "architecture", "input", "output", "threshold", "$comment"}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 import click
 
-from fakedet.errors import BackendUnavailable, FakedetError, PackageError
+from fakedet.errors import BackendUnavailable, FakedetError, PackageError, printable
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
@@ -56,7 +57,7 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
     options = {"threads": threads} if threads else {}
     det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
     if not quiet:
-        click.echo(f"fakedet: {det.describe()}", err=True)
+        click.echo(f"fakedet: {printable(det.describe())}", err=True)
     failed = scored = fakes = 0
     if not as_json:
         click.echo(f"{'P(fake)':>8}  {'verdict':<7}  path")
@@ -69,13 +70,11 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
                 else:
                     failed += 1
                 if as_json:
-                    d = p.to_dict()
-                    d["path"] = d.pop("source")
-                    click.echo(json.dumps(d))
+                    click.echo(json_line(p))
                 elif p.ok:
-                    click.echo(f"{p.score:8.4f}  {'FAKE' if p.is_fake else 'real':<7}  {p.source}")
+                    click.echo(f"{p.score:8.4f}  {'FAKE' if p.is_fake else 'real':<7}  {printable(p.source)}")
                 else:
-                    click.echo(f"{'-':>8}  {'ERROR':<7}  {p.source}: {p.error}")
+                    click.echo(f"{'-':>8}  {'ERROR':<7}  {printable(p.source)}: {printable(p.error)}")
             sys.stdout.flush()
     finally:
         det.close()
@@ -86,6 +85,15 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
             err=True,
         )
     return 1 if failed else 0
+
+
+def json_line(p) -> str:
+    """One prediction as a JSON object: always valid JSON (a non-finite number, which the
+    detector never reports as a score, would become null rather than NaN)."""
+    d = p.to_dict()
+    d["path"] = d.pop("source")
+    d = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
+    return json.dumps(d, allow_nan=False)
 
 
 def _backend_lines(pkg: ModelPackage) -> list[str]:
@@ -136,33 +144,36 @@ def info(package, as_json, no_verify) -> int:
     if as_json:
         click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))
     else:
+        def echo(line: str) -> None:  # manifest strings are the package author's: no raw escapes
+            click.echo(printable(line))
+
         pre = m.input.preprocess
-        click.echo(f"package      {pkg.source}")
-        click.echo(f"name         {m.name} ({m.architecture}), schema v{m.schema_version}")
+        echo(f"package      {pkg.source}")
+        echo(f"name         {m.name} ({m.architecture}), schema v{m.schema_version}")
         size = "native size" if pre.policy == "whole-image" else f"{pre.size[0]}x{pre.size[1]}"
-        click.echo(f"input        {m.input.name} {m.input.dtype} {m.input.layout} {m.input.channel_order}, "
+        echo(f"input        {m.input.name} {m.input.dtype} {m.input.layout} {m.input.channel_order}, "
                    f"dynamic {','.join(m.input.dynamic_axes) or 'none'}")
-        click.echo(f"preprocess   {pre.policy} {size}, {pre.interpolation}, small images: {pre.small_images}, "
+        echo(f"preprocess   {pre.policy} {size}, {pre.interpolation}, small images: {pre.small_images}, "
                    f"mean {list(m.input.mean)} std {list(m.input.std)}")
-        click.echo(f"output       {m.output.name} ({m.output.kind})")
-        click.echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
+        echo(f"output       {m.output.name} ({m.output.kind})")
+        echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
         for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
             if key in m.provenance:
                 val = m.provenance[key]
-                click.echo(f"{key:<12} {json.dumps(val) if isinstance(val, (dict, list)) else val}"[:300])
-        click.echo("artifacts")
+                echo(f"{key:<12} {json.dumps(val) if isinstance(val, (dict, list)) else val}"[:300])
+        echo("artifacts")
         for art in m.artifacts:
             extra = ""
             if art.kind == "trt-plan":
                 a = art.attrs
                 extra = f" TRT {a.get('trt_version')} sm{str(a.get('compute_capability', '')).replace('.', '')} {a.get('precision')}"
-            click.echo(f"  {art.kind:<22} {art.file:<36} {art.size / 1e6:8.2f} MB  {checks[art.file]}{extra}")
-        click.echo("here")
+            echo(f"  {art.kind:<22} {art.file:<36} {art.size / 1e6:8.2f} MB  {checks[art.file]}{extra}")
+        echo("here")
         for line in backends:
-            click.echo(f"  {line}")
+            echo(f"  {line}")
     pkg.close()
     if problems:
         for p in problems:
-            click.echo(f"fakedet: error: {p}", err=True)
+            click.echo(f"fakedet: error: {printable(p)}", err=True)
         return 2
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fakedet.errors import BackendUnavailable
+from fakedet.errors import BackendUnavailable, first_line
 
 
 @dataclass(frozen=True)
@@ -234,5 +234,5 @@ def load_cuda(prefer: str | None = None, device: int = 0):
         except ImportError:
             errors.append(f"{name} not installed")
         except Exception as e:
-            errors.append(f"{name}: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}")
+            errors.append(f"{name}: {first_line(e, 160)}")
     raise BackendUnavailable("; ".join(errors))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fakedet.errors import DataError
 
-from .imageio import is_image_file
+from .imageio import is_image_file, walk
 
 REAL_DIRS = {"0_real": 0, "real": 0}
 FAKE_DIRS = {"1_fake": 1, "fake": 1}
@@ -33,7 +33,7 @@ class Sample:
 
 def _from_folder(root: Path) -> list[Sample]:
     samples = []
-    class_dirs = sorted(d for d in root.rglob("*") if d.is_dir() and d.name.lower() in CLASS_DIRS)
+    class_dirs = sorted(d for d in walk(root) if d.name.lower() in CLASS_DIRS and d.is_dir())
     if root.name.lower() in CLASS_DIRS:
         class_dirs.insert(0, root)
     for cdir in class_dirs:
@@ -43,7 +43,7 @@ def _from_folder(root: Path) -> list[Sample]:
         label = CLASS_DIRS[cdir.name.lower()]
         gen = cdir.parent.relative_to(root).as_posix() if cdir != root else ""
         gen = "" if gen == "." else gen
-        files = sorted(p for p in cdir.rglob("*") if p.is_file() and is_image_file(p))
+        files = sorted(p for p in walk(cdir) if is_image_file(p) and p.is_file())
         if not files:
             raise DataError(f"{cdir}: class folder holds no images")
         samples.extend(Sample(p, label, gen, p.relative_to(cdir).with_suffix("").as_posix()) for p in files)

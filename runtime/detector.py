@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fakedet.errors import FakedetError, ImageError
+from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .embedding import EmbeddingAPI, serialized
@@ -15,6 +15,8 @@ from .preprocess import preprocess_image
 from .backends.registry import split_options
 from .scoring import check_output, fake_logits, sigmoid
 from .selection import Choice, choose, make_backend
+
+NON_FINITE = "model produced a non-finite score (NaN or infinity)"
 
 
 @dataclass
@@ -85,18 +87,25 @@ class Detector(EmbeddingAPI):
 
     def predict(self, items, batch_size: int | None = None) -> list[Prediction]:
         """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
-        its error in its Prediction; the others are scored."""
+        its error in its Prediction; the others are scored. Items are decoded, preprocessed
+        and scored one batch-sized window at a time, so memory follows the batch size, not
+        the number of items."""
         items = list(items)
         preds = [Prediction(source=source_name(it)) for it in items]
-        tensors: dict[int, np.ndarray] = {}
-        for i, it in enumerate(items):
-            try:
-                tensors[i] = self._prepare(it)
-            except ImageError as e:
-                preds[i].error = e.problem
-            except FakedetError as e:
-                preds[i].error = str(e)
-        self._score(tensors, preds, batch_size or self.batch_size)
+        window = self.backend.input_spec.fixed_batch() or batch_size or self.batch_size
+        for start in range(0, len(items), window):
+            tensors: dict[int, np.ndarray] = {}
+            for i in range(start, min(start + window, len(items))):
+                try:
+                    tensors[i] = self._prepare(items[i])
+                except ImageError as e:
+                    preds[i].error = e.problem
+                except FakedetError as e:
+                    preds[i].error = str(e)
+                except Exception as e:  # whatever decoding or preprocessing raises costs its item only
+                    preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
+            self._score(tensors, preds, window)
+            del tensors
         return preds
 
     def predict_tensors(self, batch: np.ndarray) -> np.ndarray:
@@ -115,10 +124,13 @@ class Detector(EmbeddingAPI):
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run
                     for i in chunk:
-                        preds[i].error = f"inference failed: {str(e).splitlines()[0][:200]}"
+                        preds[i].error = f"inference failed: {first_line(e)}"
                     continue
                 probs = sigmoid(logits)
                 for i, lg, p in zip(chunk, logits, probs):
+                    if not np.isfinite(lg):  # NaN/inf is no verdict (NaN std, fp16 overflow, inf - inf)
+                        preds[i].error = NON_FINITE
+                        continue
                     preds[i].logit = float(lg)
                     preds[i].score = float(p)
                     preds[i].is_fake = bool(p >= self.threshold)

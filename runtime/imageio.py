@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fakedet.errors import ImageError
+from fakedet.errors import ImageError, first_line
+from fakedet.manifest import PIXEL_LIMIT
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm"}
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm", ".avif"}
 )
 
+# The formats an image may be decoded from: what cameras, phones, browsers and moderation
+# queues send (JPEG includes MPO, PNG includes APNG). Pillow's other ~35 decoders (DDS, BLP,
+# FITS, PSD, ...) are rarely exercised, so crafted headers crash them; EPS/PS would hand the
+# bytes to Ghostscript where it is installed. HEIF counts when a plugin (pillow-heif) adds it.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF", "HEIF")
+
 DEFAULT_MAX_PIXELS = 89_478_485
+RUNTIME_MAX_PIXELS = PIXEL_LIMIT  # the runtime's own ceiling, whatever a package's max_pixels says
 
 # Pillow's own bomb check fires only at 2x its limit; we check the declared size
 # ourselves before decoding, so lift Pillow's and keep one rule.
@@ -63,41 +72,49 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def accepted_formats() -> list[str]:
+    Image.init()
+    return [f for f in ACCEPTED_FORMATS if f in Image.OPEN]
+
+
 def _open(source, name: str) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
-        if p.is_dir():
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise ImageError(name, "no such file") from None
+        if stat.S_ISDIR(st.st_mode):
             raise ImageError(name, "is a directory, not an image")
-        if not p.exists():
-            raise ImageError(name, "no such file")
-        if p.stat().st_size == 0:
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+            raise ImageError(name, "not a regular file")
+        if st.st_size == 0:
             raise ImageError(name, "empty file (0 bytes)")
-        return Image.open(p)
+        return Image.open(p, formats=accepted_formats())
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError(name, "empty input (0 bytes)")
-        return Image.open(io.BytesIO(bytes(source)))
+        return Image.open(io.BytesIO(bytes(source)), formats=accepted_formats())
     raise ImageError(name, f"cannot read an image from {type(source).__name__}")
 
 
 def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode a path, bytes, numpy array (HxW or HxWx3/4 uint8) or PIL image to 8-bit RGB.
 
-    EXIF orientation is applied. Raises ImageError naming the source and the problem."""
+    EXIF orientation is applied. Raises ImageError naming the source and the problem, for
+    whatever a decoder raises (Pillow's plugins raise far more than OSError on crafted files)."""
     name = source_name(source)
-    if isinstance(source, Image.Image):
-        img = source
-    elif isinstance(source, np.ndarray):
+    max_pixels = min(int(max_pixels), RUNTIME_MAX_PIXELS)
+    if isinstance(source, np.ndarray):
         return _from_array(source, name)
-    else:
-        try:
-            img = _open(source, name)
-        except ImageError:
-            raise
-        except UnidentifiedImageError:
-            raise ImageError(name, "not an image (unrecognised format)") from None
-        except (OSError, ValueError, SyntaxError) as e:
-            raise ImageError(name, f"cannot open: {_describe(e)}") from None
+    try:
+        img = source if isinstance(source, Image.Image) else _open(source, name)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(name, f"not an image in an accepted format ({', '.join(accepted_formats())})") from None
+    except Exception as e:
+        raise ImageError(name, f"cannot open: {_describe(e)}") from None
     w, h = img.size
     if w * h > max_pixels:
         raise ImageError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (decompression-bomb guard)")
@@ -105,7 +122,7 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Exception as e:
         raise ImageError(name, f"cannot decode: {_describe(e)}") from None
     try:
         img = ImageOps.exif_transpose(img)
@@ -113,12 +130,12 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         pass
     try:
         return to_rgb(img)
-    except (OSError, ValueError) as e:
-        raise ImageError(name, f"cannot convert mode {img.mode} to RGB: {e}") from None
+    except Exception as e:
+        raise ImageError(name, f"cannot convert mode {img.mode} to RGB: {_describe(e)}") from None
 
 
 def _describe(e: BaseException) -> str:
-    msg = str(e) or type(e).__name__
+    msg = first_line(e)
     return f"truncated file ({msg})" if "truncated" in msg.lower() else msg
 
 
@@ -136,6 +153,27 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
+def walk(root: Path):
+    """Everything below `root` (like Path.rglob("*"), symlinked folders not entered), walked
+    with a stack instead of recursion: a folder nested thousands deep is no RecursionError.
+    Unreadable folders (permissions, names too long) are skipped."""
+    stack = [Path(root)]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            yield path
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+            except OSError:
+                continue
+
+
 def expand_paths(paths, recursive: bool = True) -> list:
     """Directories become their image files (sorted, recursively); files are kept as
     given, whatever their extension, so a wrong file is reported rather than skipped."""
@@ -143,8 +181,8 @@ def expand_paths(paths, recursive: bool = True) -> list:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            out.extend(sorted(q for q in it if q.is_file() and is_image_file(q)))
+            it = walk(p) if recursive else p.iterdir()
+            out.extend(sorted(q for q in it if is_image_file(q) and q.is_file()))
         else:
             out.append(p)
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from fakedet.errors import first_line
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
@@ -66,7 +67,7 @@ def detect_environment() -> TrtEnvironment:
         dev = load_cuda().device_info()
         env.compute_capability, env.device_name, env.integrated = dev.compute_capability, dev.name, dev.integrated
     except Exception as e:  # no driver, no GPU, no binding: all mean "no GPU here"
-        env.why_absent.append(f"no usable CUDA GPU ({str(e).splitlines()[0][:300] if str(e) else type(e).__name__})")
+        env.why_absent.append(f"no usable CUDA GPU ({first_line(e, 300)})")
     if env.usable:
         try:
             import tensorrt as trt

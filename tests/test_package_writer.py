@@ -19,7 +19,7 @@ def test_commit_and_reopen(tmp_path):
     src.write_bytes(b"abc")
     dest = tmp_path / "m.fdet"
     with PackageWriter(dest, _manifest()) as w:
-        w.add_file(src, "a.onnx", "onnx-fp32")
+        w.add_file(src, "a.json", "calibration-report")
     pkg = ModelPackage.open(dest)
     (art,) = pkg.manifest.artifacts
     assert art.sha256 == sha256_file(src) and art.size == 3
@@ -30,7 +30,7 @@ def test_failure_inside_writer_leaves_nothing(tmp_path):
     dest = tmp_path / "m.fdet"
     with pytest.raises(RuntimeError):
         with PackageWriter(dest, _manifest()) as w:
-            w.staged_path("a.onnx").write_bytes(b"half")
+            w.staged_path("a.json").write_bytes(b"half")
             raise RuntimeError("killed")
     assert not dest.exists()
     assert list(tmp_path.iterdir()) == []
@@ -41,15 +41,15 @@ def test_update_keeps_old_until_commit_and_links_unchanged(tmp_path):
     src = tmp_path / "a.bin"
     src.write_bytes(b"v1")
     with PackageWriter(dest, _manifest()) as w:
-        w.add_file(src, "a.onnx", "onnx-fp32")
+        w.add_file(src, "a.json", "calibration-report")
     old = ModelPackage.open(dest)
     w = PackageWriter(dest, old.manifest, base=old)
     w.staged_path("b.cache").write_text("TRT-100300-EntropyCalibration2\n")
     w.add_file(None, "b.cache", "trt-calibration-cache", method="entropy")
-    assert [a.file for a in ModelPackage.open(dest).manifest.artifacts] == ["a.onnx"]  # not yet
+    assert [a.file for a in ModelPackage.open(dest).manifest.artifacts] == ["a.json"]  # not yet
     w.commit()
     new = ModelPackage.open(dest)
-    assert sorted(a.file for a in new.manifest.artifacts) == ["a.onnx", "b.cache"]
+    assert sorted(a.file for a in new.manifest.artifacts) == ["a.json", "b.cache"]
     new.verify()
     assert new.manifest.artifact("trt-calibration-cache").attrs == {"method": "entropy"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -17,6 +17,7 @@ next multiple, reconstructed, and cropped back to the source size.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -31,9 +32,10 @@ import numpy as np
 from PIL import Image
 
 from fakedet.atomic import atomic_write_bytes, atomic_write_text
-from fakedet.errors import DataError, FakedetError, ImageError
+from fakedet.errors import DataError, FakedetError, ImageError, first_line
+from fakedet.train.hub import fetching
 from fakedet.runtime.dataset_index import CLASS_DIRS, REAL_DIRS, index_dataset
-from fakedet.runtime.imageio import expand_paths, load_image
+from fakedet.runtime.imageio import expand_paths, load_image, walk
 
 log = logging.getLogger("fakedet.align")
 
@@ -53,7 +55,7 @@ class Job:
 def _has_class_folders(src: Path) -> bool:
     if src.name.lower() in CLASS_DIRS:
         return False  # `data/0_real` itself: a plain folder of reals
-    return any(d.is_dir() and d.name.lower() in REAL_DIRS for d in src.rglob("*"))
+    return any(d.name.lower() in REAL_DIRS and d.is_dir() for d in walk(src))
 
 
 def plan_jobs(src: str | os.PathLike) -> list[Job]:
@@ -232,26 +234,28 @@ def load_autoencoder(vae: str, subfolder: str | None = None, device: str = "cpu"
                 break
         else:
             raise DataError(f"--vae {vae}: no config.json here nor in a vae/ or vqvae/ subfolder")
+    hub = contextlib.nullcontext() if is_local else fetching(
+        f"--vae {vae}", "download the autoencoder where the hub is reachable and pass its folder: --vae PATH/TO/FOLDER")
     try:
-        if is_local:
-            class_name = _read_class(local / subfolder if subfolder else local)
-        else:
-            class_name, subfolder = _hub_class(vae, subfolder)
-        if class_name in VQ_CLASSES:
-            cls, kind = diffusers.VQModel, "vq"
-        elif class_name in KL_CLASSES or class_name is None:
-            cls, kind = diffusers.AutoencoderKL, "kl"
-        else:
-            raise DataError(f"--vae {vae}: {class_name} is not supported (AutoencoderKL or VQModel)")
-        kwargs = {"subfolder": subfolder} if subfolder else {}
-        if dtype is not None:
-            kwargs["torch_dtype"] = dtype
-        model = cls.from_pretrained(str(local) if is_local else vae, **kwargs)
+        with hub:
+            if is_local:
+                class_name = _read_class(local / subfolder if subfolder else local)
+            else:
+                class_name, subfolder = _hub_class(vae, subfolder)
+            if class_name in VQ_CLASSES:
+                cls, kind = diffusers.VQModel, "vq"
+            elif class_name in KL_CLASSES or class_name is None:
+                cls, kind = diffusers.AutoencoderKL, "kl"
+            else:
+                raise DataError(f"--vae {vae}: {class_name} is not supported (AutoencoderKL or VQModel)")
+            kwargs = {"subfolder": subfolder} if subfolder else {}
+            if dtype is not None:
+                kwargs["torch_dtype"] = dtype
+            model = cls.from_pretrained(str(local) if is_local else vae, **kwargs)
     except FakedetError:
         raise
-    except Exception as e:  # hub offline, missing weights, bad config: one line, not a traceback
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise DataError(f"--vae {vae}: cannot load the autoencoder ({type(e).__name__}: {first})") from None
+    except Exception as e:  # missing weights, bad config: one line, not a traceback
+        raise DataError(f"--vae {vae}: cannot load the autoencoder ({type(e).__name__}: {first_line(e, 300)})") from None
     model.eval().requires_grad_(False).to(device)
     blocks = model.config.get("block_out_channels") or model.config.get("down_block_out_channels")
     factor = 2 ** (len(blocks) - 1)
@@ -443,7 +447,7 @@ def _reconstruct_group(ae: Autoencoder, group: list, seed: int, mode: str, fail)
         return [(j, o) for (j, _), o in zip(group, outs)]
     except Exception as e:
         if len(group) == 1:
-            fail(group[0][0], f"reconstruction failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
+            fail(group[0][0], f"reconstruction failed: {first_line(e)}")
             return []
     results = []
     for item in group:

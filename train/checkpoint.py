@@ -81,8 +81,21 @@ def checkpoint_dir(path: str | Path) -> Path:
         raise PackageError(path, f"not a fakedet checkpoint (expected a directory with {WEIGHTS} and {CONFIG})")
     missing = [f for f in (WEIGHTS, CONFIG) if not (path / f).is_file()]
     if missing:
+        inside = run_checkpoints(path)
+        if inside:
+            raise PackageError(path, f"a training run, not a checkpoint; give one of its checkpoints: {', '.join(map(str, inside))}")
         raise PackageError(path, f"not a fakedet checkpoint, missing {', '.join(missing)}")
     return path
+
+
+def run_checkpoints(run: str | Path) -> list[Path]:
+    """The checkpoints inside a training run directory (best first, then last, then others)."""
+    run = Path(run)
+    try:
+        subdirs = sorted((p for p in run.iterdir() if p.is_dir()), key=lambda p: ({"best": 0, "last": 1}.get(p.name, 2), p.name))
+    except OSError:
+        return []
+    return [p for p in subdirs if (p / WEIGHTS).is_file() and (p / CONFIG).is_file()]
 
 
 def read_config(path: str | Path) -> dict:

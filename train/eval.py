@@ -108,6 +108,10 @@ def open_scorer(path: str | Path, backend: str = "auto", precision: str = "auto"
         raise DataError(f"{path}: no such checkpoint or package")
     if is_checkpoint(path):
         return CheckpointScorer(path, device)
+    from .checkpoint import checkpoint_dir, run_checkpoints
+
+    if path.is_dir() and not (path / "manifest.json").exists() and run_checkpoints(path):
+        checkpoint_dir(path)  # a training run: the error names the checkpoints inside it
     return PackageScorer(path, backend, precision)
 
 

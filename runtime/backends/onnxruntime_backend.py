@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedet.errors import BackendUnavailable, PackageError
+from fakedet.errors import BackendUnavailable, PackageError, first_line
 
-from fakedet.errors import first_line
 
 from .base import Backend, TensorSpec
 
@@ -139,7 +138,7 @@ class OnnxRuntimeBackend(Backend):
                 str(self.model_path), self.session_options(), providers=provider_options(self.name, self.options), **extra
             )
         except Exception as e:
-            raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {first_line(e)}") from e
+            raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {first_line(e, 300)}") from e
         self._in = self.session.get_inputs()[0]
         self._out = self.session.get_outputs()[0]
         # IO binding: on by default for the GPU sets; on ort-cpu only when asked, binding

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fakedet.errors import FakedetError
+from fakedet.errors import FakedetError, first_line
 from fakedet.package import ModelPackage
 
 from ..backends import registry
@@ -144,7 +144,7 @@ def run_bench(pkg: ModelPackage, settings: BenchSettings, progress=None) -> dict
             skipped.append(_skip(backend, precision, None, str(e)))
             continue
         except Exception as e:  # a backend that fails to load costs its rows only
-            skipped.append(_skip(backend, precision, None, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"))
+            skipped.append(_skip(backend, precision, None, f"{type(e).__name__}: {first_line(e, 300)}"))
             continue
         key = (runner.label, runner.artifact)
         if key in seen:  # e.g. auto resolving to a combination already measured
@@ -160,7 +160,7 @@ def run_bench(pkg: ModelPackage, settings: BenchSettings, progress=None) -> dict
                     results.append(_one(runner, precision, batch, inputs, settings))
                 except Exception as e:
                     skipped.append(_skip(runner.label, precision, batch,
-                                         f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"))
+                                         f"{type(e).__name__}: {first_line(e, 300)}"))
         finally:
             runner.backend.close()
     report = {

@@ -10,7 +10,7 @@ import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from fakedet.errors import FakedetError, ImageError
+from fakedet.errors import FakedetError, ImageError, first_line
 
 from .batcher import Batcher, Scored
 from .config import ServeConfig
@@ -61,7 +61,7 @@ class Service:
             self.warmup_s = time.perf_counter() - t0
             self.ready = True
         except Exception as e:  # the service stays alive (healthz) and says why it is not ready
-            self.startup_error = f"warm-up failed: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            self.startup_error = f"warm-up failed: {type(e).__name__}: {first_line(e, 300)}"
 
     def begin_drain(self) -> None:
         """SIGTERM: stop taking work (readyz and detect answer 503), flush the queue."""

@@ -14,7 +14,7 @@ import re
 import warnings
 from pathlib import Path
 
-from fakedet.errors import PackageError
+from fakedet.errors import PackageError, first_line
 
 SAFETENSORS = ".safetensors"
 
@@ -27,9 +27,7 @@ def _why(e: BaseException) -> str:
         return f"the pickle holds something other than tensors and plain containers ({detail})"
     if "TorchScript" in text:
         return "a TorchScript archive (code, not weights)"
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    first = re.split(r"(?<=\.)\s", first)[0][:160]
-    return first or type(e).__name__
+    return re.split(r"(?<=\.)\s", first_line(e, 1000))[0][:160]
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6

@@ -83,6 +83,11 @@ def build_clip(clip_model: str, pretrained: str, clip_config: dict | None = None
             f"'{pretrained}' is neither a local weights file nor an open_clip tag for {clip_model} "
             f"(tags: {', '.join(tags) or 'none'}; or use 'none')"
         )
+    from fakedet.train.hub import fetching
+
+    with fetching(f"--pretrained {pretrained} ({clip_model})",
+                  "download them where the hub is reachable and pass the file: --pretrained PATH/weights.safetensors"):
+        open_clip.pretrained.download_pretrained(open_clip.get_pretrained_cfg(clip_model, pretrained))  # before building
     return open_clip.create_model(clip_model, pretrained=pretrained)
 
 
