@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from fakedet.cli import main  # noqa: E402
-from fakedet.train import align  # noqa: E402
+from fakedet.train import align, autoencoder  # noqa: E402
 
 # sizes: multiples of the factor 4, and sides that are not (odd, prime, 1 short)
 SIZES = [(16, 16), (17, 13), (23, 32), (31, 9)]
@@ -64,11 +64,11 @@ def test_align_writes_paired_pngs_of_source_sizes(tiny_vae, tmp_path):
 
 def test_reconstruction_matches_manual_diffusers_pipeline(tiny_vae):
     """The pad/encode/sample/decode/crop path against a direct computation with diffusers."""
-    ae = align.load_autoencoder(str(tiny_vae))
+    ae = autoencoder.load_autoencoder(str(tiny_vae))
     rng = np.random.default_rng(2)
     img = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)  # h=13, w=17: both padded to 16/20
     seed = align.image_seed(7, "1_fake/a.png")
-    got = align.reconstruct(ae, [img], [seed], "sample")[0]
+    got = autoencoder.reconstruct(ae, [img], [seed], "sample")[0]
 
     padded = np.pad(img, ((0, 3), (0, 3), (0, 0)), mode="reflect")
     x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255 * 2 - 1
@@ -82,20 +82,20 @@ def test_reconstruction_matches_manual_diffusers_pipeline(tiny_vae):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
     # a fixed seed is reproducible; mean mode differs from a sample
-    again = align.reconstruct(ae, [img], [seed], "sample")[0]
+    again = autoencoder.reconstruct(ae, [img], [seed], "sample")[0]
     np.testing.assert_array_equal(got, again)
-    mean = align.reconstruct(ae, [img], [seed], "mean")[0]
+    mean = autoencoder.reconstruct(ae, [img], [seed], "mean")[0]
     assert not np.array_equal(mean, got)
 
 
 def test_batching_does_not_change_the_result(tiny_vae):
-    ae = align.load_autoencoder(str(tiny_vae))
+    ae = autoencoder.load_autoencoder(str(tiny_vae))
     rng = np.random.default_rng(3)
     imgs = [rng.integers(0, 256, (12, 20, 3), dtype=np.uint8) for _ in range(3)]
     seeds = [11, 12, 13]
-    batched = align.reconstruct(ae, imgs, seeds)
+    batched = autoencoder.reconstruct(ae, imgs, seeds)
     for img, s, b in zip(imgs, seeds, batched):
-        one = align.reconstruct(ae, [img], [s])[0]
+        one = autoencoder.reconstruct(ae, [img], [s])[0]
         assert np.abs(one.astype(int) - b.astype(int)).max() <= 1
 
 
@@ -179,10 +179,10 @@ def test_same_name_collision_stops_before_work(tmp_path):
 
 
 def test_tiny_image_sides_are_padded(tiny_vae):
-    ae = align.load_autoencoder(str(tiny_vae))
+    ae = autoencoder.load_autoencoder(str(tiny_vae))
     for h, w in [(1, 5), (3, 1), (2, 2)]:
         img = np.full((h, w, 3), 128, np.uint8)
-        assert align.reconstruct(ae, [img], [0])[0].shape == (h, w, 3)
+        assert autoencoder.reconstruct(ae, [img], [0])[0].shape == (h, w, 3)
 
 
 def test_dst_inside_src_is_refused(tiny_vae, tmp_path, capsys):

@@ -112,7 +112,8 @@ def align(vae, subfolder, src, dst, mode, seed, shard, device, precision, batch,
     """
     from pathlib import Path
 
-    from .align import check_dst, load_autoencoder, parse_shard, plan_jobs, run_align, summary_name
+    from .align import check_dst, parse_shard, plan_jobs, run_align, summary_name
+    from .autoencoder import load_autoencoder
 
     shard_t = parse_shard(shard)
     check_dst(Path(src), Path(dst))
