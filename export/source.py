@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.atomic import sha256_file
-from fakedet.errors import DataError, FakedetError, InputSpecError, first_line
+from fakedet.errors import DataError, FakedetError, ManifestError, first_line
 from fakedet.manifest import InputSpec, Manifest, OutputSpec, Threshold
 
 
@@ -51,7 +51,7 @@ def _threshold(value) -> Threshold:
         return Threshold(value=float(value), method="checkpoint")
     if isinstance(value, dict):
         return Threshold.from_dict(value, "checkpoint config threshold")
-    raise InputSpecError(f"checkpoint config: threshold must be a number or an object, got {value!r}")
+    raise ManifestError(f"checkpoint config: threshold must be a number or an object, got {value!r}")
 
 
 def checkpoint_digest(path: Path | None) -> dict:

@@ -18,7 +18,12 @@ class PackageError(FakedetError):
         super().__init__(f"{self.path}: {problem}")
 
 
-class InputSpecError(FakedetError):
+class ManifestError(FakedetError):
+    """A manifest or spec file whose content cannot be used (wrong type, out of range,
+    unknown field, unknown schema version): names the field."""
+
+
+class InputSpecError(ManifestError):
     """An input specification (preprocessing contract) that is incomplete or contradictory."""
 
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import InputSpecError
+from .errors import InputSpecError, ManifestError
 from .safe_json import MAX_JSON_DEPTH, depth, parse_json
 
 SCHEMA_VERSION = 1
@@ -63,37 +63,37 @@ def _kind(v) -> str:
 
 def _object(d, where: str) -> dict:
     if not isinstance(d, dict):
-        raise InputSpecError(f"{where}: expected a JSON object, got {_kind(d)}")
+        raise ManifestError(f"{where}: expected a JSON object, got {_kind(d)}")
     return d
 
 
 def _int(v, where: str, key: str, lo: int, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
-        raise InputSpecError(f"{where}: {key} must be an integer, got {_kind(v)}")
+        raise ManifestError(f"{where}: {key} must be an integer, got {_kind(v)}")
     if not lo <= v <= hi:
-        raise InputSpecError(f"{where}: {key} must lie in [{lo}, {hi}], got {v}")
+        raise ManifestError(f"{where}: {key} must lie in [{lo}, {hi}], got {v}")
     return v
 
 
 def _num(v, where: str, key: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise InputSpecError(f"{where}: {key} must be a finite number, got {_kind(v)}")
+        raise ManifestError(f"{where}: {key} must be a finite number, got {_kind(v)}")
     if not lo <= v <= hi:
-        raise InputSpecError(f"{where}: {key} must lie in [{lo:g}, {hi:g}], got {v:g}")
+        raise ManifestError(f"{where}: {key} must lie in [{lo:g}, {hi:g}], got {v:g}")
     return float(v)
 
 
 def _str(v, where: str, key: str, max_len: int = MAX_NAME) -> str:
     if not isinstance(v, str):
-        raise InputSpecError(f"{where}: {key} must be a string, got {_kind(v)}")
+        raise ManifestError(f"{where}: {key} must be a string, got {_kind(v)}")
     if len(v) > max_len:
-        raise InputSpecError(f"{where}: {key} is {len(v)} characters long (at most {max_len})")
+        raise ManifestError(f"{where}: {key} is {len(v)} characters long (at most {max_len})")
     return v
 
 
 def _choice(v, where: str, key: str, known) -> str:
     if not isinstance(v, str) or v not in known:
-        raise InputSpecError(f"{where}: unknown {key} {_kind(v)} (known: {', '.join(known)})")
+        raise ManifestError(f"{where}: unknown {key} {_kind(v)} (known: {', '.join(known)})")
     return v
 
 
@@ -101,12 +101,12 @@ def _no_unknown(cls, d: dict, where: str) -> None:
     _object(d, where)
     unknown = set(d) - set(cls.__dataclass_fields__)
     if unknown:
-        raise InputSpecError(f"{where}: unknown field(s) {sorted(unknown)}")
+        raise ManifestError(f"{where}: unknown field(s) {sorted(unknown)}")
 
 
 def _need(d: dict, key: str, where: str):
     if key not in d:
-        raise InputSpecError(f"{where}: missing required field '{key}'")
+        raise ManifestError(f"{where}: missing required field '{key}'")
     return d[key]
 
 
@@ -296,10 +296,10 @@ class Artifact:
         _str(self.file, where, "file", 1024)
         parts = self.file.replace("\\", "/").split("/")
         if self.file.startswith("/") or ".." in parts or "" in parts or "\0" in self.file:
-            raise InputSpecError(f"{where}: artifact path '{self.file}' leaves the package")
+            raise ManifestError(f"{where}: artifact path '{self.file}' leaves the package")
         _str(self.sha256, where, "sha256", 64)
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256.lower()):
-            raise InputSpecError(f"{where}: sha256 must be 64 hex digits")
+            raise ManifestError(f"{where}: sha256 must be 64 hex digits")
         _int(self.size, where, "size", 0, MAX_FILE_BYTES)
         _object(self.attrs, f"{where}.attrs")
         return self
@@ -366,19 +366,19 @@ class Manifest:
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> "Manifest":
         if not isinstance(d, dict):
-            raise InputSpecError(f"{where}: expected a JSON object")
+            raise ManifestError(f"{where}: expected a JSON object")
         version = d.get("schema_version")
         if version not in SUPPORTED_SCHEMA_VERSIONS:
-            raise InputSpecError(
+            raise ManifestError(
                 f"{where}: unknown schema_version {version!r} (this fakedet reads "
                 f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}; upgrade fakedet to open it)"
             )
         _no_unknown(cls, d, where)
         if depth(d) > MAX_JSON_DEPTH:
-            raise InputSpecError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+            raise ManifestError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
         artifacts = d.get("artifacts", [])
         if not isinstance(artifacts, list) or len(artifacts) > MAX_ARTIFACTS:
-            raise InputSpecError(f"{where}: artifacts must be a list of at most {MAX_ARTIFACTS} objects")
+            raise ManifestError(f"{where}: artifacts must be a list of at most {MAX_ARTIFACTS} objects")
         return cls(
             name=_str(_need(d, "name", where), where, "name"),
             architecture=_str(d.get("architecture", "unknown"), where, "architecture"),

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .atomic import atomic_write_text, replace_dir, sha256_file, staging_dir
-from .errors import InputSpecError, PackageError, first_line
+from .errors import ManifestError, PackageError, first_line
 from .manifest import ONNX_KINDS, Artifact, Manifest
 from .onnx_refs import external_files
 from .package_zip import MANIFEST_FILE, unzip_listed
@@ -78,7 +78,7 @@ class ModelPackage:
                 raise PackageError(source, f"no {MANIFEST_FILE} (not a fakedet package, or an interrupted write)")
             try:
                 manifest = Manifest.from_json(read_text(mf), where=MANIFEST_FILE)
-            except InputSpecError as e:
+            except ManifestError as e:
                 raise PackageError(source, str(e).replace(f"{mf}: ", f"{MANIFEST_FILE}: ")) from None
             for art in manifest.artifacts:
                 if not cls._inside(root, art.file, source, "artifact").is_file():
@@ -117,7 +117,7 @@ class ModelPackage:
             )
         try:
             manifest = Manifest.from_json(text, where=f"{ONNX_METADATA_KEY} metadata")
-        except InputSpecError as e:
+        except ManifestError as e:
             raise PackageError(path, str(e)) from None
         kind = manifest.provenance.get("onnx_kind", "onnx-fp32")
         if kind not in ONNX_KINDS:

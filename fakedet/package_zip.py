@@ -8,7 +8,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from .errors import InputSpecError, PackageError, first_line
+from .errors import ManifestError, PackageError, first_line
 from .manifest import Manifest
 from .safe_json import MAX_JSON_BYTES
 
@@ -69,7 +69,7 @@ def unzip_listed(path: Path, dest: Path) -> Path:
                 manifest = Manifest.from_json(text, where=MANIFEST_FILE)
             except UnicodeDecodeError:
                 raise PackageError(path, f"{MANIFEST_FILE} is not UTF-8 text") from None
-            except InputSpecError as e:
+            except ManifestError as e:
                 raise PackageError(path, str(e)) from None
             infos = [(a.file, _member(zf, prefix + a.file, path, "artifact")) for a in manifest.artifacts]
             total = sum(i.file_size for _, i in infos)

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import InputSpecError
+from .errors import ManifestError
 
 MAX_JSON_BYTES = 4 << 20  # a manifest with a full training config is ~10 KB
 MAX_JSON_DEPTH = 64
@@ -33,17 +33,17 @@ def depth(obj) -> int:
 
 def parse_json(text: str, where: str):
     if len(text) > MAX_JSON_BYTES:
-        raise InputSpecError(f"{where}: {len(text)} characters, more than the {MAX_JSON_BYTES} a manifest may have")
+        raise ManifestError(f"{where}: {len(text)} characters, more than the {MAX_JSON_BYTES} a manifest may have")
     try:
         data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
-        raise InputSpecError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise ManifestError(f"{where}: not valid JSON ({e.msg} at line {e.lineno})") from None
     except ValueError as e:
-        raise InputSpecError(f"{where}: not valid JSON ({e})") from None
+        raise ManifestError(f"{where}: not valid JSON ({e})") from None
     except RecursionError:
-        raise InputSpecError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise ManifestError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     if depth(data) > MAX_JSON_DEPTH:
-        raise InputSpecError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        raise ManifestError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 
@@ -53,19 +53,19 @@ def read_text(path: str | os.PathLike, limit: int = MAX_JSON_BYTES) -> str:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise InputSpecError(f"{path}: no such file") from None
+        raise ManifestError(f"{path}: no such file") from None
     if not stat.S_ISREG(st.st_mode):
-        raise InputSpecError(f"{path}: not a regular file")
+        raise ManifestError(f"{path}: not a regular file")
     if st.st_size > limit:
-        raise InputSpecError(f"{path}: {st.st_size} bytes, more than the {limit} a manifest or spec file may have")
+        raise ManifestError(f"{path}: {st.st_size} bytes, more than the {limit} a manifest or spec file may have")
     with open(path, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise InputSpecError(f"{path}: more than the {limit} bytes a manifest or spec file may have")
+        raise ManifestError(f"{path}: more than the {limit} bytes a manifest or spec file may have")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputSpecError(f"{path}: not UTF-8 text") from None
+        raise ManifestError(f"{path}: not UTF-8 text") from None
 
 
 def read_json_file(path: str | os.PathLike, where: str | None = None):

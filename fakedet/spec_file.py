@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputSpecError
+from .errors import ManifestError
 from .manifest import InputSpec, OutputSpec, Threshold
 from .safe_json import read_json_file
 
@@ -36,12 +36,12 @@ def load_spec_file(path: str | Path) -> SpecFile:
     path = Path(path)
     data = read_json_file(path)  # a FIFO, an oversized or too deeply nested file is refused here
     if not isinstance(data, dict):
-        raise InputSpecError(f"{path}: expected a JSON object")
+        raise ManifestError(f"{path}: expected a JSON object")
     unknown = set(data) - {"name", "architecture", "input", "output", "threshold", "$comment"}
     if unknown:
-        raise InputSpecError(f"{path}: unknown field(s) {sorted(unknown)} (see {EXAMPLE.name})")
+        raise ManifestError(f"{path}: unknown field(s) {sorted(unknown)} (see {EXAMPLE.name})")
     if "input" not in data:
-        raise InputSpecError(f"{path}: missing required field 'input'")
+        raise ManifestError(f"{path}: missing required field 'input'")
     try:
         thr = data.get("threshold", 0.5)
         threshold = Threshold.from_dict({"value": thr} if isinstance(thr, (int, float)) else thr, "threshold")
@@ -52,7 +52,7 @@ def load_spec_file(path: str | Path) -> SpecFile:
             name=data.get("name"),
             architecture=data.get("architecture"),
         )
-    except InputSpecError as e:
-        raise InputSpecError(f"{path}: {e}") from None
+    except ManifestError as e:
+        raise ManifestError(f"{path}: {e}") from None
     except TypeError as e:
-        raise InputSpecError(f"{path}: {e}") from None
+        raise ManifestError(f"{path}: {e}") from None

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fakedet.atomic import sha256_file
-from fakedet.errors import InputSpecError, PackageError
+from fakedet.errors import ManifestError, PackageError
 from fakedet.manifest import Artifact, Manifest
 from fakedet.package import ModelPackage, PackageWriter
 
@@ -61,11 +61,11 @@ def test_manifest_round_trip_and_errors():
     again = Manifest.from_json(m.to_json())
     assert again.to_dict() == m.to_dict()
     d = m.to_dict()
-    with pytest.raises(InputSpecError, match="unknown artifact kind"):
+    with pytest.raises(ManifestError, match="unknown artifact kind"):
         Manifest.from_dict(dict(d, artifacts=[dict(d["artifacts"][0], kind="pickle")]))
-    with pytest.raises(InputSpecError, match="leaves the package"):
+    with pytest.raises(ManifestError, match="leaves the package"):
         Manifest.from_dict(dict(d, artifacts=[dict(d["artifacts"][0], file="../x")]))
-    with pytest.raises(InputSpecError, match="missing required field 'input'"):
+    with pytest.raises(ManifestError, match="missing required field 'input'"):
         Manifest.from_dict({k: v for k, v in d.items() if k != "input"})
 
 
