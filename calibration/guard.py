@@ -18,20 +18,25 @@ from .surgery import keep_float, layer_groups
 log = logging.getLogger("fakedet.calibration")
 
 
-def session(model, threads: int | None = None):
-    """An ORT CPU session from a path or an in-memory ModelProto (`threads`: intra-op threads)."""
+def session(model, threads: int | None = None, exact: bool = False):
+    """An ORT CPU session from a path or an in-memory ModelProto (`threads`: intra-op threads).
+    `exact`: graph optimizations off, so a QDQ model runs as the exact quantization arithmetic
+    (Q/DQ as written, float ops between them) instead of ORT's fused INT8 kernels, whose
+    results differ by CPU tier (runtime/cpu_tier.py): what TensorRT's INT8 approximates."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if exact:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads is not None:
         so.intra_op_num_threads = threads
     src = model if isinstance(model, (str, bytes)) else (str(model) if hasattr(model, "__fspath__") else model.SerializeToString())
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def logits_of(model, batches, output: OutputSpec) -> np.ndarray:
-    sess = session(model)
+def logits_of(model, batches, output: OutputSpec, exact: bool = False) -> np.ndarray:
+    sess = session(model, exact=exact)
     name = sess.get_inputs()[0].name
     out = [fake_logits(sess.run(None, {name: b})[0], output) for b in batches]
     return np.concatenate(out) if out else np.zeros(0)

@@ -56,6 +56,11 @@ def _quiet_ort_logging():
 
 
 ACTIVATIONS = ("int8", "uint8")
+# Weight forms. On x86 without VNNI, ONNX Runtime's fused u8 x s8 kernels multiply with
+# vpmaddubsw, whose int16 pair sums saturate (255*127*2 > 32767): the result then depends on
+# the CPU's instruction tier. 7-bit weights ([-64, 64], ORT's reduce_range) cannot saturate
+# (255*64*2 = 32640); uint8 weights take the u8u8 kernels, exact on every tier but slower.
+WEIGHTS = ("int8", "int8-7bit", "uint8")
 NONNEG_PRODUCERS = {"Relu"}
 NONNEG_IF_INPUTS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
                     "Transpose", "Squeeze", "Unsqueeze", "Identity", "Add", "Concat", "Resize", "Slice"}  # fmt: skip
@@ -75,13 +80,20 @@ def nonnegative_tensors(model) -> set[str]:
 
 
 def quantize_qdq(
-    fp32_path: str | Path, amax: dict[str, float], per_channel: bool, out_path: str | Path, activations: str = "int8"
+    fp32_path: str | Path,
+    amax: dict[str, float],
+    per_channel: bool,
+    out_path: str | Path,
+    activations: str = "int8",
+    weights: str = "int8",
 ):
     """Write the QDQ model for `fp32_path` using the activation ranges `amax`: symmetric
-    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU). Returns it
-    (the ModelProto saved to `out_path`)."""
+    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU), and symmetric
+    `weights` (one of WEIGHTS). Returns it (the ModelProto saved to `out_path`)."""
     if activations not in ACTIVATIONS:
         raise ValueError(f"unknown activation type '{activations}' (known: {', '.join(ACTIVATIONS)})")
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weight form '{weights}' (known: {', '.join(WEIGHTS)})")
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
@@ -117,7 +129,8 @@ def quantize_qdq(
                 op_types_to_quantize=QUANTIZED_OPS,
                 per_channel=per_channel,
                 activation_type=qtype,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
+                reduce_range=weights == "int8-7bit",
                 extra_options={
                     "ActivationSymmetric": activations == "int8",
                     "WeightSymmetric": True,
