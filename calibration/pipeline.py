@@ -23,6 +23,8 @@ from fakedet.errors import FakedetError, PackageError
 from fakedet.manifest import Manifest
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 
+from fakedet.runtime.cpu_tier import TIER_PROOF_WEIGHTS, cpu_record, kernel_vs_exact
+
 from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
@@ -36,8 +38,15 @@ log = logging.getLogger("fakedet.calibration")
 
 INT8_FILE = "model.int8.onnx"
 INT8_CPU_FILE = "model.int8-cpu.onnx"
-# (target attr, file, activation type): the TensorRT one first (older readers take the first QDQ)
-TARGETS = (("tensorrt", INT8_FILE, "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8"))
+# The CPU flavour's weights: 7-bit (ORT's reduce_range), so ONNX Runtime's u8 x s8 kernels
+# cannot saturate on x86 without VNNI and compute the exact quantization arithmetic on every
+# tier; chosen over 8-bit and uint8 weights by benchmarks/calibration_int8.py (accuracy and
+# speed per form) and benchmarks/int8_cpu_tiers.py (kernels vs exact arithmetic per tier).
+CPU_WEIGHTS = "int8-7bit"
+# (target attr, file, activation type, weight form): the TensorRT one first (older readers
+# take the first QDQ). TensorRT's is guarded on the exact quantization arithmetic (it does not
+# run ORT's CPU kernels); the CPU one on ORT's kernels here, which for it equal that arithmetic.
+TARGETS = (("tensorrt", INT8_FILE, "int8", "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8", CPU_WEIGHTS))
 CACHE_FILE = "calibration.cache"
 REPORT_FILE = "calibration.json"
 FIGURE_FILE = "calibration.png"
@@ -230,21 +239,26 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             labels, fig_labels = None, (lab if set(np.unique(lab)) == {0, 1} else None)
         l32 = logits_of(named_path, batches, manifest.output)
         built: dict[str, dict] = {}
-        for target, file, act in TARGETS:
-            qdq = quantize_qdq(named_path, amax, opts.per_channel, work / f"qdq-{target}.onnx", activations=act)
+        for target, file, act, weights in TARGETS:
+            qdq = quantize_qdq(named_path, amax, opts.per_channel, work / f"qdq-{target}.onnx", activations=act,
+                               weights=weights)  # fmt: skip
+            exact = target == "tensorrt"
             if eval_set is not None:
                 model, guard, l8 = fallback(
                     qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-                    opts.progress, opts.sensitivity_images, opts.max_score_shift,
+                    opts.progress, opts.sensitivity_images, opts.max_score_shift, exact=exact,
                 )
                 if opts.sensitivity and not guard["sensitivity"]:
-                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
+                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress,
+                                                       exact)  # fmt: skip
             else:
-                model, l8 = qdq, logits_of(qdq, batches, manifest.output)
+                model, l8 = qdq, logits_of(qdq, batches, manifest.output, exact)
                 guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,
                          "fidelity_on_calibration_set": compare(fig_labels, l32, l8, thr)}  # fmt: skip
             # l8: the final model's logits on `batches` (the TensorRT one's go in the figure)
-            built[target] = {"file": file, "activations": act, "model": model, "guard": guard, "l8": l8}
+            guard["arithmetic"] = "exact quantization arithmetic" if exact else "onnxruntime CPU kernels"
+            built[target] = {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard,
+                             "l8": l8}  # fmt: skip
         for target, b in built.items():
             g = b["guard"]
             if g.get("passed") is False:
@@ -270,6 +284,11 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         speed = None
         if opts.cpu_bench_seconds > 0:
             speed = cpu_speed.measure(named, cpu["model"], batches[0], opts.cpu_bench_seconds)
+        # the CPU the guard validated on, and how far its kernels stray from the exact arithmetic
+        validated_cpu = cpu_record()
+        cpu_bytes = cpu["model"].SerializeToString()
+        cpu["kernels_vs_exact"] = max(kernel_vs_exact(cpu_bytes, b) for b in batches[:4])
+        cpu["tier_proof"] = cpu["weights"] in TIER_PROOF_WEIGHTS
 
         # ---- artifacts -------------------------------------------------------------
         float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
@@ -303,7 +322,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "activations": (f"{INT8_FILE} (tensorrt): int8 symmetric, zero-point 0; {INT8_CPU_FILE} (ort-cpu): "
                                 "uint8 asymmetric, zero-point 0 on tensors non-negative by construction (ReLU "
                                 "outputs), 128 elsewhere; both from the same ranges"),
-                "weights": f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}",
+                "weights": (f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}; {INT8_CPU_FILE}: "
+                            f"{CPU_WEIGHTS} (cannot saturate ONNX Runtime's u8 x s8 kernels on x86 without VNNI)"),
                 "placement": (
                     "inputs and outputs of convs, relus, adds, pools (a conv output read only by a relu takes "
                     "the relu's range); one Q/DQ pair per consumer; none on the model's outputs"
@@ -322,12 +342,15 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 b["file"]: {
                     "target": t,
                     "activations": b["activations"],
+                    "weights": b["weights"],
+                    **({"tier_proof": b["tier_proof"], "kernels_vs_exact": b["kernels_vs_exact"]} if "tier_proof" in b else {}),
                     "guard": b["guard"],
                     "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
                 }
                 for t, b in built.items()
             },
             "cpu_speed": speed,
+            "validated_cpu": validated_cpu,
             "ranges": amax,
         }
         out_manifest = base.manifest.copy() if base is not None else manifest.copy()
@@ -338,10 +361,13 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 embed_manifest(b["model"], out_manifest, "onnx-int8-qdq")
                 onnx.save(b["model"], str(w.staged_path(b["file"])))
                 extra = {}
+                if target == "ort-cpu":
+                    extra = {"validated_cpu": validated_cpu, "tier_proof": b["tier_proof"],
+                             "kernels_vs_exact": round(b["kernels_vs_exact"], 6)}  # fmt: skip
                 if target == "ort-cpu" and speed is not None:
-                    extra = {"cpu_speedup": round(speed["speedup"], 3), "cpu_speedup_measured_on": speed["measured_on"]}
+                    extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
                 w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],
-                           kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
+                           weights=b["weights"], kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
             w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
             w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
                        calibrator=opts.trt_calibrator)  # fmt: skip

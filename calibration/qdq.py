@@ -24,7 +24,12 @@ zero-point at the type minimum ORT folds every ReLU into the quantizer and fuses
 backbone into QLinearConv/QLinearAdd; symmetric int8 (TensorRT's form) cannot allow that.
 There ORT's quantizer already drops those ReLUs, so a residual Add's output feeds the next
 blocks directly: it must carry ONE Q (shared by several DQs) or ORT leaves the Add in float
-(15 of 16 in a ResNet-50), hence no dedicated Q/DQ pairs in this flavour."""
+(15 of 16 in a ResNet-50), hence no dedicated Q/DQ pairs in this flavour.
+
+The CPU flavour's weights are 7-bit ([-64, 64], ORT's reduce_range): on x86 without VNNI
+ORT's u8 x s8 kernels (vpmaddubsw) saturate with 8-bit weights, so the artifact's accuracy
+would depend on the CPU tier; with 7-bit weights the kernels compute the exact quantization
+arithmetic on every tier (benchmarks/int8_cpu_tiers.py, benchmarks/calibration_int8.py)."""
 
 from __future__ import annotations
 
@@ -85,11 +90,14 @@ def quantize_qdq(
     per_channel: bool,
     out_path: str | Path,
     activations: str = "int8",
-    weights: str = "int8",
+    weights: str | None = None,
 ):
     """Write the QDQ model for `fp32_path` using the activation ranges `amax`: symmetric
     int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU), and symmetric
-    `weights` (one of WEIGHTS). Returns it (the ModelProto saved to `out_path`)."""
+    `weights` (one of WEIGHTS; default int8 for TensorRT, int8-7bit with uint8 activations,
+    the tier-proof CPU form). Returns it (the ModelProto saved to `out_path`)."""
+    if weights is None:
+        weights = "int8-7bit" if activations == "uint8" else "int8"
     if activations not in ACTIVATIONS:
         raise ValueError(f"unknown activation type '{activations}' (known: {', '.join(ACTIVATIONS)})")
     if weights not in WEIGHTS:

@@ -11,31 +11,39 @@ Read without extra dependencies: /proc/cpuinfo on Linux, sysctl on macOS, platfo
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 
 import numpy as np
 
 # feature flags (as /proc/cpuinfo spells them) that change which INT8 kernels run
-KERNEL_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+X86_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")
+ARM_FEATURES = ("asimd", "asimddp", "i8mm")
 ARM_MACHINES = ("aarch64", "arm64", "armv8l")
+ARM_IMPLEMENTERS = {"0x41": "ARM", "0x4e": "NVIDIA", "0x61": "Apple", "0x51": "Qualcomm", "0x48": "HiSilicon"}
+
+
+def parse_cpuinfo(text: str) -> dict[str, str]:
+    """The first processor's `key: value` lines of /proc/cpuinfo, keys lower-case (x86 lists
+    its features under 'flags', ARM under 'Features')."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if out:
+                break
+            continue
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip().lower(), value.strip())
+    return out
 
 
 def _proc_cpuinfo() -> dict[str, str]:
-    """The first processor's `key: value` lines (features from 'flags' or 'Features')."""
-    out: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    if out:
-                        break
-                    continue
-                key, _, value = line.partition(":")
-                out.setdefault(key.strip().lower(), value.strip())
+            return parse_cpuinfo(f.read())
     except OSError:
-        pass
-    return out
+        return {}
 
 
 def _sysctl(name: str) -> str:
@@ -60,24 +68,46 @@ def tier_of(arch: str, features: set[str] | list[str]) -> str:
 
 def cpu_record() -> dict:
     """{vendor, model, arch, features (the kernel-relevant ones), tier} of this machine."""
+    rec = _read_cpu_record()
+    return {**rec, "features": list(rec["features"])}
+
+
+@functools.lru_cache(maxsize=1)
+def _read_cpu_record() -> dict:
     arch = platform.machine().lower() or "unknown"
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
     info = _proc_cpuinfo()
+    if not info and platform.system() == "Darwin":
+        return _darwin_record(arch)
+    return record_from_cpuinfo(info, arch)
+
+
+def record_from_cpuinfo(info: dict[str, str], arch: str) -> dict:
+    """The CPU record from parsed /proc/cpuinfo fields and the machine name."""
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
     flags = set((info.get("flags") or info.get("features") or "").split())
     vendor = info.get("vendor_id") or info.get("cpu implementer", "")
-    model = info.get("model name") or info.get("cpu model") or ""
-    if not info and platform.system() == "Darwin":
-        model = _sysctl("machdep.cpu.brand_string")
-        vendor = "Apple" if arch == "aarch64" else _sysctl("machdep.cpu.vendor")
-        if arch == "aarch64":
-            flags = {"asimddp"} | ({"i8mm"} if _sysctl("hw.optional.arm.FEAT_I8MM") == "1" else set())
-        else:
-            flags = {f.lower().replace(".", "_") for f in (_sysctl("machdep.cpu.features") + " " + _sysctl("machdep.cpu.leaf7_features")).split()}
     if vendor.startswith("0x"):  # ARM implementer code
-        vendor = {"0x41": "ARM", "0x4e": "NVIDIA", "0x61": "Apple", "0x51": "Qualcomm", "0x48": "HiSilicon"}.get(vendor, vendor)
-    features = sorted(flags & set(KERNEL_FEATURES))
-    return {"vendor": vendor or "unknown", "model": model or platform.processor() or "unknown",
-            "arch": arch, "features": features, "tier": tier_of(arch, features)}  # fmt: skip
+        vendor = ARM_IMPLEMENTERS.get(vendor.lower(), f"ARM implementer {vendor}")
+    model = info.get("model name") or info.get("cpu model") or ""
+    if not model and info.get("cpu part"):
+        model = f"part {info['cpu part']}"
+    return _record(vendor, model or platform.processor(), arch, flags)
+
+
+def _darwin_record(arch: str) -> dict:
+    arch = {"arm64": "aarch64"}.get(arch, arch)
+    model = _sysctl("machdep.cpu.brand_string")
+    if arch == "aarch64":
+        flags = {"asimddp"} | ({"i8mm"} if _sysctl("hw.optional.arm.FEAT_I8MM") == "1" else set())
+        return _record("Apple", model, arch, flags)
+    raw = (_sysctl("machdep.cpu.features") + " " + _sysctl("machdep.cpu.leaf7_features")).lower().replace(".", "_")
+    return _record(_sysctl("machdep.cpu.vendor"), model, arch, set(raw.split()))
+
+
+def _record(vendor: str, model: str, arch: str, flags: set[str]) -> dict:
+    features = sorted(flags & set(ARM_FEATURES if arch in ARM_MACHINES else X86_FEATURES))
+    return {"vendor": vendor or "unknown", "model": model or "unknown", "arch": arch, "features": features,
+            "tier": tier_of(arch, features)}  # fmt: skip
 
 
 def describe(rec: dict | None) -> str:
@@ -87,8 +117,8 @@ def describe(rec: dict | None) -> str:
     return f"{rec.get('vendor', '?')} {rec.get('model', '?')} (tier {rec.get('tier', '?')}: {feats})"
 
 
-def kernel_vs_exact(model_path: str, x: np.ndarray, threads: int | None = None) -> float:
-    """Largest |output| difference between ONNX Runtime's fused INT8 kernels (all graph
+def kernel_vs_exact(model: str | bytes, x: np.ndarray, threads: int | None = None) -> float:
+    """Largest |output| difference (model: a path or serialized bytes) between ONNX Runtime's fused INT8 kernels (all graph
     optimizations) and the exact quantization arithmetic (optimizations off: every
     QuantizeLinear/DequantizeLinear evaluated as written, the ops between them in float)."""
     import onnxruntime as ort
@@ -100,6 +130,33 @@ def kernel_vs_exact(model_path: str, x: np.ndarray, threads: int | None = None) 
         so.graph_optimization_level = level
         if threads is not None:
             so.intra_op_num_threads = threads
-        s = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+        s = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=["CPUExecutionProvider"])
         outs.append(np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0], np.float64))
     return float(np.abs(outs[0] - outs[1]).max())
+
+
+# weight forms whose products cannot saturate ORT's INT8 kernels on any tier (calibration/qdq.py)
+TIER_PROOF_WEIGHTS = ("int8-7bit", "uint8")
+# tiers whose u8 x s8 kernels accumulate straight into int32 (exact with 8-bit weights too)
+EXACT_TIERS = ("amx", "avx512-vnni", "avx-vnni")
+
+
+def int8_cpu_verdict(attrs: dict, here: dict | None = None) -> tuple[bool, str]:
+    """(may this INT8 artifact run first on this CPU, why) from its manifest attrs: the CPU
+    the accuracy guard validated on (`validated_cpu`) and its weight form (`weights`)."""
+    here = here or cpu_record()
+    validated = attrs.get("validated_cpu") if isinstance(attrs.get("validated_cpu"), dict) else None
+    where = f"validated on {describe(validated)}" if validated else "validated on an unrecorded CPU"
+    this = f"this CPU is {describe(here)}"
+    if validated and validated.get("tier") == here.get("tier"):
+        return True, f"{where}: the same INT8 kernel tier as this CPU"
+    if attrs.get("weights") in TIER_PROOF_WEIGHTS or attrs.get("tier_proof") is True:
+        return True, (f"{where}, {this}: its {attrs.get('weights', 'tier-proof')} weights cannot saturate ONNX "
+                      f"Runtime's INT8 kernels, which compute the exact quantization arithmetic on every tier, "
+                      f"so the guard's figures hold here")  # fmt: skip
+    if here.get("tier", "").split("-", 1)[-1] in EXACT_TIERS:
+        return True, (f"{where}, {this}: its INT8 kernels accumulate 8-bit products exactly (the quantization "
+                      f"arithmetic as calibrated)")  # fmt: skip
+    return False, (f"{where}, {this}: its 8-bit weights can saturate ONNX Runtime's INT8 kernels on this tier, so "
+                   f"the accuracy guard's figures do not hold here (recalibrate with this fakedet for a tier-proof "
+                   f"artifact)")  # fmt: skip
