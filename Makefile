@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fakedet-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo bench test-gpu test-triton clean
+.PHONY: venv test demo bench test-gpu test-triton clean test-arm64 test-avx2
 
 venv: $(STAMP)
 
@@ -35,6 +35,21 @@ test-triton: venv
 	.triton-env/bin/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m pytest -m slow tests/test_triton_server.py $(PYTEST_ARGS)
 
+# INT8 on another CPU tier, emulated with qemu-user-static (Debian's): an AMD Zen 3 (AVX2, no
+# VNNI), whose INT8 kernels saturate with 8-bit weights: the tier check and the calibration
+# tests run there. Slow (TCG); not part of `make test`.
+AVX2_CPU ?= EPYC-Milan-v1
+AVX2_TESTS ?= tests/test_calibration_units.py tests/test_calibration_targets.py tests/test_int8_cpu_tiers.py
+test-avx2: venv
+	@command -v qemu-x86_64-static >/dev/null || (apt-get update -q && apt-get install -y -q qemu-user-static)
+	$(BIN)/python -m pytest -m slow tests/test_int8_cpu_tiers.py $(PYTEST_ARGS)
+	qemu-x86_64-static -cpu $(AVX2_CPU) $(BIN)/python -m pytest -p no:cacheprovider $(AVX2_TESTS) $(PYTEST_ARGS)
+
+# The runtime on linux/aarch64 (Jetson's CPU architecture): a Debian arm64 root through
+# qemu-user-static, cached in .arm64-root/ (needs root). Slow; not part of `make test`.
+test-arm64: venv
+	scripts/test_arm64.sh
+
 demo: venv
 	$(BIN)/python scripts/demo.py --out demo-out
 
@@ -43,3 +58,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .triton-env demo-out .pytest_cache
+	scripts/arm64_root.sh .arm64-root --remove

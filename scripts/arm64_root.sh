@@ -13,7 +13,17 @@ umount_all() {
         mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m" || true
     done
 }
-if [ "${2:-}" = "--umount" ]; then umount_all; exit 0; fi
+remove_root() {  # never delete through a mount (the host's /dev and /sys are bound inside)
+    umount_all
+    if [ -n "$(findmnt -rn -o TARGET | grep -F "$ROOT/" || true)" ]; then
+        echo "arm64 root: mounts remain under $ROOT; not deleting it" >&2; exit 1
+    fi
+    rm -rf "$ROOT"
+}
+case "${2:-}" in
+    --umount) umount_all; exit 0 ;;
+    --remove) [ -e "$ROOT" ] && remove_root; exit 0 ;;
+esac
 
 if ! command -v debootstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null || ! command -v update-binfmts >/dev/null; then
     apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap qemu-user-static binfmt-support
@@ -27,8 +37,7 @@ if [ ! -e "$ROOT/.fakedet-root-ready" ]; then
     # the host's own Debian mirror (apt's sources), else debootstrap's default
     MIRROR=$(grep -rhoE '^(URIs:|deb) *[a-z]+://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
              | head -1 | sed -E 's/^(URIs:|deb) *//; s/ *$//' || true)
-    umount_all
-    rm -rf "$ROOT"
+    [ -e "$ROOT" ] && remove_root
     mkdir -p "$(dirname "$ROOT")"
     debootstrap --arch=arm64 --include=python3,python3-venv,python3-pip,ca-certificates "$SUITE" "$ROOT" ${MIRROR:+"$MIRROR"}
     touch "$ROOT/.fakedet-root-ready"
