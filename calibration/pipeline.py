@@ -1,7 +1,7 @@
 """`fakedet calibrate` as a function: calibration set -> ranges -> two QDQ INT8 models from
-the same ranges (TensorRT: symmetric int8; ONNX Runtime CPU: uint8 activations) + TensorRT
-cache -> accuracy guard (with mixed-precision fallback) on each -> CPU speed check ->
-artifacts added to the package atomically.
+the same ranges (TensorRT: symmetric int8; ONNX Runtime CPU: uint8 activations, 7-bit
+weights) + TensorRT cache -> accuracy guard (with mixed-precision fallback) on each -> CPU
+speed check and the CPU the guard validated on -> artifacts added to the package atomically.
 
 Everything is keyed: ranges by model hash + input spec + data digest + method (+ its
 parameters, samples, seed); the whole result additionally by per-channel, the eval data,
