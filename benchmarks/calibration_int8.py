@@ -242,6 +242,8 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2, help="batches timed per repeat")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--machine", default=None)
+    ap.add_argument("--max-score-shift", type=float, default=0.05,
+                    help="calibrate's score-shift budget (1 = only the AUC budget engages the per-layer fallback)")
     ap.add_argument("--cpu-forms", default="u8s8,u8u8", help="other CPU-flavour weight forms to measure (or '')")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -283,7 +285,8 @@ def main() -> None:
             w.add_file(work / "r50.onnx", "model.onnx", "onnx-fp32")
         t0 = time.time()
         res = calibrate(pkg_path, Options(data=work / "calib", method=method, samples=args.calib,
-                                          eval_data=work / "heldout", max_auc_drop=0.005, progress=True))  # fmt: skip
+                                          eval_data=work / "heldout", max_auc_drop=0.005,
+                                          max_score_shift=args.max_score_shift, progress=True))  # fmt: skip
         seconds[f"fakedet-{method}"] = time.time() - t0
         reports[f"fakedet-{method}"] = res.report
         pkg = ModelPackage.open(pkg_path)
@@ -471,7 +474,7 @@ def markdown(res: dict, args, methods: list[str], name: str) -> str:
         "",
         f"Whole run {res['total_seconds'] / 60:.1f} min. Command: `.venv/bin/python benchmarks/calibration_int8.py "
         f"--methods {','.join(methods)} --bn {args.bn} --train {args.train} --calib {args.calib} "
-        f"--heldout {args.heldout} --repeats {args.repeats} --iters {args.iters} --cpu-forms {args.cpu_forms or chr(39) * 2}`",
+        f"--heldout {args.heldout} --repeats {args.repeats} --iters {args.iters} --max-score-shift {args.max_score_shift} --cpu-forms {args.cpu_forms or chr(39) * 2}`",
         f"Files: `{name}.json` (all rows, executed graphs, load averages), `{name}.png` (throughput, score shift).",
         "",
     ]
