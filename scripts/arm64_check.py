@@ -107,6 +107,24 @@ def scores(pkg: Path, photos: list[Path]) -> dict:
     return out
 
 
+def _forms(d: Path) -> None:
+    """benchmarks/int8_cpu_tiers.py's two-conv net in each candidate INT8 form, and inputs."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from int8_cpu_tiers import FORMS, two_conv_net
+
+    from fakedet.calibration.qdq import quantize_qdq
+    from fakedet.calibration.ranges import compute_ranges, method_params
+
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    calib = [rng.uniform(0, 1, (8, 3, 16, 16)).astype(np.float32) for _ in range(4)]
+    two_conv_net(d / "fp32.onnx")
+    amax = compute_ranges(d / "fp32.onnx", calib, "percentile", method_params("percentile"), progress=False)
+    for name, (act, weights) in FORMS.items():
+        quantize_qdq(d / "fp32.onnx", amax, True, d / f"{name}.onnx", activations=act, weights=weights)
+    np.save(d / "x.npy", rng.uniform(0, 1, (64, 3, 16, 16)).astype(np.float32))
+
+
 def make(d: Path) -> int:
     from fakedet.runtime.cpu_tier import cpu_record
 
@@ -124,6 +142,7 @@ def make(d: Path) -> int:
     subprocess.run(fk + ["package", str(d / "net.onnx"), "--input-spec", str(d / "spec.json"), "-o", str(d / "det.fdet")], check=True)
     subprocess.run(fk + ["calibrate", str(d / "det.fdet"), "--data", str(d / "calib"), "--eval-data", str(d / "heldout"),
                          "--samples", "32", "-q"], check=True)  # fmt: skip
+    _forms(d / "forms")
     photos = sorted((d / "heldout").rglob("*.png"))  # the guard's own images: its budget applies
     ref = {"cpu": cpu_record(), "photos": [str(p.relative_to(d)) for p in photos], **scores(d / "det.fdet", photos)}
     (d / "x86.json").write_text(json.dumps(ref, indent=1))
@@ -133,7 +152,7 @@ def make(d: Path) -> int:
 
 def check(d: Path) -> int:
     from fakedet.package import ModelPackage
-    from fakedet.runtime.cpu_tier import cpu_record, describe
+    from fakedet.runtime.cpu_tier import cpu_record, describe, kernel_vs_exact
     from fakedet.runtime.scoring import sigmoid
 
     assert "torch" not in sys.modules
@@ -152,6 +171,10 @@ def check(d: Path) -> int:
                                      "x86": float(np.abs(sigmoid(x["int8"]) - sigmoid(x["fp32"])).mean())},
         "guard_max_score_shift": budget,
     }  # fmt: skip
+    x_forms = np.load(d / "forms" / "x.npy")
+    verdict["forms_kernels_vs_exact_two_conv_net"] = {
+        f.stem: kernel_vs_exact(str(f), x_forms) for f in sorted((d / "forms").glob("*.onnx")) if f.stem != "fp32"
+    }
     ok = (verdict["fp32_max_abs_dlogit_vs_x86"] <= FP32_TOL and verdict["int8_kernels_vs_exact_max_abs_dlogit"] <= KERNEL_TOL
           and max(verdict["int8_mean_abs_dp_vs_fp32"].values()) <= budget)  # fmt: skip
     result = {"aarch64_cpu": cpu_record(), "x86_cpu": ref["cpu"], "machine": platform.machine(), "photos": ref["photos"],
