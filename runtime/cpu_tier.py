@@ -22,6 +22,9 @@ X86_FEATURES = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_i
 ARM_FEATURES = ("asimd", "asimddp", "i8mm")
 ARM_MACHINES = ("aarch64", "arm64", "armv8l")
 ARM_IMPLEMENTERS = {"0x41": "ARM", "0x4e": "NVIDIA", "0x61": "Apple", "0x51": "Qualcomm", "0x48": "HiSilicon"}
+ARM_PARTS = {"0xd08": "Cortex-A72", "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1",
+             "0xd41": "Cortex-A78", "0xd42": "Cortex-A78AE", "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2",
+             "0x004": "Carmel"}  # fmt: skip
 
 
 def parse_cpuinfo(text: str) -> dict[str, str]:
@@ -90,7 +93,7 @@ def record_from_cpuinfo(info: dict[str, str], arch: str) -> dict:
         vendor = ARM_IMPLEMENTERS.get(vendor.lower(), f"ARM implementer {vendor}")
     model = info.get("model name") or info.get("cpu model") or ""
     if not model and info.get("cpu part"):
-        model = f"part {info['cpu part']}"
+        model = ARM_PARTS.get(info["cpu part"].lower(), f"part {info['cpu part']}")
     return _record(vendor, model or platform.processor(), arch, flags)
 
 

@@ -9,7 +9,7 @@ ROOT=$(realpath -m "${1:?usage: arm64_root.sh ROOT [--umount]}")
 SUITE=${ARM64_SUITE:-bookworm}
 
 umount_all() {
-    for m in dev/pts dev sys proc; do
+    for m in proc/cpuinfo dev/pts dev sys proc; do
         mountpoint -q "$ROOT/$m" && umount -l "$ROOT/$m" || true
     done
 }
@@ -45,6 +45,17 @@ fi
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
 mountpoint -q "$ROOT/sys" || mount --rbind /sys "$ROOT/sys"
 mountpoint -q "$ROOT/dev" || mount --rbind /dev "$ROOT/dev"
+# qemu-user shows the host's (x86) /proc/cpuinfo, which crashes ONNX Runtime's CPU probe on
+# import: show the emulated CPU's instead (test_arm64.sh runs qemu as a Cortex-A76: ARMv8.2
+# with the dot-product instructions, like Jetson Orin's Cortex-A78AE)
+if ! mountpoint -q "$ROOT/proc/cpuinfo"; then
+    : > "$ROOT/etc/cpuinfo.arm64"
+    for cpu in 0 1; do
+        printf 'processor\t: %s\nBogoMIPS\t: 62.50\nFeatures\t: %s\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n' \
+            "$cpu" "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp" >> "$ROOT/etc/cpuinfo.arm64"
+    done
+    mount --bind "$ROOT/etc/cpuinfo.arm64" "$ROOT/proc/cpuinfo"
+fi
 # pip inside verifies TLS with the host's CA bundle (it may hold a proxy's certificate)
 for ca in "${SSL_CERT_FILE:-}" "${REQUESTS_CA_BUNDLE:-}" /etc/ssl/certs/ca-certificates.crt; do
     if [ -n "$ca" ] && [ -f "$ca" ]; then cp "$ca" "$ROOT/etc/ssl/certs/host-ca.crt"; break; fi

@@ -28,10 +28,11 @@ cp -r scripts/arm64_check.py tests pyproject.toml "$W/work/"
 # Inside: a clean environment (the host's SSL/pip variables name paths that do not exist
 # there); pip trusts the host's CA bundle, copied in by arm64_root.sh.
 CA=/etc/ssl/certs/host-ca.crt
+CHROOT=$(command -v chroot)
 in_root() {
-    env -i PATH=/opt/fakedet/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=2 \
+    env -i PATH=/opt/fakedet/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=2 QEMU_CPU=cortex-a76 \
         PIP_CERT=$CA SSL_CERT_FILE=$CA REQUESTS_CA_BUNDLE=$CA PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        chroot "$ROOT" /bin/bash -euc "cd /opt/fakedet/work && $1"
+        "$CHROOT" "$ROOT" /bin/bash -euc "cd /opt/fakedet/work && $1"
 }
 step "install: fakedet's runtime (its own dependencies only) + pytest and onnx for the tests"
 in_root "uname -m; test -x /opt/fakedet/venv/bin/python || python3 -m venv /opt/fakedet/venv"
