@@ -30,7 +30,7 @@ cp -r scripts/arm64_check.py tests pyproject.toml "$W/work/"
 CA=/etc/ssl/certs/host-ca.crt
 CHROOT=$(command -v chroot)
 in_root() {
-    env -i PATH=/opt/fakedet/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=2 QEMU_CPU=cortex-a76 \
+    env -i PATH=/opt/fakedet/venv/bin:/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 OMP_NUM_THREADS=2 QEMU_CPU=${ARM64_QEMU_CPU:-cortex-a76} \
         PIP_CERT=$CA SSL_CERT_FILE=$CA REQUESTS_CA_BUNDLE=$CA PIP_DISABLE_PIP_VERSION_CHECK=1 \
         "$CHROOT" "$ROOT" /bin/bash -euc "cd /opt/fakedet/work && $1"
 }
