@@ -140,8 +140,9 @@ def kernel_vs_exact(model: str | bytes, x: np.ndarray, threads: int | None = Non
 
 # weight forms whose products cannot saturate ORT's INT8 kernels on any tier (calibration/qdq.py)
 TIER_PROOF_WEIGHTS = ("int8-7bit", "uint8")
-# tiers whose u8 x s8 kernels accumulate straight into int32 (exact with 8-bit weights too)
-EXACT_TIERS = ("amx", "avx512-vnni", "avx-vnni")
+# tiers whose 8-bit kernels accumulate straight into int32 (exact with 8-bit weights too); the
+# ARM ones measured with `make test-arm64` (qemu Cortex-A76 and `max`: every form exact)
+EXACT_TIERS = ("amx", "avx512-vnni", "avx-vnni", "dotprod", "i8mm")
 
 
 def int8_cpu_verdict(attrs: dict, here: dict | None = None) -> tuple[bool, str]:

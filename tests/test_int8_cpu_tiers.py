@@ -99,6 +99,8 @@ def test_runtime_says_when_an_int8_artifact_runs_on_a_tier_the_guard_did_not_val
     legacy = _with_cpu_attrs(pkg_dir)
     assert choose(legacy, "auto", trt_env=NO_TRT, providers=CPU_EP, cpu=vnni).precision == "int8"
     assert choose(legacy, "auto", trt_env=NO_TRT, providers=CPU_EP, cpu=avx2).precision == "fp32"
+    orin = record_from_cpuinfo(parse_cpuinfo(ORIN), "aarch64")  # ARM dot-product kernels: exact
+    assert choose(legacy, "auto", trt_env=NO_TRT, providers=CPU_EP, cpu=orin).precision == "int8"
 
     # 7-bit weights: tier-proof, INT8 on any tier, and the choice says why
     proof = _with_cpu_attrs(pkg_dir, weights="int8-7bit", tier_proof=True, validated_cpu=vnni)
