@@ -343,7 +343,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                     "target": t,
                     "activations": b["activations"],
                     "weights": b["weights"],
-                    **({"tier_proof": b["tier_proof"], "kernels_vs_exact": b["kernels_vs_exact"]} if "tier_proof" in b else {}),
+                    **{k: b[k] for k in ("tier_proof", "kernels_vs_exact") if k in b},
                     "guard": b["guard"],
                     "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
                 }

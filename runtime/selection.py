@@ -178,7 +178,9 @@ def choose(
                           f"({int8.attrs.get('cpu_speedup_measured_on', 'the calibrating CPU')}); FP32 first")
     # INT8 kernels differ by CPU tier: the guard's figures hold here only if the artifact is
     # tier-proof or was validated on this tier (cpu_tier.int8_cpu_verdict)
-    tier_ok, tier_why = int8_cpu_verdict(int8.attrs, cpu) if int8 is not None and "int8" in (want or cpu_order) else (True, "")
+    tier_ok, tier_why = True, ""
+    if int8 is not None and "int8" in (want or cpu_order):
+        tier_ok, tier_why = int8_cpu_verdict(int8.attrs, cpu)
     if not tier_ok and want is None:
         cpu_order = ["fp32", "int8", "fp16"]
         considered.append(f"ort-cpu int8 '{int8.file}': {tier_why}; FP32 first (--precision int8 runs it anyway)")
