@@ -426,6 +426,8 @@ def figure(path: Path, rows: list[dict], labels: np.ndarray, probs: dict, defaul
 
 
 def markdown(res: dict, args, methods: list[str], name: str) -> str:
+    from fakedet.calibration.pipeline import CPU_WEIGHTS
+
     d = res["detector"]
     la = res["load_average_1_5_15"]
     lines = [

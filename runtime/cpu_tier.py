@@ -121,9 +121,10 @@ def describe(rec: dict | None) -> str:
 
 
 def kernel_vs_exact(model: str | bytes, x: np.ndarray, threads: int | None = None) -> float:
-    """Largest |output| difference (model: a path or serialized bytes) between ONNX Runtime's fused INT8 kernels (all graph
+    """Largest |output| difference between ONNX Runtime's fused INT8 kernels (all graph
     optimizations) and the exact quantization arithmetic (optimizations off: every
-    QuantizeLinear/DequantizeLinear evaluated as written, the ops between them in float)."""
+    QuantizeLinear/DequantizeLinear evaluated as written, the ops between them in float).
+    `model`: a path or the serialized model."""
     import onnxruntime as ort
 
     outs = []
@@ -133,7 +134,8 @@ def kernel_vs_exact(model: str | bytes, x: np.ndarray, threads: int | None = Non
         so.graph_optimization_level = level
         if threads is not None:
             so.intra_op_num_threads = threads
-        s = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=["CPUExecutionProvider"])
+        src = model if isinstance(model, bytes) else str(model)
+        s = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
         outs.append(np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0], np.float64))
     return float(np.abs(outs[0] - outs[1]).max())
 
