@@ -9,6 +9,10 @@ Run it natively and under an emulated CPU of another tier, e.g. AMD Zen 3 (AVX2,
     qemu-x86_64-static -cpu EPYC-Milan-v1 .venv/bin/python benchmarks/int8_cpu_tiers.py
 With --check FORM it exits 1 unless that form's kernels equal the exact arithmetic (within
 --tol) here; `make test-avx2` does that under the emulated Zen 3.
+
+With --models A.onnx,B.onnx --package P.fdet --images DIR it instead writes the logits of the
+first 4 images of DIR (preprocessed by P's manifest) under each model, to compare the same
+artifacts across tiers (results/int8_cpu_tiers.md: a ResNet-50, native VNNI vs emulated Zen 3).
 """
 
 from __future__ import annotations
@@ -83,13 +87,37 @@ def measure(forms: list[str], images: int = 64, seed: int = 1) -> dict:
     return rows
 
 
+def artifact_logits(models: list[Path], package: Path, images: Path, n: int = 4) -> dict:
+    from fakedet.package import ModelPackage
+    from fakedet.runtime import preprocess
+
+    from fakedet.calibration.guard import session
+
+    spec = ModelPackage.open(package).manifest.input
+    x = np.stack([preprocess(str(f), spec) for f in sorted(images.rglob("*.png"))[:n]])
+    out = {}
+    for m in models:
+        s = session(m, threads=2)
+        out[m.name] = s.run(None, {s.get_inputs()[0].name: x})[0].ravel().tolist()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--forms", default=",".join(FORMS))
     ap.add_argument("--check", default=None, help="exit 1 unless this form's kernels equal the exact arithmetic")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--models", default=None, help="comma-separated INT8 ONNX files to score (with --package, --images)")
+    ap.add_argument("--package", type=Path, default=None)
+    ap.add_argument("--images", type=Path, default=None)
     args = ap.parse_args()
+    if args.models:
+        got = artifact_logits([Path(m) for m in args.models.split(",")], args.package, args.images)
+        print(json.dumps(got, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(got, indent=1) + "\n")
+        return 0
     forms = [f for f in args.forms.split(",") if f]
     rows = measure(forms)
     print("| form | exact vs fp32 | kernels vs fp32 | kernels vs exact |\n| --- | ---: | ---: | ---: |")
