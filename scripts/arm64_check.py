@@ -8,6 +8,9 @@
               arithmetic; INT8 within the guard's score-shift budget of FP32; printed as a table
               and written to DIR/arm64-vs-x86.json
 
+  score PKG OUT.json IMAGE...   (anywhere, runtime only) any package's scores of some images
+              (FP32, INT8 kernels, INT8 exact arithmetic) and this CPU's record, to compare CPUs
+
 Only numpy, Pillow and onnxruntime are used on the aarch64 side (plus fakedet.runtime).
 """
 
@@ -191,6 +194,17 @@ def check(d: Path) -> int:
     return 0 if ok else 1
 
 
+def score(pkg: Path, out: Path, images: list[Path]) -> int:
+    from fakedet.runtime.cpu_tier import cpu_record
+
+    got = {"cpu": cpu_record(), "images": [p.name for p in images], **scores(pkg, images)}
+    out.write_text(json.dumps(got, indent=1))
+    print(json.dumps({k: v for k, v in got.items() if k != "cpu"}))
+    return 0
+
+
 if __name__ == "__main__":
     cmd, where = sys.argv[1], Path(sys.argv[2])
+    if cmd == "score":
+        sys.exit(score(where, Path(sys.argv[3]), [Path(a) for a in sys.argv[4:]]))
     sys.exit({"make": make, "check": check}[cmd](where))
