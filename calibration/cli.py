@@ -109,7 +109,7 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
         from fakedet.runtime.cpu_tier import describe
 
         click.echo(f"guard validated on {describe(rep['validated_cpu'])}; CPU artifact: {cpu_art['weights']} weights "
-                   f"({'the same on every CPU tier' if cpu_art['tier_proof'] else 'results may differ on other CPU tiers'}"
+                   f"({'cannot saturate on any CPU tier' if cpu_art['tier_proof'] else 'results may differ on other CPU tiers'}"
                    f"; its kernels vs the exact quantization arithmetic here: max |dlogit| {cpu_art['kernels_vs_exact']:.2g})")  # fmt: skip
     return 0
 
