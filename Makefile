@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fakedet-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo bench test-gpu test-triton test-browser clean
+.PHONY: venv test demo bench test-gpu test-triton test-browser clean test-arm64 test-avx2
 
 venv: $(STAMP)
 
@@ -44,6 +44,22 @@ test-browser: venv
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	FAKEDET_SCREENSHOT=$(abspath $(SCREENSHOT)) $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
+# INT8 on another CPU tier, emulated with qemu-user-static (Debian's): an AMD Zen 3 (AVX2, no
+# VNNI), whose INT8 kernels saturate with 8-bit weights: the tier check and the calibration
+# tests run there (the issue's failing ones; qemu-user shows the host's /proc/cpuinfo, so the
+# tests that read the CPU record stay native). Slow (TCG); not part of `make test`.
+AVX2_CPU ?= EPYC-Milan-v1
+AVX2_TESTS ?= tests/test_calibration_units.py tests/test_calibration_targets.py tests/test_calibration_pipeline.py::test_fallback_keeps_the_sensitive_layer_in_float_and_names_it
+test-avx2: venv
+	@command -v qemu-x86_64-static >/dev/null || (apt-get update -q && apt-get install -y -q qemu-user-static)
+	$(BIN)/python -m pytest -m slow tests/test_int8_cpu_tiers.py $(PYTEST_ARGS)
+	qemu-x86_64-static -cpu $(AVX2_CPU) $(BIN)/python -m pytest -p no:cacheprovider $(AVX2_TESTS) $(PYTEST_ARGS)
+
+# The runtime on linux/aarch64 (Jetson's CPU architecture): a Debian arm64 root through
+# qemu-user-static, cached in .arm64-root/ (needs root). Slow; not part of `make test`.
+test-arm64: venv
+	scripts/test_arm64.sh
+
 demo: venv
 	$(BIN)/python scripts/demo.py --out demo-out
 
@@ -52,3 +68,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .triton-env demo-out .pytest_cache
+	scripts/arm64_root.sh .arm64-root --remove

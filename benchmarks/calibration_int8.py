@@ -6,6 +6,12 @@ Measured in one run, on the same model, calibration images and held-out images:
                       CLI calls) for the default method and the other methods asked for
   ort-default         onnxruntime.quantization.quantize_static with everything as ORT ships it
                       (QDQ, uint8 activations, int8 per-tensor weights, MinMax)
+  fakedet-<m>-cpu-<form>  the CPU flavour's candidate weight forms (--cpu-forms), quantized from
+                      the default method's ranges with fakedet's placement, no fallback:
+                      u8s8 = 8-bit int8 weights (saturates ORT's kernels on x86 without VNNI),
+                      u8u8 = uint8 weights; the shipped form (7-bit int8) is fakedet-<m>-cpu
+Per INT8 model also: max |logit| of ORT's kernels here against the exact quantization
+arithmetic (the same model with graph optimizations off), and of that arithmetic against FP32.
 Throughput: one session per model with intra-op threads = CPU cores, batch 8, models
 interleaved repeat by repeat, median of repeats. Accuracy: AUC/AP on held-out images, AUC
 drop in points, decision agreement at the threshold and mean |dP| against FP32. The graph ORT
@@ -214,16 +220,12 @@ def throughput(paths: dict, batch: np.ndarray, repeats: int, iters: int) -> dict
 
 
 def machine_id() -> tuple[str, str, list[str]]:
-    from fakedet.calibration.cpu_speed import cpu_model
+    from fakedet.runtime.cpu_tier import cpu_record
 
-    cpu, flags = cpu_model(), []
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        flags = sorted(set(re.search(r"flags\s*:\s*(.+)", info).group(1).split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"})
-    except (OSError, AttributeError):
-        pass
+    rec = cpu_record()
+    cpu = rec["model"]
     slug = re.sub(r"[^a-z0-9]+", "-", re.sub(r"\(r\)|\(tm\)|cpu|processor|@.*", "", cpu.lower())).strip("-")
-    return f"{slug}-{os.cpu_count()}core", cpu, flags
+    return f"{slug}-{os.cpu_count()}core", cpu, rec["features"] + [f"tier {rec['tier']}"]
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -240,6 +242,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2, help="batches timed per repeat")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--machine", default=None)
+    ap.add_argument("--max-score-shift", type=float, default=0.05,
+                    help="calibrate's score-shift budget (1 = only the AUC budget engages the per-layer fallback)")
+    ap.add_argument("--cpu-forms", default="u8s8,u8u8", help="other CPU-flavour weight forms to measure (or '')")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
 
@@ -248,7 +253,8 @@ def main() -> None:
 
     from fakedet.calibration.dataset import load_set
     from fakedet.calibration.guard import logits_of, score_shift
-    from fakedet.calibration.pipeline import Options, calibrate
+    from fakedet.calibration.pipeline import CPU_WEIGHTS, Options, calibrate
+    from fakedet.calibration.qdq import quantize_qdq
     from fakedet.manifest import InputSpec, Manifest, OutputSpec, Preprocess
     from fakedet.package import ModelPackage, PackageWriter
     from fakedet.runtime.metrics import average_precision, roc_auc
@@ -279,7 +285,8 @@ def main() -> None:
             w.add_file(work / "r50.onnx", "model.onnx", "onnx-fp32")
         t0 = time.time()
         res = calibrate(pkg_path, Options(data=work / "calib", method=method, samples=args.calib,
-                                          eval_data=work / "heldout", max_auc_drop=0.005, progress=True))  # fmt: skip
+                                          eval_data=work / "heldout", max_auc_drop=0.005,
+                                          max_score_shift=args.max_score_shift, progress=True))  # fmt: skip
         seconds[f"fakedet-{method}"] = time.time() - t0
         reports[f"fakedet-{method}"] = res.report
         pkg = ModelPackage.open(pkg_path)
@@ -290,6 +297,16 @@ def main() -> None:
         reports[f"fakedet-{method}-cpu"] = {**res.report, "kept_float": cpu_rep["kept_float"], "guard": cpu_rep["guard"]}
         log(f"fakedet calibrate --method {method}: {seconds[f'fakedet-{method}']:.0f}s, "
             f"kept float: {res.report['kept_float'] or 'none'}")  # fmt: skip
+
+    form_weights = {"u8s8": "int8", "u8s8-7bit": "int8-7bit", "u8u8": "uint8"}
+    for form in [f for f in args.cpu_forms.split(",") if f]:
+        if form_weights[form] == CPU_WEIGHTS:
+            continue
+        name = f"fakedet-{methods[0]}-cpu-{form}"
+        t0 = time.time()
+        quantize_qdq(models["fp32"], reports[f"fakedet-{methods[0]}"]["ranges"], True, work / f"{name}.onnx",
+                     activations="uint8", weights=form_weights[form])  # fmt: skip
+        seconds[name], models[name] = time.time() - t0, work / f"{name}.onnx"
 
     calib = load_set(work / "calib", spec, args.calib, 0, False, "calibration", progress=False)
     calib_batches = list(calib.batches(BATCH))
@@ -313,6 +330,7 @@ def main() -> None:
     held = load_set(work / "heldout", spec, None, 0, True, "evaluation", progress=False)
     hb, labels = list(held.batches(BATCH)), held.labels
     logits = {k: logits_of(p, hb, manifest.output) for k, p in models.items()}
+    exact = {k: logits_of(p, hb, manifest.output, exact=True) for k, p in models.items() if k != "fp32"}
     graphs = {k: executed_graph(p, work) for k, p in models.items()}
     load_before = os.getloadavg()
     tput = throughput(models, np.stack(held.tensors[:BATCH]), args.repeats, args.iters)
@@ -341,13 +359,15 @@ def main() -> None:
             "mean_abs_dp_vs_fp32": shift["mean_abs_dp"],
             "logit_spread_ratio": shift["logit_spread_ratio"],
             "executed_int8_ops": int8_ops,
+            "max_abs_dlogit_kernels_vs_exact": float(np.abs(logits[k] - exact[k]).max()) if k in exact else 0.0,
+            "max_abs_dlogit_exact_vs_fp32": float(np.abs(exact[k] - logits["fp32"]).max()) if k in exact else 0.0,
             "executed_float_conv": g.get("Conv", 0) + g.get("FusedConv", 0),
             "executed_graph": g,
             "quantize_seconds": seconds.get(k),
             "kept_float": reports[k]["kept_float"] if k in reports else None,
             "size_mb": os.path.getsize(models[k]) / 1e6,
         })  # fmt: skip
-    others = [r for r in rows if r["model"].startswith("fakedet-") and not r["model"].endswith("-cpu")
+    others = [r for r in rows if r["model"].startswith("fakedet-") and "-cpu" not in r["model"]
               and r["model"] != f"fakedet-{methods[0]}"]  # fmt: skip
     best_other = min(others, key=lambda r: (r["auc_drop_points"], r["mean_abs_dp_vs_fp32"]))["model"] if others else None
     ours = next(r for r in rows if r["model"] == f"fakedet-{methods[0]}-cpu")  # what ort-cpu runs
@@ -406,6 +426,8 @@ def figure(path: Path, rows: list[dict], labels: np.ndarray, probs: dict, defaul
 
 
 def markdown(res: dict, args, methods: list[str], name: str) -> str:
+    from fakedet.calibration.pipeline import CPU_WEIGHTS
+
     d = res["detector"]
     la = res["load_average_1_5_15"]
     lines = [
@@ -426,22 +448,24 @@ def markdown(res: dict, args, methods: list[str], name: str) -> str:
         f"**{(res['best_other_method'] or '-').replace('fakedet-', '')}**; ort-default: `quantize_static(fp32, out, reader)` "
         f"with ORT's defaults (QDQ, uint8 activations, int8 per-tensor weights, MinMax) on the same calibration images",
         "",
-        "| model | img/s | ms/img | x FP32 | AUC | AP | AUC drop (points) | agreement | mean abs dP | INT8 ops / float Conv run by ORT | kept float |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| model | img/s | ms/img | x FP32 | AUC | AP | AUC drop (points) | agreement | mean abs dP | max abs dlogit kernels vs exact | max abs dlogit exact vs FP32 | INT8 ops / float Conv run by ORT | kept float |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]  # fmt: skip
     for r in res["rows"]:
         kept = ", ".join(r["kept_float"]) if r["kept_float"] else ("none" if r["kept_float"] is not None else "")
         lines.append(
             f"| {r['model']} | {r['img_per_s']:.1f} | {r['ms_per_img']:.1f} | {r['speedup_vs_fp32']:.2f} | {r['auc']:.4f} | "
             f"{r['ap']:.4f} | {r['auc_drop_points']:+.2f} | {r['decision_agreement']:.3f} | "
-            f"{r['mean_abs_dp_vs_fp32']:.4f} | {r['executed_int8_ops']} / {r['executed_float_conv']} | {kept} |"
+            f"{r['mean_abs_dp_vs_fp32']:.4f} | {r['max_abs_dlogit_kernels_vs_exact']:.4f} | "
+            f"{r['max_abs_dlogit_exact_vs_fp32']:.4f} | {r['executed_int8_ops']} / {r['executed_float_conv']} | {kept} |"
         )
     t = res["targets_default_method"]
     lines += [
         "",
         "Rows: `fakedet-<method>` = model.int8.onnx (TensorRT flavour: symmetric int8, zero-point 0); "
-        "`fakedet-<method>-cpu` = model.int8-cpu.onnx (ONNX Runtime CPU flavour: uint8 activations, same ranges), "
-        "the artifact `fakedet` runs on ort-cpu. In-calibration CPU check (cpu_speedup attr): "
+        "`fakedet-<method>-cpu` = model.int8-cpu.onnx (ONNX Runtime CPU flavour: uint8 activations, same ranges, "
+        f"{CPU_WEIGHTS} weights), the artifact `fakedet` runs on ort-cpu; `-cpu-u8s8` / `-cpu-u8u8`: the same with "
+        "8-bit int8 / uint8 weights (candidate forms, no fallback). In-calibration CPU check (cpu_speedup attr): "
         + "; ".join(f"{k}: {v['speedup']:.2f}x ({v['repeats']} repeats)" for k, v in res["calibrate_cpu_speed"].items() if v)
         + ".",
         "",
@@ -452,7 +476,7 @@ def markdown(res: dict, args, methods: list[str], name: str) -> str:
         "",
         f"Whole run {res['total_seconds'] / 60:.1f} min. Command: `.venv/bin/python benchmarks/calibration_int8.py "
         f"--methods {','.join(methods)} --bn {args.bn} --train {args.train} --calib {args.calib} "
-        f"--heldout {args.heldout} --repeats {args.repeats} --iters {args.iters}`",
+        f"--heldout {args.heldout} --repeats {args.repeats} --iters {args.iters} --max-score-shift {args.max_score_shift} --cpu-forms {args.cpu_forms or chr(39) * 2}`",
         f"Files: `{name}.json` (all rows, executed graphs, load averages), `{name}.png` (throughput, score shift).",
         "",
     ]

@@ -32,7 +32,8 @@ Examples:
 \b
 Adds to the package (atomically): model.int8.onnx (QDQ INT8 for TensorRT >= 8: symmetric
 int8, attrs target=tensorrt), model.int8-cpu.onnx (QDQ INT8 for ONNX Runtime on CPUs: uint8
-activations from the same ranges, target=ort-cpu, with the measured cpu_speedup),
+activations from the same ranges, 7-bit weights so that every CPU tier computes the same
+INT8, target=ort-cpu, with the measured cpu_speedup and the CPU the guard validated on),
 calibration.cache (TensorRT native cache for implicit INT8, TensorRT <= 10),
 calibration.json + calibration.png (ranges, data digest, accuracy guard, score shift).
 Data folders: 0_real/ and 1_fake/ (optionally under generator folders) or a CSV;
@@ -105,6 +106,13 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
     if sp:
         click.echo(f"CPU check (batch {sp['batch']}, {sp['measured_on']}): FP32 {sp['fp32_img_s']:.1f} img/s, "
                    f"model.int8-cpu.onnx {sp['int8_img_s']:.1f} img/s = {sp['speedup']:.2f}x")  # fmt: skip
+    cpu_art = next((a for a in rep["artifacts"].values() if a["target"] == "ort-cpu"), None)
+    if cpu_art and "tier_proof" in cpu_art:
+        from fakedet.runtime.cpu_tier import describe
+
+        click.echo(f"guard validated on {describe(rep['validated_cpu'])}; CPU artifact: {cpu_art['weights']} weights "
+                   f"({'cannot saturate on any CPU tier' if cpu_art['tier_proof'] else 'results may differ on other CPU tiers'}"
+                   f"; its kernels vs the exact quantization arithmetic here: max |dlogit| {cpu_art['kernels_vs_exact']:.2g})")  # fmt: skip
     return 0
 
 

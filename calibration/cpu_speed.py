@@ -9,18 +9,14 @@ import time
 
 import numpy as np
 
+from fakedet.runtime.cpu_tier import cpu_record
+
 from .guard import session
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    model = cpu_record()["model"]
+    return model if model != "unknown" else platform.machine() or "unknown CPU"
 
 
 def measure(fp32_model, int8_model, batch: np.ndarray, budget_s: float = 2.5, max_repeats: int = 5) -> dict:

@@ -18,20 +18,25 @@ from .surgery import keep_float, layer_groups
 log = logging.getLogger("fakedet.calibration")
 
 
-def session(model, threads: int | None = None):
-    """An ORT CPU session from a path or an in-memory ModelProto (`threads`: intra-op threads)."""
+def session(model, threads: int | None = None, exact: bool = False):
+    """An ORT CPU session from a path or an in-memory ModelProto (`threads`: intra-op threads).
+    `exact`: graph optimizations off, so a QDQ model runs as the exact quantization arithmetic
+    (Q/DQ as written, float ops between them) instead of ORT's fused INT8 kernels, whose
+    results differ by CPU tier (runtime/cpu_tier.py): what TensorRT's INT8 approximates."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if exact:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads is not None:
         so.intra_op_num_threads = threads
     src = model if isinstance(model, (str, bytes)) else (str(model) if hasattr(model, "__fspath__") else model.SerializeToString())
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def logits_of(model, batches, output: OutputSpec) -> np.ndarray:
-    sess = session(model)
+def logits_of(model, batches, output: OutputSpec, exact: bool = False) -> np.ndarray:
+    sess = session(model, exact=exact)
     name = sess.get_inputs()[0].name
     out = [fake_logits(sess.run(None, {name: b})[0], output) for b in batches]
     return np.concatenate(out) if out else np.zeros(0)
@@ -91,13 +96,14 @@ def compare(labels: np.ndarray | None, l32: np.ndarray, l8: np.ndarray, threshol
     return out
 
 
-def sensitivity(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output: OutputSpec, progress=True) -> list[dict]:
+def sensitivity(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output: OutputSpec, progress=True,
+                exact: bool = False) -> list[dict]:
     """Keep one layer group in float at a time; measure the logit error against FP32 (and AUC)."""
     groups = layer_groups(fp32_model)
     rows = []
     for grp in progress_bar(groups, progress, desc="layer sensitivity", unit="layer"):
         m = keep_float(qdq_model, fp32_model, grp.nodes)
-        l8 = logits_of(m, batches, output)
+        l8 = logits_of(m, batches, output, exact)
         row = {**grp.to_dict(), "logit_mse": float(np.mean((l8 - l32) ** 2))}
         if labels is not None and np.unique(labels).size == 2:
             row["auc"] = roc_auc(labels, sigmoid(l8))
@@ -131,6 +137,7 @@ def fallback(
     progress: bool = True,
     sensitivity_images: int | None = 32,
     max_score_shift: float | None = None,
+    exact: bool = False,
 ):
     """Greedy mixed precision. Returns (model, result dict, that model's logits on `batches`).
     The ranking (one INT8 run per layer group) uses up to `sensitivity_images` held-out
@@ -138,7 +145,8 @@ def fallback(
     estimate well; every greedy step is then judged on the whole held-out set. It engages
     when either budget is exceeded; `passed` is the AUC verdict, `shift_passed` the
     score-shift one. When the shift budget cannot be met, the model kept is the first step
-    that meets the AUC budget (no layer is left in float for a shift it does not cure)."""
+    that meets the AUC budget (no layer is left in float for a shift it does not cure).
+    `exact`: judge the exact quantization arithmetic instead of this CPU's INT8 kernels."""
 
     def auc_ok(r):
         return r["auc_drop"] <= max_auc_drop
@@ -146,7 +154,7 @@ def fallback(
     def shift_ok(r):
         return max_score_shift is None or r["shift"]["mean_abs_dp"] <= max_score_shift
 
-    l8 = logits_of(qdq_model, batches, output)
+    l8 = logits_of(qdq_model, batches, output, exact)
     first = compare(labels, l32, l8, threshold)
     result = {"initial": first, "max_auc_drop": max_auc_drop, "max_score_shift": max_score_shift,
               "kept_float": [], "sensitivity": [], "steps": []}  # fmt: skip
@@ -158,7 +166,7 @@ def fallback(
         first["auc_drop"], max_auc_drop, first["shift"]["mean_abs_dp"], max_score_shift,
     )  # fmt: skip
     sub, l32_sub, labels_sub = spread_subset(batches, l32, labels, sensitivity_images)
-    ranking = sensitivity(qdq_model, fp32_model, sub, l32_sub, labels_sub, output, progress)
+    ranking = sensitivity(qdq_model, fp32_model, sub, l32_sub, labels_sub, output, progress, exact)
     result["sensitivity"] = ranking
     result["sensitivity_images"] = int(l32_sub.size)
     kept: list[dict] = []
@@ -166,7 +174,7 @@ def fallback(
     for row in ranking[:max_float_groups]:
         kept.append(row)
         model = keep_float(qdq_model, fp32_model, [n for r in kept for n in r["nodes"]])
-        l8 = logits_of(model, batches, output)
+        l8 = logits_of(model, batches, output, exact)
         final = compare(labels, l32, l8, threshold)
         tried.append((list(kept), model, final, l8))
         result["steps"].append({"kept_float": [r["name"] for r in kept], "auc_drop": final["auc_drop"],

@@ -1,7 +1,7 @@
 """`fakedet calibrate` as a function: calibration set -> ranges -> two QDQ INT8 models from
-the same ranges (TensorRT: symmetric int8; ONNX Runtime CPU: uint8 activations) + TensorRT
-cache -> accuracy guard (with mixed-precision fallback) on each -> CPU speed check ->
-artifacts added to the package atomically.
+the same ranges (TensorRT: symmetric int8; ONNX Runtime CPU: uint8 activations, 7-bit
+weights) + TensorRT cache -> accuracy guard (with mixed-precision fallback) on each -> CPU
+speed check and the CPU the guard validated on -> artifacts added to the package atomically.
 
 Everything is keyed: ranges by model hash + input spec + data digest + method (+ its
 parameters, samples, seed); the whole result additionally by per-channel, the eval data,
@@ -23,6 +23,8 @@ from fakedet.onnx_graph import name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 from fakedet.tempdirs import owned_tempdir
 
+from fakedet.runtime.cpu_tier import TIER_PROOF_WEIGHTS, cpu_record, kernel_vs_exact
+
 from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
@@ -37,8 +39,15 @@ log = logging.getLogger("fakedet.calibration")
 
 INT8_FILE = "model.int8.onnx"
 INT8_CPU_FILE = "model.int8-cpu.onnx"
-# (target attr, file, activation type): the TensorRT one first (older readers take the first QDQ)
-TARGETS = (("tensorrt", INT8_FILE, "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8"))
+# The CPU flavour's weights: 7-bit (ORT's reduce_range), so ONNX Runtime's u8 x s8 kernels
+# cannot saturate on x86 without VNNI and compute the exact quantization arithmetic on every
+# tier; chosen over 8-bit and uint8 weights by benchmarks/calibration_int8.py (accuracy and
+# speed per form) and benchmarks/int8_cpu_tiers.py (kernels vs exact arithmetic per tier).
+CPU_WEIGHTS = "int8-7bit"
+# (target attr, file, activation type, weight form): the TensorRT one first (older readers
+# take the first QDQ). TensorRT's is guarded on the exact quantization arithmetic (it does not
+# run ORT's CPU kernels); the CPU one on ORT's kernels here, which for it equal that arithmetic.
+TARGETS = (("tensorrt", INT8_FILE, "int8", "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8", CPU_WEIGHTS))
 CACHE_FILE = "calibration.cache"
 REPORT_FILE = "calibration.json"
 FIGURE_FILE = "calibration.png"
@@ -226,24 +235,28 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             labels, fig_labels = None, (lab if set(np.unique(lab)) == {0, 1} else None)
         l32 = logits_of(named_path, batches, manifest.output)
         built: dict[str, dict] = {}
-        for target, file, act in TARGETS:
+        for target, file, act, weights in TARGETS:
             # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
             qdq = quantize_qdq(named_path, {**dict.fromkeys(no_range, 1.0), **amax}, opts.per_channel,
-                               work / f"qdq-{target}.onnx", activations=act)  # fmt: skip
+                               work / f"qdq-{target}.onnx", activations=act, weights=weights)  # fmt: skip
             strip_qdq_on(qdq, no_range)
+            exact = target == "tensorrt"
             if eval_set is not None:
                 model, guard, l8 = fallback(
                     qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-                    opts.progress, opts.sensitivity_images, opts.max_score_shift,
+                    opts.progress, opts.sensitivity_images, opts.max_score_shift, exact=exact,
                 )
                 if opts.sensitivity and not guard["sensitivity"]:
-                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
+                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress,
+                                                       exact)  # fmt: skip
             else:
-                model, l8 = qdq, logits_of(qdq, batches, manifest.output)
+                model, l8 = qdq, logits_of(qdq, batches, manifest.output, exact)
                 guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,
                          "fidelity_on_calibration_set": compare(fig_labels, l32, l8, thr)}  # fmt: skip
             # l8: the final model's logits on `batches` (the TensorRT one's go in the figure)
-            built[target] = {"file": file, "activations": act, "model": model, "guard": guard, "l8": l8}
+            guard["arithmetic"] = "exact quantization arithmetic" if exact else "onnxruntime CPU kernels"
+            built[target] = {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard,
+                             "l8": l8}  # fmt: skip
         for target, b in built.items():
             g = b["guard"]
             if g.get("passed") is False:
@@ -269,6 +282,11 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         speed = None
         if opts.cpu_bench_seconds > 0:
             speed = cpu_speed.measure(named, cpu["model"], batches[0], opts.cpu_bench_seconds)
+        # the CPU the guard validated on, and how far its kernels stray from the exact arithmetic
+        validated_cpu = cpu_record()
+        cpu_bytes = cpu["model"].SerializeToString()
+        cpu["kernels_vs_exact"] = max(kernel_vs_exact(cpu_bytes, b) for b in batches[:4])
+        cpu["tier_proof"] = cpu["weights"] in TIER_PROOF_WEIGHTS
 
         # ---- artifacts -------------------------------------------------------------
         float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
@@ -302,7 +320,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "activations": (f"{INT8_FILE} (tensorrt): int8 symmetric, zero-point 0; {INT8_CPU_FILE} (ort-cpu): "
                                 "uint8 asymmetric, zero-point 0 on tensors non-negative by construction (ReLU "
                                 "outputs), 128 elsewhere; both from the same ranges"),
-                "weights": f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}",
+                "weights": (f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}; {INT8_CPU_FILE}: "
+                            f"{CPU_WEIGHTS} (cannot saturate ONNX Runtime's u8 x s8 kernels on x86 without VNNI)"),
                 "placement": (
                     "inputs and outputs of convs, relus, adds, pools (a conv output read only by a relu takes "
                     "the relu's range); one Q/DQ pair per consumer; none on the model's outputs"
@@ -321,6 +340,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 b["file"]: {
                     "target": t,
                     "activations": b["activations"],
+                    "weights": b["weights"],
+                    **{k: b[k] for k in ("tier_proof", "kernels_vs_exact") if k in b},
                     "guard": b["guard"],
                     "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
                 }
@@ -328,6 +349,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             },
             "cpu_speed": speed,
             "range_notes": range_notes,  # tensors kept in float for want of a range, min-max fallbacks
+            "validated_cpu": validated_cpu,
             "ranges": amax,
         }
         out_manifest = base.manifest.copy() if base is not None else manifest.copy()
@@ -338,10 +360,13 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 embed_manifest(b["model"], out_manifest, "onnx-int8-qdq")
                 onnx.save(b["model"], str(w.staged_path(b["file"])))
                 extra = {}
+                if target == "ort-cpu":
+                    extra = {"validated_cpu": validated_cpu, "tier_proof": b["tier_proof"],
+                             "kernels_vs_exact": round(b["kernels_vs_exact"], 6)}  # fmt: skip
                 if target == "ort-cpu" and speed is not None:
-                    extra = {"cpu_speedup": round(speed["speedup"], 3), "cpu_speedup_measured_on": speed["measured_on"]}
+                    extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
                 w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],
-                           kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
+                           weights=b["weights"], kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
             w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
             w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
                        calibrator=opts.trt_calibrator)  # fmt: skip

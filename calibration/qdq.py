@@ -24,7 +24,12 @@ zero-point at the type minimum ORT folds every ReLU into the quantizer and fuses
 backbone into QLinearConv/QLinearAdd; symmetric int8 (TensorRT's form) cannot allow that.
 There ORT's quantizer already drops those ReLUs, so a residual Add's output feeds the next
 blocks directly: it must carry ONE Q (shared by several DQs) or ORT leaves the Add in float
-(15 of 16 in a ResNet-50), hence no dedicated Q/DQ pairs in this flavour."""
+(15 of 16 in a ResNet-50), hence no dedicated Q/DQ pairs in this flavour.
+
+The CPU flavour's weights are 7-bit ([-64, 64], ORT's reduce_range): on x86 without VNNI
+ORT's u8 x s8 kernels (vpmaddubsw) saturate with 8-bit weights, so the artifact's accuracy
+would depend on the CPU tier; with 7-bit weights the kernels compute the exact quantization
+arithmetic on every tier (benchmarks/int8_cpu_tiers.py, benchmarks/calibration_int8.py)."""
 
 from __future__ import annotations
 
@@ -56,6 +61,11 @@ def _quiet_ort_logging():
 
 
 ACTIVATIONS = ("int8", "uint8")
+# Weight forms. On x86 without VNNI, ONNX Runtime's fused u8 x s8 kernels multiply with
+# vpmaddubsw, whose int16 pair sums saturate (255*127*2 > 32767): the result then depends on
+# the CPU's instruction tier. 7-bit weights ([-64, 64], ORT's reduce_range) cannot saturate
+# (255*64*2 = 32640); uint8 weights take the u8u8 kernels, exact on every tier but slower.
+WEIGHTS = ("int8", "int8-7bit", "uint8")
 NONNEG_PRODUCERS = {"Relu"}
 NONNEG_IF_INPUTS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape",
                     "Transpose", "Squeeze", "Unsqueeze", "Identity", "Add", "Concat", "Resize", "Slice"}  # fmt: skip
@@ -75,13 +85,23 @@ def nonnegative_tensors(model) -> set[str]:
 
 
 def quantize_qdq(
-    fp32_path: str | Path, amax: dict[str, float], per_channel: bool, out_path: str | Path, activations: str = "int8"
+    fp32_path: str | Path,
+    amax: dict[str, float],
+    per_channel: bool,
+    out_path: str | Path,
+    activations: str = "int8",
+    weights: str | None = None,
 ):
     """Write the QDQ model for `fp32_path` using the activation ranges `amax`: symmetric
-    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU). Returns it
-    (the ModelProto saved to `out_path`)."""
+    int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU), and symmetric
+    `weights` (one of WEIGHTS; default int8 for TensorRT, int8-7bit with uint8 activations,
+    the tier-proof CPU form). Returns it (the ModelProto saved to `out_path`)."""
+    if weights is None:
+        weights = "int8-7bit" if activations == "uint8" else "int8"
     if activations not in ACTIVATIONS:
         raise ValueError(f"unknown activation type '{activations}' (known: {', '.join(ACTIVATIONS)})")
+    if weights not in WEIGHTS:
+        raise ValueError(f"unknown weight form '{weights}' (known: {', '.join(WEIGHTS)})")
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
@@ -117,7 +137,8 @@ def quantize_qdq(
                 op_types_to_quantize=QUANTIZED_OPS,
                 per_channel=per_channel,
                 activation_type=qtype,
-                weight_type=QuantType.QInt8,
+                weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
+                reduce_range=weights == "int8-7bit",
                 extra_options={
                     "ActivationSymmetric": activations == "int8",
                     "WeightSymmetric": True,

@@ -12,6 +12,7 @@ probing the machine.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from fakedet.errors import BackendError, BackendUnavailable
@@ -19,6 +20,9 @@ from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
 from .backends import registry
+from .cpu_tier import describe, int8_cpu_verdict
+
+log = logging.getLogger("fakedet.runtime")
 
 BACKENDS = registry.artifact_backends()  # chosen here from the package's artifacts
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -89,12 +93,14 @@ def choose(
     *,
     providers=None,
     trt_env=None,
+    cpu: dict | None = None,
     **hints,
 ) -> Choice:
     """Pick backend and artifact. Explicit choices are honoured or refused with the
     reason and what would make the package runnable; `auto` takes the fastest that can
-    run here. `providers` / `trt_env` override the probes (tests, `fakedet info`).
-    `hints` go to a plugin backend's own choice (torch: checkpoint=DIR)."""
+    run here. `providers` / `trt_env` / `cpu` (a cpu_tier.cpu_record()) override the
+    probes (tests, `fakedet info`). `hints` go to a plugin backend's own choice
+    (torch: checkpoint=DIR)."""
     from . import tensorrt_support
 
     extra = registry.other_backends()
@@ -166,8 +172,20 @@ def choose(
         cpu_order = ["fp32", "int8", "fp16"]
         considered.append(f"ort-cpu int8: ran at {speedup:.2f}x FP32's throughput when calibrated "
                           f"({int8.attrs.get('cpu_speedup_measured_on', 'the calibrating CPU')}); FP32 first")
+    # INT8 kernels differ by CPU tier: the guard's figures hold here only if the artifact is
+    # tier-proof or was validated on this tier (cpu_tier.int8_cpu_verdict)
+    tier_ok, tier_why = True, ""
+    if int8 is not None and "int8" in (want or cpu_order):
+        tier_ok, tier_why = int8_cpu_verdict(int8.attrs, cpu)
+    if not tier_ok and want is None:
+        cpu_order = ["fp32", "int8", "fp16"]
+        considered.append(f"ort-cpu int8 '{int8.file}': {tier_why}; FP32 first (--precision int8 runs it anyway)")
     c, why_not = ort_choice("ort-cpu", want or cpu_order, "CPU execution with ONNX Runtime")
     if c:
+        if c.precision == "int8" and tier_why:
+            c.reason += f" ({tier_why})"
+            if not tier_ok:
+                log.warning("fakedet: INT8 on a CPU tier its accuracy guard did not validate: %s", tier_why)
         return c
     if backend == "ort-cpu":
         refuse("ort-cpu", why_not)
@@ -176,11 +194,13 @@ def choose(
     )
 
 
-def explain(pkg: ModelPackage, providers=None, trt_env=None) -> list[str]:
+def explain(pkg: ModelPackage, providers=None, trt_env=None, cpu: dict | None = None) -> list[str]:
     """Lines for `fakedet info`: this machine, each plan's verdict, what auto runs and why."""
+    from .cpu_tier import cpu_record
     from .tensorrt_support import detect_environment, plan_runs_here
 
     env = trt_env if trt_env is not None else detect_environment()
+    cpu = cpu or cpu_record()
     lines = []
     if env.usable:
         lines.append(
@@ -194,8 +214,14 @@ def explain(pkg: ModelPackage, providers=None, trt_env=None) -> list[str]:
         good, why = plan_runs_here(p.attrs, env)
         lines.append(f"plan {p.file} [{p.attrs.get('precision', '?')}, TensorRT {p.attrs.get('trt_version', '?')}, "
                      f"sm {p.attrs.get('compute_capability', '?')}]: {'runs here' if good else 'refused'}: {why}")
+    lines.append(f"this CPU: {describe(cpu)}")
+    for a in pkg.manifest.artifacts_of("onnx-int8-qdq"):
+        if a.int8_target == "ort-cpu":
+            ok, why = int8_cpu_verdict(a.attrs, cpu)
+            lines.append(f"INT8 CPU artifact {a.file} [{a.attrs.get('weights', '8-bit')} weights]: "
+                         f"{'accuracy guard holds here' if ok else 'NOT validated for this CPU'}: {why}")
     try:
-        c = choose(pkg, "auto", "auto", trt_env=env, providers=providers)
+        c = choose(pkg, "auto", "auto", trt_env=env, providers=providers, cpu=cpu)
         lines.append(f"auto selects {c.backend} / {c.precision} / {c.artifact.file}: {c.reason}")
         lines.extend(f"  not chosen: {line}" for line in c.considered)
     except Exception as e:  # BackendUnavailable: say it, do not fail `info`

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
+from fakedet.calibration.guard import session
 from fakedet.calibration.pipeline import GuardFailed, Options, calibrate
 from fakedet.export import trt_rules
 from fakedet.runtime.selection import choose, onnx_for
@@ -28,11 +29,18 @@ def zero_points(path) -> dict[str, np.ndarray]:
     return {n.input[0]: inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear"}
 
 
-def run(path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def run(path, x: np.ndarray, exact: bool = False) -> np.ndarray:
+    """ORT's CPU kernels on the model, or (`exact`) the exact quantization arithmetic."""
+    s = session(path, exact=exact)
     return s.run(None, {s.get_inputs()[0].name: x})[0].ravel()
+
+
+def weight_ints(path) -> list[np.ndarray]:
+    """The 8-bit quantized weight initializers of a QDQ model (biases are int32)."""
+    m = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    dq = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    return [w for w in dq if w.dtype != np.int32]
 
 
 def test_cpu_artifact_has_uint8_activations_tracks_fp32_and_is_picked_per_target(setup):
@@ -63,13 +71,21 @@ def test_cpu_artifact_has_uint8_activations_tracks_fp32_and_is_picked_per_target
     assert rep["artifacts"]["model.int8-cpu.onnx"]["activations"] == "uint8"
     assert "cpu_speed" in rep and rep["cpu_speed"]["speedup"] == pytest.approx(cpu.attrs["cpu_speedup"], abs=1e-3)
 
-    # outputs track FP32 (ORT on each model, held-out-like inputs)
+    # 7-bit weights: ORT's u8 x s8 kernels cannot saturate, so on every CPU tier they compute
+    # the exact quantization arithmetic, and that tracks FP32 (held-out-like inputs)
+    assert cpu.attrs["weights"] == "int8-7bit" and cpu.attrs["tier_proof"] is True
+    assert all(w.dtype == np.int8 and np.abs(w.astype(int)).max() <= 64 for w in weight_ints(pkg.root / cpu.file))
+    assert max(np.abs(w.astype(int)).max() for w in weight_ints(pkg.root / trt.file)) > 64  # TensorRT keeps 8 bits
+    assert set(cpu.attrs["validated_cpu"]) >= {"vendor", "model", "arch", "features", "tier"}
+    assert rep["validated_cpu"] == cpu.attrs["validated_cpu"] and cpu.attrs["kernels_vs_exact"] < 0.02
     rng = np.random.default_rng(0)
     x = np.clip(rng.normal(0.45, 0.15, (16, 3, 16, 16)), 0, 0.97).astype(np.float32)
     l32 = run(pkg.root / "model.onnx", x)
-    l8 = run(pkg.root / cpu.file, x)
-    assert np.corrcoef(l32, l8)[0, 1] > 0.97
-    assert np.abs(l8 - l32).max() < 0.05  # logits; |dP| is below a quarter of that
+    l8, exact = run(pkg.root / cpu.file, x), run(pkg.root / cpu.file, x, exact=True)
+    assert np.abs(l8 - exact).max() < 0.02  # fused requantization rounds once where the graph rounds twice
+    assert np.corrcoef(l32, exact)[0, 1] > 0.97
+    assert np.abs(exact - l32).max() < 0.05  # logits; |dP| is below a quarter of that
+    assert np.abs(l8 - l32).max() < 0.07
     g = rep["artifacts"]["model.int8-cpu.onnx"]["guard"]
     assert g["final"]["shift"]["mean_abs_dp"] <= 0.05 and g["passed"]
 
@@ -161,5 +177,5 @@ def test_uint8_flavour_zero_points_from_the_same_ranges(tmp_path):
     zp8 = zero_points(tmp_path / "s8.onnx")
     assert all(z.dtype == np.int8 and int(z) == 0 for z in zp8.values())
     x = np.random.default_rng(0).uniform(0, 0.9, (4, 3, 16, 16)).astype(np.float32)  # inside the ranges
-    l32, l8 = run(tmp_path / "net.onnx", x), run(tmp_path / "u8.onnx", x)
+    l32, l8 = run(tmp_path / "net.onnx", x), run(tmp_path / "u8.onnx", x, exact=True)
     assert np.abs(l8 - l32).max() < 0.03

@@ -14,6 +14,9 @@ NO_TRT = TrtEnvironment(why_absent=["TensorRT is not installed here"])
 CPU = {"CPUExecutionProvider"}
 CUDA = {"CUDAExecutionProvider", "CPUExecutionProvider"}
 TRT_EP = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
+# these packages' INT8 has 8-bit weights and no CPU record: INT8 goes first only on a CPU whose
+# kernels are exact for it (VNNI); tests/test_int8_cpu_tiers.py covers the other tiers
+VNNI = {"vendor": "test", "model": "VNNI CPU", "arch": "x86_64", "features": ["avx512_vnni"], "tier": "x86_64-avx512-vnni"}
 
 
 @pytest.fixture
@@ -30,7 +33,7 @@ def test_auto_order_follows_providers(pkg_int8):
     c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CUDA)
     assert (c.backend, c.precision) == ("ort-cuda", "fp32")  # CUDA EP: fp16 then fp32; INT8 QDQ is a CPU/TRT win
     assert any("no TensorrtExecutionProvider" in line for line in c.considered)
-    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CPU)
+    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CPU, cpu=VNNI)
     assert (c.backend, c.precision) == ("ort-cpu", "int8")
     assert any("no CUDAExecutionProvider" in line for line in c.considered)
 
@@ -51,7 +54,7 @@ def test_cpu_prefers_fp32_when_calibration_measured_int8_slower(pkg_int8):
         with PackageWriter(pkg_int8.root, m, base=pkg_int8):
             pass
         pkg = ModelPackage.open(pkg_int8.root)
-        c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU)
+        c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU, cpu=VNNI)
         assert c.precision == first
         assert any("0.60x FP32" in line for line in c.considered) == (first == "fp32")
         assert choose(pkg, "ort-cpu", "int8", trt_env=NO_TRT, providers=CPU).precision == "int8"  # asked: honoured
@@ -143,7 +146,7 @@ def test_int8_flavour_follows_the_route(pkg_int8, tmp_path):
     assert onnx_for(pkg, "int8", target="ort-cpu").file == "model.int8-cpu.onnx"
     assert onnx_for(pkg, "int8", target="tensorrt").file == "model.int8.onnx"
     assert onnx_for(pkg, "int8", target="ort-trt").file == "model.int8.onnx"
-    c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU)  # 3.1x on the CPU flavour: int8 first
+    c = choose(pkg, "auto", trt_env=NO_TRT, providers=CPU, cpu=VNNI)  # 3.1x on the CPU flavour: int8 first
     assert (c.backend, c.artifact.file) == ("ort-cpu", "model.int8-cpu.onnx")
     assert choose(pkg, "auto", trt_env=NO_TRT, providers=TRT_EP).artifact.file == "model.int8.onnx"
 
