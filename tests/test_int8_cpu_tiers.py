@@ -77,7 +77,7 @@ def _with_cpu_attrs(pkg_dir: Path, **attrs) -> ModelPackage:
 
 
 def test_runtime_says_when_an_int8_artifact_runs_on_a_tier_the_guard_did_not_validate(tiny_package, tmp_path, caplog):
-    from test_bench_helpers import add_artifacts
+    from package_helpers import add_artifacts
 
     pkg_dir, _ = tiny_package
     add_artifacts(pkg_dir, int8=True, tmp=tmp_path)
