@@ -9,7 +9,8 @@ import logging
 import numpy as np
 
 from fakedet.manifest import OutputSpec
-from fakedet.runtime.metrics import accuracy_at, average_precision, roc_auc
+from fakedet.runtime.metrics import accuracy_at, average_precision, expected_calibration_error, roc_auc
+from fakedet.runtime.ort_session import cpu_session
 from fakedet.runtime.scoring import fake_logits, sigmoid
 
 from .dataset import progress_bar
@@ -23,16 +24,7 @@ def session(model, threads: int | None = None, exact: bool = False):
     `exact`: graph optimizations off, so a QDQ model runs as the exact quantization arithmetic
     (Q/DQ as written, float ops between them) instead of ORT's fused INT8 kernels, whose
     results differ by CPU tier (runtime/cpu_tier.py): what TensorRT's INT8 approximates."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if exact:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if threads is not None:
-        so.intra_op_num_threads = threads
-    src = model if isinstance(model, (str, bytes)) else (str(model) if hasattr(model, "__fspath__") else model.SerializeToString())
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    return cpu_session(model, threads=threads, optimization="none" if exact else "all")
 
 
 def logits_of(model, batches, output: OutputSpec, exact: bool = False) -> np.ndarray:
@@ -40,27 +32,6 @@ def logits_of(model, batches, output: OutputSpec, exact: bool = False) -> np.nda
     name = sess.get_inputs()[0].name
     out = [fake_logits(sess.run(None, {name: b})[0], output) for b in batches]
     return np.concatenate(out) if out else np.zeros(0)
-
-
-def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[tuple]:
-    """(mean confidence, fraction positive, share of images) per non-empty equal-width
-    probability bin, in bin order."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        sel = idx == b
-        if sel.any():
-            out.append((probs[sel].mean(), labels[sel].mean(), sel.mean()))
-    return out
-
-
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
-    """Mean |accuracy - confidence| over equal-width probability bins, weighted by bin size."""
-    err = 0.0
-    for conf, acc, weight in reliability_bins(labels, probs, bins):
-        err += weight * abs(acc - conf)
-    return float(err)
 
 
 def score_shift(l32: np.ndarray, l8: np.ndarray, threshold: float) -> dict:

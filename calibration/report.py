@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from fakedet.atomic import atomic_output
+from fakedet.runtime.metrics import reliability_bins
 from fakedet.runtime.scoring import sigmoid
-
-from .guard import reliability_bins
 
 
 def _reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10):

@@ -120,13 +120,9 @@ def onnx_logits(onnx_model: str | Path | bytes, inputs: ParityInputs,
                 disabled_optimizers: list[str] | tuple = ()) -> dict[str, dict[int, np.ndarray]]:
     """Run the ONNX file on ONNX Runtime's CPU provider with its default (full) graph
     optimisations, as the runtime does (fails loudly if a kernel is missing)."""
-    import onnxruntime as ort
+    from fakedet.runtime.ort_session import cpu_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    src = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=list(disabled_optimizers) or None)
+    sess = cpu_session(onnx_model, disabled_optimizers=disabled_optimizers)
     name = sess.get_inputs()[0].name
     out: dict[str, dict[int, np.ndarray]] = {}
     for kind, batches in (("random", inputs.random), ("real", inputs.real)):

@@ -125,17 +125,11 @@ def kernel_vs_exact(model: str | bytes, x: np.ndarray, threads: int | None = Non
     optimizations) and the exact quantization arithmetic (optimizations off: every
     QuantizeLinear/DequantizeLinear evaluated as written, the ops between them in float).
     `model`: a path or the serialized model."""
-    import onnxruntime as ort
+    from .ort_session import cpu_session
 
     outs = []
-    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = level
-        if threads is not None:
-            so.intra_op_num_threads = threads
-        src = model if isinstance(model, bytes) else str(model)
-        s = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    for level in ("all", "none"):
+        s = cpu_session(model, threads=threads, optimization=level)
         outs.append(np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0], np.float64))
     return float(np.abs(outs[0] - outs[1]).max())
 

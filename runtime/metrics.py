@@ -93,6 +93,28 @@ def threshold_for_fpr(labels, scores, target_fpr: float) -> float:
     return float(thr[ok[-1]])
 
 
+# ---- calibration of probabilities -------------------------------------------
+def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> list[tuple]:
+    """(mean confidence, fraction positive, share of images) per non-empty equal-width
+    probability bin, in bin order."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            out.append((probs[sel].mean(), labels[sel].mean(), sel.mean()))
+    return out
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width probability bins, weighted by bin size."""
+    err = 0.0
+    for conf, acc, weight in reliability_bins(labels, probs, bins):
+        err += weight * abs(acc - conf)
+    return float(err)
+
+
 # ---- during training: any logits, one class possibly missing -----------------
 def _one_class(y: np.ndarray) -> bool:
     return not (y.any() and not y.all())

@@ -101,3 +101,17 @@ def test_runtime_metrics_does_not_import_torch_or_sklearn():
 
     code = "import sys, fakedet.runtime.metrics; assert not {'torch','sklearn'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_expected_calibration_error_against_per_image_binning():
+    from fakedet.runtime.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(3)
+    probs = rng.uniform(0, 1, 500)
+    labels = (rng.uniform(0, 1, 500) < probs ** 2).astype(float)  # over-confident on fakes
+    bins = {}
+    for p, y in zip(probs, labels):
+        bins.setdefault(min(int(p * 10), 9), []).append((p, y))
+    want = sum(len(v) / len(probs) * abs(np.mean([y for _, y in v]) - np.mean([p for p, _ in v])) for v in bins.values())
+    assert expected_calibration_error(labels, probs) == pytest.approx(want, abs=1e-12)
+    assert expected_calibration_error(np.ones(4), np.ones(4)) == 0.0  # confident and right

@@ -17,6 +17,7 @@ import numpy as np
 from fakedet.errors import BackendUnavailable, PackageError, first_line
 
 
+from ..ort_session import session_options
 from .base import Backend, TensorSpec
 
 PROVIDERS = {
@@ -104,19 +105,8 @@ class OnnxRuntimeBackend(Backend):
         return path, opts
 
     def session_options(self):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if self.options.get("threads"):
-            so.intra_op_num_threads = int(self.options["threads"])
-        if self.options.get("inter_threads"):
-            so.inter_op_num_threads = int(self.options["inter_threads"])
-            so.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-        if self.options.get("spin") is False:
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
-        return so
+        o = self.options
+        return session_options(threads=o.get("threads"), inter_threads=o.get("inter_threads"), spin=o.get("spin"))
 
     def _open(self) -> None:
         import onnxruntime as ort
