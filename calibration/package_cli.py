@@ -42,7 +42,7 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> i
     bare .onnx file is self-describing too. Written atomically: OUTPUT is whole or absent.
     """
     proto, manifest, notes = wrap_onnx(model, spec_path, name=name, threshold=threshold, kind=kind,
-                                       provenance={"source": "fakedet package"})
+                                       provenance={"source": "fakedet package", "source_onnx": model.name})
     for note in notes:
         click.echo(f"note: {note}", err=True)
     with PackageWriter(out, manifest) as w:

@@ -112,8 +112,9 @@ def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: 
 
         if source.suffix.lower() != ".onnx" or not source.is_file():
             raise PackageError(source, "--input-spec wraps a bare .onnx file; this is not one")
-        model, manifest, notes = wrap_onnx(source, input_spec,
-                                           provenance={"wrapped_by": "fakedet calibrate --input-spec"})
+        model, manifest, notes = wrap_onnx(
+            source, input_spec, architecture="unknown",
+            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"})
         for note in notes:
             log.warning("note: %s", note)
         fp32 = work / FP32_FILE

@@ -62,10 +62,11 @@ def reconcile_io(model, manifest: Manifest, path: Path) -> list[str]:
     return notes
 
 
-def wrap_onnx(model_path: Path, spec_path: Path, *, name: str | None = None, threshold: float | None = None,
-              kind: str = "onnx-fp32", provenance: dict | None = None):
+def wrap_onnx(model_path: Path, spec_path: Path, *, provenance: dict, name: str | None = None,
+              threshold: float | None = None, kind: str = "onnx-fp32", architecture: str = "external-onnx"):
     """Load `model_path`, describe it with the spec file, reconcile the spec's tensor names
-    with the graph's and embed the manifest. Returns (onnx proto, manifest, notes)."""
+    with the graph's and embed the manifest. `architecture` is used where the spec names
+    none. Returns (onnx proto, manifest, notes)."""
     try:
         import onnx
     except ImportError:
@@ -73,11 +74,11 @@ def wrap_onnx(model_path: Path, spec_path: Path, *, name: str | None = None, thr
     spec = load_spec_file(spec_path)
     manifest = Manifest(
         name=name or spec.name or model_path.stem,
-        architecture=spec.architecture or "external-onnx",
+        architecture=spec.architecture or architecture,
         input=spec.input,
         output=spec.output,
         threshold=spec.threshold,
-        provenance={"source_onnx": model_path.name, **(provenance or {})},
+        provenance=provenance,
     )
     if threshold is not None:
         manifest.threshold.value = threshold
