@@ -149,7 +149,7 @@ def make_fp16(fp32: Path, dest: Path) -> Path | None:
 
 # ---- TensorRT plans ----------------------------------------------------------------
 def parse_plan_batch(text: str) -> tuple[int, int, int]:
-    from fakedet.export.trt_rules import parse_range
+    from fakedet.export.tensorrt_rules import parse_range
 
     return parse_range(text, "--plan-batch")
 
@@ -198,7 +198,7 @@ def run_fakedet(argv: list[str]) -> tuple[int, str]:
 
 
 def timing_cache_path(work: Path) -> Path:
-    from fakedet.export.trt_rules import TrtVersion, default_timing_cache
+    from fakedet.export.tensorrt_rules import TrtVersion, default_timing_cache
     from fakedet.runtime.tensorrt_support import detect_environment
 
     env = detect_environment()

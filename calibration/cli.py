@@ -10,7 +10,7 @@ import click
 from fakedet.runtime.tensorrt_version import cache_tag_number
 
 from .ranges import METHODS
-from .trt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
+from .tensorrt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
 
 
 def _trt_version(ctx, param, value):

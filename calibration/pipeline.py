@@ -32,7 +32,7 @@ from .guard import compare, fallback, logits_of, sensitivity
 from .qdq import quantize_qdq
 from .report import score_figure
 from .surgery import strip_qdq_on
-from .trt_cache import DEFAULT_TRT_VERSION, format_cache
+from .tensorrt_cache import DEFAULT_TRT_VERSION, format_cache
 from .wrap import smoke_test, wrap_onnx
 
 log = logging.getLogger("fakedet.calibration")

@@ -6,7 +6,7 @@
     parity.py       PyTorch vs ONNX Runtime on random tensors and real images
     pipeline.py     the whole export, written atomically into a package
     triton.py       package -> Triton model repository
-    trt_rules.py    pure TensorRT build rules (versions, sources, flags, shapes, names)
-    trt_build.py    the thin TensorRT builder layer
+    tensorrt_rules.py    pure TensorRT build rules (versions, sources, flags, shapes, names)
+    tensorrt_build.py    the thin TensorRT builder layer
     cli.py          `fakedet export`;  build_cli.py  `fakedet build`
 """

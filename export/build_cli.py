@@ -8,7 +8,7 @@ import click
 
 from fakedet.errors import PackageError
 
-from . import trt_rules as rules
+from . import tensorrt_rules as rules
 
 
 @click.command(
@@ -50,7 +50,7 @@ def build(package, precision, batch, image_size, workspace, dla_core, timing_cac
     """Build a TensorRT plan of PACKAGE for this GPU and this TensorRT, and record it in the package."""
     from fakedet.package import ModelPackage, PackageWriter
 
-    from .trt_build import build_plan, device_facts, import_tensorrt
+    from .tensorrt_build import build_plan, device_facts, import_tensorrt
 
     batch_range = rules.parse_range(batch, "--batch")
     sizes = rules.parse_range(image_size, "--image-size") if image_size else None

@@ -28,7 +28,7 @@ from fakedet.manifest import Manifest
 from fakedet.package import MANIFEST_FILE, ModelPackage
 from fakedet.runtime.tensorrt_support import parse_cc
 
-from .trt_rules import TrtVersion
+from .tensorrt_rules import TrtVersion
 
 CONTRACT_FILE = "fakedet.manifest.json"
 KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU", "auto": "KIND_AUTO"}

@@ -65,7 +65,7 @@ def test_build_records_and_runs_the_plan(whole_image_package, tmp_path, precisio
     import onnxruntime as ort
 
     from fakedet.cli import main
-    from fakedet.export import trt_rules as R
+    from fakedet.export import tensorrt_rules as R
     from fakedet.package import ModelPackage
 
     cache = tmp_path / "timing.cache"

@@ -1,11 +1,11 @@
-"""The pure TensorRT build rules (export/trt_rules.py), without TensorRT."""
+"""The pure TensorRT build rules (export/tensorrt_rules.py), without TensorRT."""
 
 import struct
 
 import pytest
 
 from fakedet.cli import main
-from fakedet.export import trt_rules as R
+from fakedet.export import tensorrt_rules as R
 from fakedet.manifest import InputSpec, Preprocess
 from fakedet.runtime.tensorrt_version import TensorRTVersionError, cache_header_version
 

@@ -11,7 +11,7 @@ onnx = pytest.importorskip("onnx")
 from PIL import Image  # noqa: E402
 
 from fakedet.calibration.pipeline import Options, calibrate  # noqa: E402
-from fakedet.calibration.trt_cache import parse_cache  # noqa: E402
+from fakedet.calibration.tensorrt_cache import parse_cache  # noqa: E402
 from fakedet.cli import main  # noqa: E402
 from fakedet.errors import DataError  # noqa: E402
 from fakedet.manifest import InputSpec, Manifest, OutputSpec, Preprocess  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from fakedet.calibration.guard import session
 from fakedet.calibration.pipeline import GuardFailed, Options, calibrate
-from fakedet.export import trt_rules
+from fakedet.export import tensorrt_rules
 from fakedet.runtime.selection import choose, onnx_for
 from fakedet.runtime.tensorrt_support import TrtEnvironment
 from onnx import numpy_helper
@@ -93,10 +93,10 @@ def test_cpu_artifact_has_uint8_activations_tracks_fp32_and_is_picked_per_target
     assert choose(pkg, "ort-cpu", "int8", trt_env=NO_TRT, providers={"CPUExecutionProvider"}).artifact.file == cpu.file
     assert choose(pkg, "auto", trt_env=NO_TRT, providers=TRT_EP).artifact.file == trt.file
     assert onnx_for(pkg, "int8", target="tensorrt").file == trt.file
-    assert trt_rules.source_artifact(pkg.manifest, "onnx-int8-qdq").file == trt.file
+    assert tensorrt_rules.source_artifact(pkg.manifest, "onnx-int8-qdq").file == trt.file
     m = pkg.manifest.copy()  # whatever the manifest order
     m.artifacts = list(reversed(m.artifacts))
-    assert trt_rules.source_artifact(m, "onnx-int8-qdq").file == trt.file
+    assert tensorrt_rules.source_artifact(m, "onnx-int8-qdq").file == trt.file
 
 
 def test_old_package_without_target_serves_both_routes(setup):
@@ -113,7 +113,7 @@ def test_old_package_without_target_serves_both_routes(setup):
             w.add_file(pkg.root / a.file, a.file, a.kind, **a.attrs)
     old = ModelPackage.open(t / "old.fdet")
     assert choose(old, "ort-cpu", "int8", trt_env=NO_TRT, providers={"CPUExecutionProvider"}).artifact.file == "model.int8.onnx"
-    assert trt_rules.source_artifact(old.manifest, "onnx-int8-qdq").file == "model.int8.onnx"
+    assert tensorrt_rules.source_artifact(old.manifest, "onnx-int8-qdq").file == "model.int8.onnx"
 
 
 def test_score_shift_budget_engages_fallback_then_warns_or_fails_with_strict(setup, caplog, capsys):

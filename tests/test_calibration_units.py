@@ -12,7 +12,7 @@ from fakedet.calibration.guard import session  # noqa: E402
 from fakedet.calibration.mse import mse_amax  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402
-from fakedet.calibration.trt_cache import format_cache, parse_cache  # noqa: E402
+from fakedet.calibration.tensorrt_cache import format_cache, parse_cache  # noqa: E402
 from fakedet.runtime.tensorrt_version import cache_tag_number  # noqa: E402
 from fakedet.runtime.dataset_index import Sample  # noqa: E402
 from fakedet.calibration.dataset import select_samples  # noqa: E402

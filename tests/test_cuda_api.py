@@ -265,7 +265,7 @@ def test_detect_environment_says_why_there_is_no_gpu():
 
 @needs_no_gpu
 def test_build_device_facts_refuses_without_a_gpu():
-    from fakedet.export.trt_build import device_facts
+    from fakedet.export.tensorrt_build import device_facts
 
     with pytest.raises(BackendUnavailable) as e:
         device_facts()

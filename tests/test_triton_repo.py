@@ -17,7 +17,7 @@ from torch import nn  # noqa: E402
 
 from conftest import build_tiny_onnx, write_spec  # noqa: E402
 from fakedet.cli import main  # noqa: E402
-from fakedet.export import trt_rules as R  # noqa: E402
+from fakedet.export import tensorrt_rules as R  # noqa: E402
 from fakedet.export.pipeline import ExportOptions, export_package  # noqa: E402
 from fakedet.export.source import ExportSource  # noqa: E402
 from fakedet.export.triton import write_triton_repo  # noqa: E402

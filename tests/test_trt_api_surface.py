@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from fakedet.export.trt_rules import PRECISIONS, BuildOptionError, TrtVersion, choose_recipe
+from fakedet.export.tensorrt_rules import PRECISIONS, BuildOptionError, TrtVersion, choose_recipe
 from fakedet.runtime.tensorrt_support import io_api
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "trt_api"
-TRT_SOURCES = ("export/trt_build.py", "runtime/backends/tensorrt_backend.py", "runtime/tensorrt_support.py")
+TRT_SOURCES = ("export/tensorrt_build.py", "runtime/backends/tensorrt_backend.py", "runtime/tensorrt_support.py")
 
 MODULE = "<module>"
 # The TensorRT class each variable name of fakedet's TensorRT code holds.

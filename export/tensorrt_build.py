@@ -1,6 +1,6 @@
 """The thin TensorRT layer of `fakedet build`: NVIDIA's documented builder API for
 TensorRT 8.5 - 11. Every decision (which ONNX, which flags, which shapes) is made in
-trt_rules; this module only carries it out."""
+tensorrt_rules; this module only carries it out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from fakedet.atomic import atomic_write_bytes
 from fakedet.errors import BackendUnavailable, FakedetError
 
-from .trt_rules import BuildRecipe
+from .tensorrt_rules import BuildRecipe
 
 log = logging.getLogger(__name__)
 
