@@ -253,7 +253,8 @@ def main() -> None:
 
     from fakedet.calibration.dataset import load_set
     from fakedet.calibration.guard import logits_of, score_shift
-    from fakedet.calibration.pipeline import CPU_WEIGHTS, Options, calibrate
+    from fakedet.calibration.files import CPU_WEIGHTS
+    from fakedet.calibration.pipeline import Options, calibrate
     from fakedet.calibration.qdq import quantize_qdq
     from fakedet.manifest import InputSpec, Manifest, OutputSpec, Preprocess
     from fakedet.package import ModelPackage, PackageWriter
@@ -426,7 +427,7 @@ def figure(path: Path, rows: list[dict], labels: np.ndarray, probs: dict, defaul
 
 
 def markdown(res: dict, args, methods: list[str], name: str) -> str:
-    from fakedet.calibration.pipeline import CPU_WEIGHTS
+    from fakedet.calibration.files import CPU_WEIGHTS
 
     d = res["detector"]
     la = res["load_average_1_5_15"]

@@ -29,29 +29,15 @@ from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
 from .guard import compare, fallback, logits_of, sensitivity
+from .files import CACHE_FILE, FIGURE_FILE, FP32_FILE, INT8_FILE, REPORT_FILE, TARGETS
 from .qdq import quantize_qdq
-from .report import score_figure
+from .report import calibration_report, ort_version, score_figure
 from .surgery import strip_qdq_on
 from .tensorrt_cache import DEFAULT_TRT_VERSION, format_cache
 from .wrap import smoke_test, wrap_onnx
 
 log = logging.getLogger("fakedet.calibration")
 
-INT8_FILE = "model.int8.onnx"
-INT8_CPU_FILE = "model.int8-cpu.onnx"
-# The CPU flavour's weights: 7-bit (ORT's reduce_range), so ONNX Runtime's u8 x s8 kernels
-# cannot saturate on x86 without VNNI and compute the exact quantization arithmetic on every
-# tier; chosen over 8-bit and uint8 weights by benchmarks/calibration_int8.py (accuracy and
-# speed per form) and benchmarks/int8_cpu_tiers.py (kernels vs exact arithmetic per tier).
-CPU_WEIGHTS = "int8-7bit"
-# (target attr, file, activation type, weight form): the TensorRT one first (older readers
-# take the first QDQ). TensorRT's is guarded on the exact quantization arithmetic (it does not
-# run ORT's CPU kernels); the CPU one on ORT's kernels here, which for it equal that arithmetic.
-TARGETS = (("tensorrt", INT8_FILE, "int8", "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8", CPU_WEIGHTS))
-CACHE_FILE = "calibration.cache"
-REPORT_FILE = "calibration.json"
-FIGURE_FILE = "calibration.png"
-FP32_FILE = "model.onnx"
 ALGO_VERSION = "fakedet-calibration-1"
 
 
@@ -97,12 +83,6 @@ class Result:
 
 def _key(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
 
 
 def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path):
@@ -158,222 +138,232 @@ def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> tuple[dict | None,
     return {k: float(v) for k, v in rep.get("ranges", {}).items()}, rep.get("range_notes", {})
 
 
-def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None = None, out: str | Path | None = None) -> Result:
-    import onnx
+@dataclass
+class _Ranges:
+    named: object  # the FP32 model with every node named (onnx.ModelProto)
+    path: Path  # ... saved
+    amax: dict[str, float]
+    notes: dict  # tensors kept in float for want of a range, min-max fallbacks
+    reused: bool
 
+    @property
+    def no_range(self) -> dict:
+        return self.notes.get("kept_float", {})
+
+
+@dataclass
+class _GuardSet:
+    batches: list
+    labels: np.ndarray | None  # held-out labels (None: no --eval-data)
+    figure_labels: np.ndarray | None
+
+
+def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None = None, out: str | Path | None = None) -> Result:
+    """The stages, top to bottom: open the source, load the data (a bad set fails before any
+    model work), key the run (an identical one is reused), ranges, one QDQ model per target
+    guarded on held-out data, the budgets, the CPU facts, the report, the package."""
     source = Path(source)
     with owned_tempdir("fakedet-calibrate-") as work:  # removes those of killed runs first
         manifest, fp32_path, model_sha, base, dest = _open_source(
             source, Path(input_spec) if input_spec else None, Path(out) if out else None, work
         )
+        calib, eval_set = _load_data(opts, manifest)
         params = ranges_mod.method_params(opts.method, opts.num_bins, opts.percentile)
-        # data first: a bad set fails here, before any model work
-        eval_set = None
-        if opts.eval_data is not None:
-            eval_set = load_set(opts.eval_data, manifest.input, opts.eval_samples, opts.seed, True, "evaluation", opts.progress)
-        calib = load_set(opts.data, manifest.input, opts.samples, opts.seed, False, "calibration", opts.progress)
-        ranges_inputs = {
-            "algo": ALGO_VERSION,
-            "model_sha256": model_sha,
-            "input": manifest.input.to_dict(),
-            "data_digest": calib.digest,
-            "method": opts.method,
-            "params": params,
-            "samples": opts.samples,
-            "seed": opts.seed,
-        }
-        ranges_key = _key(ranges_inputs)
-        key = _key(
-            {
-                **ranges_inputs,
-                "ranges_key": ranges_key,
-                "per_channel": opts.per_channel,
-                "eval_digest": eval_set.digest if eval_set else None,
-                "max_auc_drop": opts.max_auc_drop if eval_set else None,
-                "max_score_shift": opts.max_score_shift if eval_set else None,
-                "strict": opts.strict if eval_set else None,
-                "targets": [list(t) for t in TARGETS],
-                "max_float_layers": opts.max_float_layers,
-                "sensitivity_images": opts.sensitivity_images,
-                "trt": [opts.trt_version, opts.trt_calibrator],
-                "output": manifest.output.to_dict(),
-                "threshold": manifest.threshold.value,
-                "onnxruntime": _ort_version(),
-            }
-        )
+        ranges_key, key = _keys(opts, manifest, model_sha, calib, eval_set, params)
         # in place: the destination is the package already open (and its model.onnx verified)
         existing = base if base is not None and base.source.is_dir() and dest == base.source else _existing(dest)
-        olds = existing.manifest.artifacts_of("onnx-int8-qdq") if existing else []
-        if olds and len(olds) == len(TARGETS) and all(a.attrs.get("calibration_key") == key for a in olds) and not opts.force:
+        if _up_to_date(existing, key, opts):
             existing.verify()
             return Result(dest, key, True, {"key": key})
-
-        # ---- ranges ----------------------------------------------------------------
-        named = onnx.load(str(fp32_path))
-        name_nodes(named)
-        named_path = work / "fp32.named.onnx"
-        onnx.save(named, str(named_path))
-        amax, range_notes = (None, {}) if opts.force else _old_ranges(existing, ranges_key)
-        ranges_reused = amax is not None
-        if not ranges_reused:
-            amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params,
-                                             opts.progress, notes=range_notes)  # fmt: skip
-        no_range = range_notes.get("kept_float", {})
-        if no_range:
-            shown = ", ".join(f"{t} ({why})" for t, why in list(no_range.items())[:3])
-            log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(no_range), shown,
-                        ", ..." if len(no_range) > 3 else "", REPORT_FILE)  # fmt: skip
-
-        # ---- QDQ (one per target, same ranges) + guard on each -----------------------
-        thr = manifest.threshold.value
-        if eval_set is not None:
-            batches = list(eval_set.batches(opts.batch_size))
-            labels = fig_labels = eval_set.labels
-        else:
-            log.warning("no --eval-data: accuracy guard skipped; INT8 fidelity is measured on the calibration images")
-            batches = list(calib.batches(opts.batch_size))
-            lab = calib.labels
-            labels, fig_labels = None, (lab if set(np.unique(lab)) == {0, 1} else None)
-        l32 = logits_of(named_path, batches, manifest.output)
-        built: dict[str, dict] = {}
-        for target, file, act, weights in TARGETS:
-            # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
-            qdq = quantize_qdq(named_path, {**dict.fromkeys(no_range, 1.0), **amax}, opts.per_channel,
-                               work / f"qdq-{target}.onnx", activations=act, weights=weights)  # fmt: skip
-            strip_qdq_on(qdq, no_range)
-            exact = target == "tensorrt"
-            if eval_set is not None:
-                model, guard, l8 = fallback(
-                    qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-                    opts.progress, opts.sensitivity_images, opts.max_score_shift, exact=exact,
-                )
-                if opts.sensitivity and not guard["sensitivity"]:
-                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress,
-                                                       exact)  # fmt: skip
-            else:
-                model, l8 = qdq, logits_of(qdq, batches, manifest.output, exact)
-                guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,
-                         "fidelity_on_calibration_set": compare(fig_labels, l32, l8, thr)}  # fmt: skip
-            # l8: the final model's logits on `batches` (the TensorRT one's go in the figure)
-            guard["arithmetic"] = "exact quantization arithmetic" if exact else "onnxruntime CPU kernels"
-            built[target] = {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard,
-                             "l8": l8}  # fmt: skip
-        for target, b in built.items():
-            g = b["guard"]
-            if g.get("passed") is False:
-                f = g["final"]
-                raise GuardFailed(
-                    f"INT8 ({b['file']}, {target}) AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop "
-                    f"{opts.max_auc_drop} even with {len(g['kept_float'])} layer group(s) in float; nothing was written "
-                    f"(try --method percentile/mse, more --samples, or a larger --max-float-layers)"
-                )
-        for target, b in built.items():
-            g = b["guard"]
-            if g.get("shift_passed") is False:
-                f = g["final"]
-                msg = (f"INT8 ({b['file']}, {target}) shifts scores by mean |dP| {f['shift']['mean_abs_dp']:.4f}, above "
-                       f"--max-score-shift {opts.max_score_shift} even with the fallback (decision agreement at "
-                       f"{thr}: {f['shift']['decision_agreement']:.3f})")  # fmt: skip
-                if opts.strict:
-                    raise GuardFailed(msg + "; --strict: nothing was written")
-                log.warning("WARNING: %s; written anyway (--strict makes this an error)", msg)
-                g["warning"] = msg
-        trt, cpu = built["tensorrt"], built["ort-cpu"]
-        guard, l8 = trt["guard"], trt["l8"]
-        speed = None
-        if opts.cpu_bench_seconds > 0:
-            speed = cpu_speed.measure(named, cpu["model"], batches[0], opts.cpu_bench_seconds)
-        # the CPU the guard validated on, and how far its kernels stray from the exact arithmetic
-        validated_cpu = cpu_record()
-        cpu_bytes = cpu["model"].SerializeToString()
-        cpu["kernels_vs_exact"] = max(kernel_vs_exact(cpu_bytes, b) for b in batches[:4])
-        cpu["tier_proof"] = cpu["weights"] in TIER_PROOF_WEIGHTS
-
-        # ---- artifacts -------------------------------------------------------------
-        float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
-        float_tensors = {t for n in named.graph.node if n.name in float_nodes for t in n.output}
-        cache_ranges = {k: v for k, v in amax.items() if k not in float_tensors}
-        attrs = {
-            "calibration_key": key,
-            "model_sha256": model_sha,
-            "data_digest": calib.digest,
-            "method": opts.method,
-            "samples": len(calib),
-            "per_channel": opts.per_channel,
-            "seed": opts.seed,
-        }
-        report = {
-            "key": key,
-            "ranges_key": ranges_key,
-            "ranges_reused": ranges_reused,
-            "method": opts.method,
-            "method_params": params,
-            "samples": len(calib),
-            "samples_asked": opts.samples,
-            "seed": opts.seed,
-            "per_channel": opts.per_channel,
-            "model_sha256": model_sha,
-            "data_digest": calib.digest,
-            "calibration_data": calib.summary(),
-            "eval_data": eval_set.summary() if eval_set else None,
-            "quantization": {
-                "library": f"onnxruntime {_ort_version()} quantize_static (QDQ)",
-                "activations": (f"{INT8_FILE} (tensorrt): int8 symmetric, zero-point 0; {INT8_CPU_FILE} (ort-cpu): "
-                                "uint8 asymmetric, zero-point 0 on tensors non-negative by construction (ReLU "
-                                "outputs), 128 elsewhere; both from the same ranges"),
-                "weights": (f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}; {INT8_CPU_FILE}: "
-                            f"{CPU_WEIGHTS} (cannot saturate ONNX Runtime's u8 x s8 kernels on x86 without VNNI)"),
-                "placement": (
-                    "inputs and outputs of convs, relus, adds, pools (a conv output read only by a relu takes "
-                    "the relu's range); one Q/DQ pair per consumer; none on the model's outputs"
-                ),
-            },
-            "trt_cache": {
-                "file": CACHE_FILE,
-                "version": opts.trt_version,
-                "calibrator": opts.trt_calibrator,
-                "tensors": len(cache_ranges),
-                "omitted_float_tensors": sorted(float_tensors & set(amax)),
-            },
-            "guard": guard,  # of the TensorRT artifact (model.int8.onnx); per artifact under "artifacts"
-            "kept_float": [g["name"] for g in guard["kept_float"]],
-            "artifacts": {
-                b["file"]: {
-                    "target": t,
-                    "activations": b["activations"],
-                    "weights": b["weights"],
-                    **{k: b[k] for k in ("tier_proof", "kernels_vs_exact") if k in b},
-                    "guard": b["guard"],
-                    "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
-                }
-                for t, b in built.items()
-            },
-            "cpu_speed": speed,
-            "range_notes": range_notes,  # tensors kept in float for want of a range, min-max fallbacks
-            "validated_cpu": validated_cpu,
-            "ranges": amax,
-        }
-        out_manifest = base.manifest.copy() if base is not None else manifest.copy()
-        with PackageWriter(dest, out_manifest, base=base) as w:
-            if base is None:
-                w.add_file(fp32_path, FP32_FILE, "onnx-fp32")
-            for target, b in built.items():
-                embed_manifest(b["model"], out_manifest, "onnx-int8-qdq")
-                onnx.save(b["model"], str(w.staged_path(b["file"])))
-                extra = {}
-                if target == "ort-cpu":
-                    extra = {"validated_cpu": validated_cpu, "tier_proof": b["tier_proof"],
-                             "kernels_vs_exact": round(b["kernels_vs_exact"], 6)}  # fmt: skip
-                if target == "ort-cpu" and speed is not None:
-                    extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
-                w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],
-                           weights=b["weights"], kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
-            w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
-            w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
-                       calibrator=opts.trt_calibrator)  # fmt: skip
-            score_figure(w.staged_path(FIGURE_FILE), l32, l8, fig_labels,
-                         f"{manifest.name}: FP32 vs INT8 {INT8_FILE} ({opts.method})")  # fmt: skip
-            w.staged_path(REPORT_FILE).write_text(json.dumps(report, indent=2, default=float) + "\n")
-            w.add_file(None, REPORT_FILE, "calibration-report", **attrs, figure=FIGURE_FILE)
-            w.add_file(None, FIGURE_FILE, "calibration-report", format="png", report=REPORT_FILE)
+        rng = _ranges(fp32_path, work, existing, ranges_key, calib, opts, params)
+        gs = _guard_set(calib, eval_set, opts)
+        l32 = logits_of(rng.path, gs.batches, manifest.output)
+        built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work)
+                 for target, file, act, weights in TARGETS}
+        _enforce_budgets(built, opts, manifest.threshold.value)
+        speed = cpu_speed.measure(rng.named, built["ort-cpu"]["model"], gs.batches[0], opts.cpu_bench_seconds) \
+            if opts.cpu_bench_seconds > 0 else None
+        validated_cpu = _cpu_facts(built["ort-cpu"], gs.batches)
+        float_tensors = _float_tensors(rng.named, built["tensorrt"]["guard"])
+        attrs = {"calibration_key": key, "model_sha256": model_sha, "data_digest": calib.digest, "method": opts.method,
+                 "samples": len(calib), "per_channel": opts.per_channel, "seed": opts.seed}  # fmt: skip
+        report = calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, model_sha, float_tensors, built, speed,
+                         validated_cpu)  # fmt: skip
+        _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng, float_tensors, l32, gs, speed,
+                       validated_cpu, opts)  # fmt: skip
         return Result(dest, key, False, report)
+
+
+def _load_data(opts: Options, manifest):
+    """(calibration set, held-out set or None)."""
+    eval_set = None
+    if opts.eval_data is not None:
+        eval_set = load_set(opts.eval_data, manifest.input, opts.eval_samples, opts.seed, True, "evaluation", opts.progress)
+    calib = load_set(opts.data, manifest.input, opts.samples, opts.seed, False, "calibration", opts.progress)
+    return calib, eval_set
+
+
+def _keys(opts: Options, manifest, model_sha: str, calib, eval_set, params: dict) -> tuple[str, str]:
+    """(ranges key, whole-result key): a change of anything they cover recalibrates."""
+    ranges_inputs = {
+        "algo": ALGO_VERSION,
+        "model_sha256": model_sha,
+        "input": manifest.input.to_dict(),
+        "data_digest": calib.digest,
+        "method": opts.method,
+        "params": params,
+        "samples": opts.samples,
+        "seed": opts.seed,
+    }
+    ranges_key = _key(ranges_inputs)
+    key = _key(
+        {
+            **ranges_inputs,
+            "ranges_key": ranges_key,
+            "per_channel": opts.per_channel,
+            "eval_digest": eval_set.digest if eval_set else None,
+            "max_auc_drop": opts.max_auc_drop if eval_set else None,
+            "max_score_shift": opts.max_score_shift if eval_set else None,
+            "strict": opts.strict if eval_set else None,
+            "targets": [list(t) for t in TARGETS],
+            "max_float_layers": opts.max_float_layers,
+            "sensitivity_images": opts.sensitivity_images,
+            "trt": [opts.trt_version, opts.trt_calibrator],
+            "output": manifest.output.to_dict(),
+            "threshold": manifest.threshold.value,
+            "onnxruntime": ort_version(),
+        }
+    )
+    return ranges_key, key
+
+
+def _up_to_date(existing: ModelPackage | None, key: str, opts: Options) -> bool:
+    olds = existing.manifest.artifacts_of("onnx-int8-qdq") if existing else []
+    return bool(olds) and len(olds) == len(TARGETS) and all(a.attrs.get("calibration_key") == key for a in olds) \
+        and not opts.force
+
+
+def _ranges(fp32_path: Path, work: Path, existing, ranges_key: str, calib, opts: Options, params: dict) -> _Ranges:
+    """Activation ranges of the node-named FP32 model: reused from the package when their key matches."""
+    import onnx
+
+    named = onnx.load(str(fp32_path))
+    name_nodes(named)
+    named_path = work / "fp32.named.onnx"
+    onnx.save(named, str(named_path))
+    amax, notes = (None, {}) if opts.force else _old_ranges(existing, ranges_key)
+    reused = amax is not None
+    if not reused:
+        amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params,
+                                         opts.progress, notes=notes)  # fmt: skip
+    rng = _Ranges(named, named_path, amax, notes, reused)
+    if rng.no_range:
+        shown = ", ".join(f"{t} ({why})" for t, why in list(rng.no_range.items())[:3])
+        log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(rng.no_range), shown,
+                    ", ..." if len(rng.no_range) > 3 else "", REPORT_FILE)  # fmt: skip
+    return rng
+
+
+def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
+    """The images the guard compares FP32 and INT8 on: the held-out set, else the calibration set."""
+    if eval_set is not None:
+        return _GuardSet(list(eval_set.batches(opts.batch_size)), eval_set.labels, eval_set.labels)
+    log.warning("no --eval-data: accuracy guard skipped; INT8 fidelity is measured on the calibration images")
+    lab = calib.labels
+    return _GuardSet(list(calib.batches(opts.batch_size)), None, lab if set(np.unique(lab)) == {0, 1} else None)
+
+
+def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, gs: _GuardSet, l32, manifest,
+                  opts: Options, work: Path) -> dict:
+    """One QDQ model from the shared ranges, guarded (with the mixed-precision fallback) on held-out data."""
+    thr = manifest.threshold.value
+    # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
+    qdq = quantize_qdq(rng.path, {**dict.fromkeys(rng.no_range, 1.0), **rng.amax}, opts.per_channel,
+                       work / f"qdq-{target}.onnx", activations=act, weights=weights)  # fmt: skip
+    strip_qdq_on(qdq, rng.no_range)
+    exact = target == "tensorrt"
+    if gs.labels is not None:
+        model, guard, l8 = fallback(
+            qdq, rng.named, gs.batches, gs.labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
+            opts.progress, opts.sensitivity_images, opts.max_score_shift, exact=exact,
+        )
+        if opts.sensitivity and not guard["sensitivity"]:
+            guard["sensitivity"] = sensitivity(qdq, rng.named, gs.batches, l32, gs.labels, manifest.output,
+                                               opts.progress, exact)  # fmt: skip
+    else:
+        model, l8 = qdq, logits_of(qdq, gs.batches, manifest.output, exact)
+        guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,
+                 "fidelity_on_calibration_set": compare(gs.figure_labels, l32, l8, thr)}  # fmt: skip
+    guard["arithmetic"] = "exact quantization arithmetic" if exact else "onnxruntime CPU kernels"
+    # l8: the final model's logits on the guard set (the TensorRT one's go in the figure)
+    return {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard, "l8": l8}
+
+
+def _enforce_budgets(built: dict, opts: Options, thr: float) -> None:
+    """The AUC budget fails the run; the score-shift budget warns (fails with --strict)."""
+    for target, b in built.items():
+        g = b["guard"]
+        if g.get("passed") is False:
+            f = g["final"]
+            raise GuardFailed(
+                f"INT8 ({b['file']}, {target}) AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop "
+                f"{opts.max_auc_drop} even with {len(g['kept_float'])} layer group(s) in float; nothing was written "
+                f"(try --method percentile/mse, more --samples, or a larger --max-float-layers)"
+            )
+    for target, b in built.items():
+        g = b["guard"]
+        if g.get("shift_passed") is False:
+            f = g["final"]
+            msg = (f"INT8 ({b['file']}, {target}) shifts scores by mean |dP| {f['shift']['mean_abs_dp']:.4f}, above "
+                   f"--max-score-shift {opts.max_score_shift} even with the fallback (decision agreement at "
+                   f"{thr}: {f['shift']['decision_agreement']:.3f})")  # fmt: skip
+            if opts.strict:
+                raise GuardFailed(msg + "; --strict: nothing was written")
+            log.warning("WARNING: %s; written anyway (--strict makes this an error)", msg)
+            g["warning"] = msg
+
+
+def _cpu_facts(cpu: dict, batches) -> dict:
+    """The CPU the guard validated on; how far the CPU artifact's kernels stray from the exact
+    arithmetic here and whether its weight form is tier-proof (stored in `cpu`)."""
+    cpu_bytes = cpu["model"].SerializeToString()
+    cpu["kernels_vs_exact"] = max(kernel_vs_exact(cpu_bytes, b) for b in batches[:4])
+    cpu["tier_proof"] = cpu["weights"] in TIER_PROOF_WEIGHTS
+    return cpu_record()
+
+
+def _float_tensors(named, guard: dict) -> set[str]:
+    """Outputs of the layer groups the TensorRT artifact keeps in float (left out of the cache)."""
+    float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
+    return {t for n in named.graph.node if n.name in float_nodes for t in n.output}
+
+
+def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _Ranges, float_tensors, l32,
+                   gs: _GuardSet, speed, validated_cpu, opts: Options) -> None:
+    """Every artifact in one atomic package write."""
+    import onnx
+
+    cache_ranges = {k: v for k, v in rng.amax.items() if k not in float_tensors}
+    out_manifest = base.manifest.copy() if base is not None else manifest.copy()
+    with PackageWriter(dest, out_manifest, base=base) as w:
+        if base is None:
+            w.add_file(fp32_path, FP32_FILE, "onnx-fp32")
+        for target, b in built.items():
+            embed_manifest(b["model"], out_manifest, "onnx-int8-qdq")
+            onnx.save(b["model"], str(w.staged_path(b["file"])))
+            extra = {}
+            if target == "ort-cpu":
+                extra = {"validated_cpu": validated_cpu, "tier_proof": b["tier_proof"],
+                         "kernels_vs_exact": round(b["kernels_vs_exact"], 6)}  # fmt: skip
+            if target == "ort-cpu" and speed is not None:
+                extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
+            w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],
+                       weights=b["weights"], kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
+        w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
+        w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
+                   calibrator=opts.trt_calibrator)  # fmt: skip
+        score_figure(w.staged_path(FIGURE_FILE), l32, built["tensorrt"]["l8"], gs.figure_labels,
+                     f"{manifest.name}: FP32 vs INT8 {INT8_FILE} ({opts.method})")  # fmt: skip
+        w.staged_path(REPORT_FILE).write_text(json.dumps(report, indent=2, default=float) + "\n")
+        w.add_file(None, REPORT_FILE, "calibration-report", **attrs, figure=FIGURE_FILE)
+        w.add_file(None, FIGURE_FILE, "calibration-report", format="png", report=REPORT_FILE)

@@ -1,4 +1,5 @@
-"""The calibration report's figure: how INT8 moves the scores (matplotlib, Agg)."""
+"""The calibration report: calibration.json's content, and its figure (how INT8 moves the
+scores; matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 from fakedet.atomic import atomic_output
 from fakedet.runtime.metrics import reliability_bins
 from fakedet.runtime.scoring import sigmoid
+
+from .files import CACHE_FILE, CPU_WEIGHTS, INT8_CPU_FILE, INT8_FILE
 
 
 def _reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10):
@@ -46,3 +49,66 @@ def score_figure(path: str | Path, l32: np.ndarray, l8: np.ndarray, labels: np.n
     with atomic_output(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, model_sha, float_tensors, built,
+            speed, validated_cpu) -> dict:
+    """calibration.json: keys, data, how it was quantized, the guard per artifact, the CPU facts, the ranges."""
+    guard = built["tensorrt"]["guard"]
+    return {
+        "key": key,
+        "ranges_key": ranges_key,
+        "ranges_reused": rng.reused,
+        "method": opts.method,
+        "method_params": params,
+        "samples": len(calib),
+        "samples_asked": opts.samples,
+        "seed": opts.seed,
+        "per_channel": opts.per_channel,
+        "model_sha256": model_sha,
+        "data_digest": calib.digest,
+        "calibration_data": calib.summary(),
+        "eval_data": eval_set.summary() if eval_set else None,
+        "quantization": {
+            "library": f"onnxruntime {ort_version()} quantize_static (QDQ)",
+            "activations": (f"{INT8_FILE} (tensorrt): int8 symmetric, zero-point 0; {INT8_CPU_FILE} (ort-cpu): "
+                            "uint8 asymmetric, zero-point 0 on tensors non-negative by construction (ReLU "
+                            "outputs), 128 elsewhere; both from the same ranges"),
+            "weights": (f"int8 symmetric, {'per-channel' if opts.per_channel else 'per-tensor'}; {INT8_CPU_FILE}: "
+                        f"{CPU_WEIGHTS} (cannot saturate ONNX Runtime's u8 x s8 kernels on x86 without VNNI)"),
+            "placement": (
+                "inputs and outputs of convs, relus, adds, pools (a conv output read only by a relu takes "
+                "the relu's range); one Q/DQ pair per consumer; none on the model's outputs"
+            ),
+        },
+        "trt_cache": {
+            "file": CACHE_FILE,
+            "version": opts.trt_version,
+            "calibrator": opts.trt_calibrator,
+            "tensors": len([k for k in rng.amax if k not in float_tensors]),
+            "omitted_float_tensors": sorted(float_tensors & set(rng.amax)),
+        },
+        "guard": guard,  # of the TensorRT artifact (model.int8.onnx); per artifact under "artifacts"
+        "kept_float": [g["name"] for g in guard["kept_float"]],
+        "artifacts": {
+            b["file"]: {
+                "target": t,
+                "activations": b["activations"],
+                "weights": b["weights"],
+                **{k: b[k] for k in ("tier_proof", "kernels_vs_exact") if k in b},
+                "guard": b["guard"],
+                "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
+            }
+            for t, b in built.items()
+        },
+        "cpu_speed": speed,
+        "range_notes": rng.notes,  # tensors kept in float for want of a range, min-max fallbacks
+        "validated_cpu": validated_cpu,
+        "ranges": rng.amax,
+    }
