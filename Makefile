@@ -36,7 +36,7 @@ test-triton: venv
 	$(BIN)/python -m pytest -m slow tests/test_triton_server.py $(PYTEST_ARGS)
 
 demo: venv
-	$(BIN)/python scripts/demo.py --out demo-out
+	$(BIN)/fakedet demo --out demo-out
 
 bench: venv
 	$(BIN)/python benchmarks/bench_headline.py

@@ -26,7 +26,8 @@ from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
-from .guard import compare, fallback, logits_of, sensitivity
+from .guard import compare, fallback, logits_of
+from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
 from .qdq import quantize_qdq
 from .report import score_figure
 from .surgery import name_nodes
@@ -73,6 +74,7 @@ class Options:
     max_float_layers: int = 8
     sensitivity_images: int | None = 32  # held-out images the per-layer ranking runs on
     sensitivity: bool = False  # run the per-layer analysis even when the guard passes
+    sensitivity_budget: float | None = DEFAULT_BUDGET_S  # seconds of exact per-layer measurement, per INT8 flavour
     batch_size: int = 8
     progress: bool = True
 
@@ -195,6 +197,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
                 "targets": [list(t) for t in TARGETS],
                 "max_float_layers": opts.max_float_layers,
                 "sensitivity_images": opts.sensitivity_images,
+                "sensitivity_budget": opts.sensitivity_budget,
                 "trt": [opts.trt_version, opts.trt_calibrator],
                 "output": manifest.output.to_dict(),
                 "threshold": manifest.threshold.value,
@@ -235,10 +238,11 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             if eval_set is not None:
                 model, guard, l8 = fallback(
                     qdq, named, batches, labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-                    opts.progress, opts.sensitivity_images, opts.max_score_shift,
+                    opts.progress, opts.sensitivity_images, opts.max_score_shift, opts.sensitivity_budget,
                 )
                 if opts.sensitivity and not guard["sensitivity"]:
-                    guard["sensitivity"] = sensitivity(qdq, named, batches, l32, labels, manifest.output, opts.progress)
+                    guard["sensitivity"], guard["sensitivity_search"] = rank_layer_groups(
+                        qdq, named, batches, l32, labels, manifest.output, opts.progress, opts.sensitivity_budget)
             else:
                 model, l8 = qdq, logits_of(qdq, batches, manifest.output)
                 guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,

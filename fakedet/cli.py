@@ -23,6 +23,7 @@ COMMANDS = {
     "export": ("fakedet.export.cli", "export", "Export a checkpoint to a model package (ONNX fp32/fp16, Triton)."),
     "build": ("fakedet.export.build_cli", "build", "Build a TensorRT plan for this GPU into a package."),
     "calibrate": ("fakedet.calibration.cli", "calibrate", "Calibrate INT8: QDQ ONNX, TensorRT cache, accuracy guard."),
+    "demo": ("fakedet.demo.cli", "demo", "Every stage on real photographs bundled in wheels, offline, in minutes."),
 }
 
 

@@ -70,4 +70,4 @@ def model_input_spec(arch: str, **kwargs) -> InputSpec:
 
 def _ensure_builtin() -> None:
     # the built-in architectures register themselves on import
-    from . import clip, resnet  # noqa: F401
+    from . import clip, resnet, tiny  # noqa: F401
