@@ -46,7 +46,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
     out.mkdir(parents=True, exist_ok=True)
     vae = Path(vae or AUTOENCODER)
     clip = arch.startswith("clip")
-    r = Runner(out, total=13)
+    r = Runner(out, total=12)
     t0 = time.perf_counter()
     r.say(f"fakedet demo: {'quick, ' if quick else ''}{arch} on photographs bundled in installed wheels; outputs in {out}")
     crops, held, pkg = out / "crops", out / "heldout", out / "detector.fdet"
@@ -61,10 +61,11 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
             f"{len(v[0])} training crops of {len(photos('train'))} photos, {len(v[1])} held-out crops of "
             f"{', '.join(p.name for p in photos('heldout'))} ({s.crop}px)"))
         r.command("align training crops (autoencoder)", ["align", "--vae", vae, "--src", crops / "train",
-                  "--dst", out / "aligned-train", "--quiet", "--batch", 16], artifact=out / "aligned-train",
-                  figure=lambda _: f"{len(tr)} pairs, autoencoder {vae.name}")
+                  "--dst", out / "aligned-train", "--mode", "mean", "--quiet", "--batch", 16], artifact=out / "aligned-train",
+                  figure=lambda _: f"{len(tr)} pairs through {'the bundled autoencoder' if vae == AUTOENCODER else vae}")
         r.command("align held-out crops", ["align", "--vae", vae, "--src", crops / "heldout", "--dst",
-                  out / "aligned-heldout", "--quiet", "--batch", 16], artifact=out / "aligned-heldout")
+                  out / "aligned-heldout", "--mode", "mean", "--quiet", "--batch", 16], artifact=out / "aligned-heldout",
+                  figure=lambda _: f"{len(ho)} pairs")
 
         def build_heldout():
             for p in ho:

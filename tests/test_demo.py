@@ -117,7 +117,7 @@ def test_quick_demo_runs_every_stage(tmp_path):
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     lines = r.stdout.splitlines()
-    assert sum(1 for ln in lines if ln.startswith("[")) == 13  # one progress line per stage
+    assert sum(1 for ln in lines if ln.startswith("[")) == 12  # one progress line per stage
     assert "Warning" not in r.stdout + r.stderr and "pretrained" not in r.stderr
     sm = json.loads((tmp_path / "d" / "summary.json").read_text())
     for tag in ("checkpoint", "fp32", "int8"):
