@@ -145,6 +145,8 @@ def main() -> None:
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
     log_lines = list(prior.get("log", [])) if args.resume else []
     steps_before = prior.get("steps", 0)
+    runs = list(prior.get("runs", [])) + [
+        {"from_step": steps_before, **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}]
     seconds_before = prior.get("seconds", 0.0)
     budget = args.minutes * 60
     t0 = time.monotonic()
@@ -168,7 +170,7 @@ def main() -> None:
             "heldout_psnr_per_photo_db": {k: round(v, 3) for k, v in per.items()},
             "steps": steps_before + step,
             "seconds": round(seconds_before + el, 1),
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "runs": runs,
             "torch": torch.__version__,
             "final": final,
             "log": log_lines,
