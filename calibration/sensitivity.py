@@ -79,6 +79,8 @@ def _local_copies(qdq_model, fp32_model, groups) -> tuple[object, dict[str, tupl
         if tail:
             dq = [c for c in consumers.get(tail[0].output[0], []) if c.op_type == "DequantizeLinear"][:1]
             tail += dq if dq else []
+        if not extra and not tail:
+            continue  # nothing quantized about it (shape arithmetic, int64 tensors): no error of its own
         local_out = out
         for n in tail:
             inside |= set(n.output)

@@ -86,3 +86,39 @@ def test_guard_budgets_hold_with_no_time_for_exact_measurements(setup):  # noqa:
     assert g["passed"] and g["final"]["auc_drop"] <= 0.01  # every greedy step is still judged on all images
     assert g["sensitivity_search"]["budget_cut_short"] and g["sensitivity_search"]["measured"] == 0
     assert len(res.report["kept_float"]) == 1 and res.report["kept_float"][0] in ("convA", "convB")
+
+
+def test_integer_shape_arithmetic_is_not_measured(tmp_path):
+    """A Concat of int64 shape values (as in a ViT's reshapes) is a layer group with no Q/DQ:
+    the signal gives it no error of its own instead of failing on its integer output."""
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+
+    rng = np.random.default_rng(0)
+    inits = [nh.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32) * 0.3, "w"),
+             nh.from_array(rng.normal(size=(1, 4)).astype(np.float32), "wF"),
+             nh.from_array(np.zeros(1, np.float32), "bF"),
+             nh.from_array(np.array([0], np.int64), "zero"),
+             nh.from_array(np.array([-1], np.int64), "minus1")]  # fmt: skip
+    nodes = [
+        h.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        h.make_node("Relu", ["c"], ["r"], name="relu"),
+        h.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+        h.make_node("Shape", ["x"], ["s"], name="shape"),
+        h.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+        h.make_node("Concat", ["n", "minus1"], ["shp"], name="concat_shape", axis=0),
+        h.make_node("Reshape", ["g", "shp"], ["f"], name="flatten"),
+        h.make_node("Gemm", ["f", "wF", "bF"], ["logit"], name="fc", transB=1),
+    ]
+    g = h.make_graph(nodes, "shapes", [h.make_tensor_value_info("x", T.FLOAT, ["N", 3, 8, 8])],
+                     [h.make_tensor_value_info("logit", T.FLOAT, ["N", 1])], inits)  # fmt: skip
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(1).uniform(0, 1, (8, 3, 8, 8)).astype(np.float32)
+    amax = compute_ranges(tmp_path / "m.onnx", [x], "minmax", method_params("minmax"), progress=False)
+    qdq = quantize_qdq(tmp_path / "m.onnx", amax, True, tmp_path / "q.onnx")
+    groups = layer_groups(m)
+    assert "concat_shape" in {gr.name for gr in groups}
+    sig = cheap_signal(qdq, m, groups, [x])
+    assert sig["concat_shape"] == 0.0
+    assert 0 < sig["conv"] < 0.05  # a well-scaled conv: small but real INT8 error
