@@ -27,7 +27,7 @@ Re-running reuses the crops and reconstructions already made and resumes trainin
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True,
               help="Folder for every artifact.")
-@click.option("--quick", is_flag=True, help="Fewer crops, epochs and benchmark seconds (a smoke run).")
+@click.option("--quick", is_flag=True, help="Fewer crops, generated images and benchmark seconds (a smoke run).")
 @click.option("--arch", default="resnet-tiny-nodown", show_default=True,
               help="Detector: resnet-tiny-nodown, or clip-mlp / clip-linear (random ViT-S-32), resnet50-nodown (slow).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [3].")
