@@ -61,7 +61,7 @@ test-arm64: venv
 	scripts/test_arm64.sh
 
 demo: venv
-	$(BIN)/python scripts/demo.py --out demo-out
+	$(BIN)/fakedet demo --out demo-out
 
 bench: venv
 	$(BIN)/python benchmarks/bench_headline.py

@@ -62,6 +62,10 @@ data digest, method and options: an unchanged run reuses them, any change recali
 @click.option("--max-float-layers", type=click.IntRange(0), default=8, show_default=True,
               help="Most layer groups the fallback may keep in float.")
 @click.option("--sensitivity", is_flag=True, help="Run the per-layer sensitivity analysis even when the guard passes.")
+@click.option("--sensitivity-budget", type=click.FloatRange(0), default=30.0, show_default=True, metavar="SECONDS",
+              help="Time for measuring layer groups one by one (per INT8 flavour), most suspicious first by a cheap "
+                   "error signal; the rest are ranked by that signal alone. The report says when it was cut short; "
+                   "the fallback still checks every step on all held-out images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing calibration images.")
 @click.option("--num-bins", type=click.IntRange(128), default=2048, show_default=True,
               help="Histogram bins (entropy, percentile, mse).")
@@ -79,7 +83,7 @@ data digest, method and options: an unchanged run reuses them, any change recali
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def calibrate(package, data, method, samples, per_channel, eval_data, eval_samples, max_auc_drop, max_score_shift,
               strict, max_float_layers,
-              sensitivity, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, force, quiet):  # fmt: skip
+              sensitivity, sensitivity_budget, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, force, quiet):  # fmt: skip
     """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
     calibration cache and a report, guarded against accuracy loss."""
     from .pipeline import Options
@@ -89,7 +93,7 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
     opts = Options(
         data=data, method=method, samples=samples, per_channel=per_channel, eval_data=eval_data,
         eval_samples=eval_samples, max_auc_drop=max_auc_drop, max_score_shift=max_score_shift, strict=strict, max_float_layers=max_float_layers,
-        sensitivity=sensitivity, seed=seed, num_bins=num_bins, percentile=percentile, trt_version=trt_version,
+        sensitivity=sensitivity, sensitivity_budget=sensitivity_budget, seed=seed, num_bins=num_bins, percentile=percentile, trt_version=trt_version,
         trt_calibrator=trt_calibrator, force=force, progress=not quiet,
     )  # fmt: skip
     res = run(package, opts, input_spec=input_spec, out=out)
@@ -120,6 +124,10 @@ def summary_line(file: str, a: dict, max_auc_drop: float, max_score_shift: float
     """One line per artifact: AUC fp32 -> int8, decision agreement, mean |dP|, kept float."""
     g = a["guard"]
     kept = f"; kept in float: {', '.join(a['kept_float'])}" if a["kept_float"] else ""
+    search = g.get("sensitivity_search")
+    if search:
+        kept += (f"; sensitivity: {search['measured']} of {search['groups']} layer groups measured in "
+                 f"{search['seconds']:.0f} s" + (" (budget cut it short)" if search["budget_cut_short"] else ""))
     if "final" in g:
         f = g["final"]
         warn = "  <-- SCORE SHIFT OVER BUDGET" if g.get("shift_passed") is False else ""

@@ -14,6 +14,7 @@ from fakedet.runtime.ort_session import cpu_session
 from fakedet.runtime.scoring import fake_logits, sigmoid
 
 from .dataset import progress_bar
+from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
 from .surgery import keep_float, layer_groups
 
 log = logging.getLogger("fakedet.calibration")
@@ -108,6 +109,7 @@ def fallback(
     progress: bool = True,
     sensitivity_images: int | None = 32,
     max_score_shift: float | None = None,
+    sensitivity_budget: float | None = DEFAULT_BUDGET_S,
     exact: bool = False,
 ):
     """Greedy mixed precision. Returns (model, result dict, that model's logits on `batches`).
@@ -137,7 +139,8 @@ def fallback(
         first["auc_drop"], max_auc_drop, first["shift"]["mean_abs_dp"], max_score_shift,
     )  # fmt: skip
     sub, l32_sub, labels_sub = spread_subset(batches, l32, labels, sensitivity_images)
-    ranking = sensitivity(qdq_model, fp32_model, sub, l32_sub, labels_sub, output, progress, exact)
+    ranking, result["sensitivity_search"] = rank_layer_groups(
+        qdq_model, fp32_model, sub, l32_sub, labels_sub, output, progress, sensitivity_budget, exact)
     result["sensitivity"] = ranking
     result["sensitivity_images"] = int(l32_sub.size)
     kept: list[dict] = []

@@ -28,8 +28,9 @@ from fakedet.runtime.cpu_tier import TIER_PROOF_WEIGHTS, cpu_record, kernel_vs_e
 from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
-from .guard import compare, fallback, logits_of, sensitivity
 from .files import CACHE_FILE, FIGURE_FILE, FP32_FILE, INT8_FILE, REPORT_FILE, TARGETS
+from .guard import compare, fallback, logits_of
+from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
 from .qdq import quantize_qdq
 from .report import calibration_report, ort_version, score_figure
 from .surgery import strip_qdq_on
@@ -69,6 +70,7 @@ class Options:
     max_float_layers: int = 8
     sensitivity_images: int | None = 32  # held-out images the per-layer ranking runs on
     sensitivity: bool = False  # run the per-layer analysis even when the guard passes
+    sensitivity_budget: float | None = DEFAULT_BUDGET_S  # seconds of exact per-layer measurement, per INT8 flavour
     batch_size: int = 8
     progress: bool = True
 
@@ -228,6 +230,7 @@ def _keys(opts: Options, manifest, model_sha: str, calib, eval_set, params: dict
             "targets": [list(t) for t in TARGETS],
             "max_float_layers": opts.max_float_layers,
             "sensitivity_images": opts.sensitivity_images,
+            "sensitivity_budget": opts.sensitivity_budget,
             "trt": [opts.trt_version, opts.trt_calibrator],
             "output": manifest.output.to_dict(),
             "threshold": manifest.threshold.value,
@@ -285,11 +288,12 @@ def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, 
     if gs.labels is not None:
         model, guard, l8 = fallback(
             qdq, rng.named, gs.batches, gs.labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-            opts.progress, opts.sensitivity_images, opts.max_score_shift, exact=exact,
+            opts.progress, opts.sensitivity_images, opts.max_score_shift, opts.sensitivity_budget, exact=exact,
         )
         if opts.sensitivity and not guard["sensitivity"]:
-            guard["sensitivity"] = sensitivity(qdq, rng.named, gs.batches, l32, gs.labels, manifest.output,
-                                               opts.progress, exact)  # fmt: skip
+            guard["sensitivity"], guard["sensitivity_search"] = rank_layer_groups(
+                qdq, rng.named, gs.batches, l32, gs.labels, manifest.output, opts.progress, opts.sensitivity_budget,
+                exact)
     else:
         model, l8 = qdq, logits_of(qdq, gs.batches, manifest.output, exact)
         guard = {"skipped": "no --eval-data", "kept_float": [], "passed": None, "shift_passed": None,

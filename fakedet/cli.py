@@ -19,7 +19,7 @@ COMMANDS = {
     "predict": ("fakedet.runtime.cli", "predict", "Score images: P(fake) per image."),
     "bench": ("fakedet.runtime.bench.cli", "bench", "Measure latency and throughput per backend, precision and batch."),
     "align": ("fakedet.train.align_cli", "align", "Build an aligned dataset by autoencoder reconstruction."),
-    "train": ("fakedet.train.cli", "train", "Train a detector (resnet50-nodown, resnet50, clip-mlp, clip-linear)."),
+    "train": ("fakedet.train.cli", "train", "Train a detector (resnet50-nodown, resnet-tiny-nodown, resnet50, clip-mlp, clip-linear)."),
     "eval": ("fakedet.train.eval_cli", "eval_", "Evaluate a checkpoint or package: AUC, AP, accuracy, ROC."),
     "export": ("fakedet.export.cli", "export", "Export a checkpoint to a model package (ONNX fp32/fp16, Triton)."),
     "build": ("fakedet.export.build_cli", "build", "Build a TensorRT plan for this GPU into a package."),
@@ -27,6 +27,7 @@ COMMANDS = {
     "import": ("fakedet.train.importers.cli", "import_", "Import a published detector checkpoint (CNNDetection, ...)."),
     "serve": ("fakedet.runtime.serve.cli", "serve", "HTTP service: batched scoring, limits, metrics, console."),
     "watch": ("fakedet.runtime.watch_cli", "watch", "Score video, stream or camera frames; alert on fakes."),
+    "demo": ("fakedet.demo.cli", "demo", "Every stage on real photographs bundled in wheels, offline, in minutes."),
 }
 
 

@@ -51,7 +51,7 @@ mappings, e.g. augment: {jpeg: 0.5, webp: 0.2, crop_size: 96}. Resumes from <out
 when it exists; writes <out>/best, <out>/last, metrics.jsonl and summary.json.""",
 )
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or TOML file of settings.")
-@click.option("--arch", help="Model: resnet50-nodown, resnet50, clip-mlp, clip-linear.")
+@click.option("--arch", help="Model: resnet50-nodown, resnet-tiny-nodown, resnet50, clip-mlp, clip-linear.")
 @click.option("--data", help="Training data: folder with 0_real/ and 1_fake/ (nested generators ok) or a CSV.")
 @click.option("--val-data", help="Validation data (default: hold out --val-fraction of --data).")
 @click.option("--val-fraction", type=float, help="Fraction of --data held out for validation [0.1].")

@@ -7,6 +7,6 @@
 from .registry import create_model, get_entry, list_models, model_input_spec, register_model
 
 # The built-in architectures register themselves when imported (the registry imports none of them).
-from . import clip, resnet  # noqa: E402, F401  isort: skip
+from . import clip, resnet, tiny  # noqa: E402, F401  isort: skip
 
 __all__ = ["create_model", "get_entry", "list_models", "model_input_spec", "register_model"]
