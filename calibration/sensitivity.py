@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from fakedet.manifest import OutputSpec
+from fakedet.onnx_graph import consumers, producers
 from fakedet.runtime.metrics import roc_auc
 from fakedet.runtime.scoring import sigmoid
 
@@ -49,11 +50,8 @@ def _local_copies(qdq_model, fp32_model, groups) -> tuple[object, dict[str, tupl
     g = m.graph
     q = qdq_model.graph
     qnodes = {n.name: n for n in q.node}
-    producer = {t: n for n in q.node for t in n.output if t}
-    consumers: dict[str, list] = {}
-    for n in q.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
+    producer = producers(q)
+    readers = consumers(q)
     fp32_tensors = {t for n in g.node for t in n.output} | {i.name for i in g.input}
     qinit = {i.name: i for i in q.initializer}
     added_inits: set[str] = set()
@@ -75,9 +73,9 @@ def _local_copies(qdq_model, fp32_model, groups) -> tuple[object, dict[str, tupl
             inside |= set(p.output)
             frontier += list(p.input)
         out = qnodes[grp.nodes[-1]].output[0]
-        tail = [c for c in consumers.get(out, []) if c.op_type == "QuantizeLinear"][:1]
+        tail = [c for c in readers.get(out, []) if c.op_type == "QuantizeLinear"][:1]
         if tail:
-            dq = [c for c in consumers.get(tail[0].output[0], []) if c.op_type == "DequantizeLinear"][:1]
+            dq = [c for c in readers.get(tail[0].output[0], []) if c.op_type == "DequantizeLinear"][:1]
             tail += dq if dq else []
         if not extra and not tail:
             continue  # nothing quantized about it (shape arithmetic, int64 tensors): no error of its own

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import crop_name, generate, link_or_copy, write_crops
+from .data import generate, link_or_copy, write_crops
 from .photos import photos
 from .report import auc_table, bench_rows, psnr_pairs, read_scores
 from .stages import Runner

@@ -77,7 +77,7 @@ def test_psnr_matches_skimage(tmp_path):
 def test_bundled_autoencoder_loads_like_any_diffusers_model_and_reproduces_its_psnr():
     import torch
 
-    from fakedet.train.align import load_autoencoder, reconstruct
+    from fakedet.train.autoencoder import load_autoencoder, reconstruct
 
     ae = load_autoencoder(str(AUTOENCODER))
     cfg = ae.model.config

@@ -11,7 +11,8 @@ from fakedet.calibration.pipeline import Options, calibrate  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402
 from fakedet.calibration.sensitivity import cheap_signal, rank_layer_groups  # noqa: E402
-from fakedet.calibration.surgery import layer_groups, name_nodes  # noqa: E402
+from fakedet.calibration.surgery import layer_groups  # noqa: E402
+from fakedet.onnx_graph import name_nodes  # noqa: E402
 from fakedet.manifest import OutputSpec  # noqa: E402
 from test_calibration_pipeline import outlier_net, setup  # noqa: E402,F401
 
