@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 import time
@@ -98,6 +97,8 @@ class EmbeddingAPI:
     async def apredict(self, items, batch_size: int | None = None, executor: Executor | None = None):
         """`predict` for async code: runs in `executor` (default: the loop's default
         thread pool) so the event loop keeps serving while images decode and infer."""
+        import asyncio  # only async hosts pay for it
+
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, functools.partial(self.predict, list(items), batch_size))
 

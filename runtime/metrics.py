@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .scoring import sigmoid
+
 
 def _check(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels).reshape(-1)
@@ -139,9 +141,7 @@ def validation_metrics(labels, logits, threshold: float) -> dict:
     called fake)."""
     y = np.asarray(labels).reshape(-1) > 0.5
     z = np.asarray(logits, dtype=np.float64).reshape(-1)
-    with np.errstate(over="ignore"):
-        prob = 1.0 / (1.0 + np.exp(-z))
-    prob = np.nan_to_num(prob, nan=-np.finfo(np.float64).max)
+    prob = np.nan_to_num(sigmoid(z), nan=-np.finfo(np.float64).max)
     if not _one_class(y):
         acc = accuracy_at(y, prob, threshold)
     else:  # one class only: the missing class's accuracy (and the balanced one) is NaN

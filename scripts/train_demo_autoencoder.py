@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fakedet.atomic import atomic_write_text, staged_dir
+from fakedet.atomic import staged_dir
 from fakedet.demo.photos import grid_crops, photos
 
 ARCH = dict(

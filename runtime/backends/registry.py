@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import importlib
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 
 from fakedet.errors import BackendError, BackendUnavailable
 
@@ -47,7 +46,10 @@ BUILTIN: dict[str, Entry] = {e.name: e for e in (
 
 @functools.lru_cache(maxsize=1)
 def entries() -> dict[str, Entry]:
-    """The built-in backends and the installed plugins (a plugin cannot replace a built-in)."""
+    """The built-in backends and the installed plugins (a plugin cannot replace a built-in).
+    Reading the installed distributions' metadata costs milliseconds: only when a plugin is named."""
+    from importlib.metadata import entry_points
+
     plugins = {ep.name: Entry(ep.name, ep.value, install=PLUGIN_INSTALL.get(ep.name, "install its package"),
                               runs_artifacts=False)
                for ep in entry_points(group=PLUGIN_GROUP) if ep.name not in BUILTIN}

@@ -100,7 +100,7 @@ class Service:
         except FakedetError as e:
             return None, str(e), time.perf_counter() - t0
         except Exception as e:  # a decoder bug on hostile bytes costs this image only
-            return None, f"cannot decode: {type(e).__name__}: {str(e)[:200]}", time.perf_counter() - t0
+            return None, f"cannot decode: {type(e).__name__}: {first_line(e)}", time.perf_counter() - t0
 
     async def score_one(self, name: str, data: bytes) -> dict:
         loop = asyncio.get_running_loop()
