@@ -44,6 +44,14 @@ printed and stored in the manifest and in parity/report.json; above --atol
 (fp32) or --atol-fp16 the export fails with exit code 2 and writes nothing.
 
 \b
+A caption-aware model (clip-mlp trained with --model-opt use_text=true) exports
+one graph with two inputs: 'image' and 'text' (int32 CLIP BPE token ids, the
+context length of its CLIP, batch dynamic). Its tokenizer is written into the
+package as tokenizer.json (HF tokenizers, hashed like every artifact) and checked
+against open_clip's on awkward captions; parity feeds captions of every length
+(empty to cut-off) beside the images.
+
+\b
 --format triton writes an NVIDIA Triton model repository at -o instead of a
 package: NAME/config.pbtxt + NAME/1/model.onnx (onnxruntime backend), and when
 the source is a package holding TensorRT plans, NAME_trt/ with the plans
@@ -66,6 +74,10 @@ preprocessing contract clients must apply.""",
 @click.option("--sample-size", default="128", show_default=True,
               help="Image size (SIZE or HxW) used to trace and check whole-image models.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxslim simplification.")
+@click.option("--empty-caption", default="refuse", show_default=True, type=click.Choice(["refuse", "score"]),
+              help="Caption-aware models (clip-mlp use_text=true): what an image without a caption means at run "
+                   "time. refuse: that item fails with an error; score: it is scored with the empty caption "
+                   "(only for a model trained with uncaptioned rows).")
 @click.option("--format", "fmt", default="fdet", show_default=True, type=click.Choice(["fdet", "triton"]),
               help="Write a model package, or a Triton model repository.")
 @click.option("--max-batch", default=16, show_default=True, type=click.IntRange(1, 4096),
@@ -76,12 +88,12 @@ preprocessing contract clients must apply.""",
               help="--format triton: also write NAME_images, a Python-backend model that takes encoded images "
                    "(JPEG/PNG bytes) and applies the package's preprocessing in the server.")
 def export(checkpoint, output, name, opset, precision, atol, atol_fp16, exporter, calib_images, sample_size,
-           no_simplify, fmt, max_batch, instance, image_endpoint):
+           no_simplify, empty_caption, fmt, max_batch, instance, image_endpoint):
     """Export CHECKPOINT (a training checkpoint directory: model.safetensors +
     config.json) to a model package with ONNX models, the manifest and a parity report."""
     opts = ExportOptions(name=name, opset=opset, precision=precision, atol=atol, atol_fp16=atol_fp16,
                          exporter=exporter, calib_images=calib_images, whole_image_size=_size(sample_size),
-                         simplify=not no_simplify)
+                         simplify=not no_simplify, empty_caption=empty_caption)
     if fmt == "triton":
         from .triton import parse_instance, write_triton_repo
 

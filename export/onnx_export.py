@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.errors import FakedetError, first_line
-from fakedet.manifest import InputSpec
+from fakedet.manifest import InputSpec, TextInputSpec
 
 log = logging.getLogger(__name__)
 
@@ -77,38 +77,48 @@ def mha_fastpath_disabled():
         backend.set_fastpath_enabled(before)
 
 
-def _legacy_export(model, sample, path: Path, spec: InputSpec, opset: int) -> None:
+def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None) -> None:
     import torch
 
+    names = [spec.name] + ([text.name] if text is not None else [])
+    axes = {spec.name: dynamic_dims(spec), OUTPUT_NAME: {0: "batch"}}
+    if text is not None:
+        axes[text.name] = {0: "batch"}
     with mha_fastpath_disabled(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (sample,), str(path),
+            model, samples, str(path),
             dynamo=False,
-            input_names=[spec.name], output_names=[OUTPUT_NAME],
-            dynamic_axes={spec.name: dynamic_dims(spec), OUTPUT_NAME: {0: "batch"}},
+            input_names=names, output_names=[OUTPUT_NAME],
+            dynamic_axes=axes,
             opset_version=opset, do_constant_folding=True,
         )
 
 
-def _dynamo_export(model, sample, path: Path, spec: InputSpec, opset: int) -> None:
+def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None) -> None:
     import torch
 
-    dims = {i: torch.export.Dim(name, min=1 if name == "batch" else 16, max=4096 if name == "batch" else 8192)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    dims = {i: batch if name == "batch" else torch.export.Dim(name, min=16, max=8192)
             for i, name in dynamic_dims(spec).items()}
+    shapes = (dims,) + (({0: batch},) if text is not None else ())
+    names = [spec.name] + ([text.name] if text is not None else [])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, (sample,), dynamo=True, input_names=[spec.name], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({k: v for k, v in dims.items()},), opset_version=opset, verbose=False,
+            model, samples, dynamo=True, input_names=names, output_names=[OUTPUT_NAME],
+            dynamic_shapes=shapes, opset_version=opset, verbose=False,
         )
         program.save(str(path), external_data=False)
 
 
 def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto",
-                whole_image_size: tuple[int, int] = (64, 64), simplify: bool = True):
+                whole_image_size: tuple[int, int] = (64, 64), simplify: bool = True,
+                text: TextInputSpec | None = None, sample_tokens=None):
     """Export `model` to `path` (an ONNX file) and return (onnx.ModelProto, OnnxExportInfo).
-    The file at `path` is a working file: the caller saves the final model where it belongs."""
+    The file at `path` is a working file: the caller saves the final model where it belongs.
+    With `text` (a caption-aware model taking (image, token ids)), the graph's second input
+    is the token ids, traced on `sample_tokens` (2 rows of int32 ids)."""
     import onnx
     import torch
 
@@ -116,13 +126,15 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
         raise ExportError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
     path = Path(path)
     model = model.eval()
-    sample = torch.randn(*example_input_shape(spec, 2, whole_image_size))
+    samples = (torch.randn(*example_input_shape(spec, 2, whole_image_size)),)
+    if text is not None:
+        samples += (torch.as_tensor(sample_tokens[:2], dtype=torch.int32),)
     order = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
     notes: list[str] = []
     used = None
     for name in order:
         try:
-            (_legacy_export if name == "legacy" else _dynamo_export)(model, sample, path, spec, opset)
+            (_legacy_export if name == "legacy" else _dynamo_export)(model, samples, path, spec, opset, text)
             used = name
             break
         except Exception as e:

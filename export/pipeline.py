@@ -16,6 +16,9 @@ from typing import Callable
 from fakedet.manifest import Manifest
 from fakedet.package import PackageWriter, embed_manifest
 
+from fakedet.train.models.clip import CaptionAwareGraph, takes_captions
+
+from . import captions
 from .fp16 import ORT_CPU_DISABLED_OPTIMIZERS, fp16_summary, to_fp16
 from .onnx_export import DEFAULT_OPSET, export_onnx
 from .parity import ParityError, compare, format_report, make_inputs, onnx_logits, torch_logits
@@ -40,6 +43,7 @@ class ExportOptions:
     calib_images: str | Path | None = None
     whole_image_size: tuple[int, int] = (128, 128)
     simplify: bool = True
+    empty_caption: str = "refuse"  # caption-aware models: what a missing caption means (TextInputSpec)
 
 
 @dataclass
@@ -67,15 +71,25 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
     spec = manifest.input
     threshold = manifest.threshold.value
     model = source.model.eval()
+    text = tokens = tokenizer = None
+    if takes_captions(model):  # the graph takes (image, token ids); the tokenizer goes in the package
+        text = manifest.text_input = captions.text_input_spec(model, opts.empty_caption)
+        model = CaptionAwareGraph(model).eval()
+        tokenizer = captions.tokenizer_json()
+        tokens = captions.reference_tokens(model.detector, captions.PARITY_CAPTIONS, text.context_length)
+        _say(f"caption-aware model: inputs '{spec.name}' and '{text.name}' "
+             f"({text.context_length} CLIP BPE token ids, empty caption: {text.empty_caption})", echo)
 
-    inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images)
+    inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images, tokens=tokens,
+                         text_name=text.name if text else "text")
     for skipped in inputs.skipped_images:
         _say(f"parity: skipped {skipped}", echo)
     reference = torch_logits(model, inputs)
 
     with PackageWriter(dest, manifest) as w:
         work = w.staged_path(".work/export.onnx")  # the torch exporter writes a file
-        proto32, info = export_onnx(model, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify)
+        proto32, info = export_onnx(model, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify,
+                                    text=text, sample_tokens=tokens)
         shutil.rmtree(w.stage / ".work", ignore_errors=True)
         _say(f"exported with the {info.exporter} exporter, opset {info.opset}"
              f"{', simplified with onnxslim' if info.simplified else ''}", echo)
@@ -105,6 +119,13 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
                 + f"; the package was not written ({dest})"
             )
 
+        if text is not None:
+            check = captions.check_tokenizer(tokenizer, model.detector, text.context_length)
+            w.staged_path(text.tokenizer).write_text(tokenizer, encoding="utf-8")
+            w.add_file(None, text.tokenizer, "tokenizer", tokenizer_kind=text.tokenizer_kind,
+                       vocabulary="open_clip bpe_simple_vocab_16e6")
+            w.manifest.provenance["tokenizer_check"] = check
+            _say(f"tokenizer: identical ids to open_clip's on {check['captions']} captions", echo)
         w.manifest.provenance.update({
             "export": {"exporter": info.exporter, "opset": info.opset, "simplified": info.simplified,
                        "notes": info.notes, "whole_image_sample": list(opts.whole_image_size)},

@@ -17,8 +17,9 @@ from typing import Any
 from .errors import InputSpecError, ManifestError
 from .safe_json import MAX_JSON_DEPTH, depth, parse_json
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = (1,)
+# 2: the optional `text_input` (caption-aware models). Version 1 packages (image only) open unchanged.
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 
 POLICIES = ("center-crop", "resize", "resize-center-crop", "whole-image")
 SMALL_IMAGE_RULES = ("pad", "refuse", "upscale")
@@ -33,6 +34,7 @@ ARTIFACT_KINDS = (
     "calibration-report",
     "parity-report",
     "onnx-external-data",  # tensors of an ONNX artifact kept beside it (models over 2 GB); attrs: of
+    "tokenizer",  # a caption-aware model's tokenizer (HF tokenizers JSON); attrs: tokenizer kind
 )
 ONNX_KINDS = ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq")
 
@@ -232,6 +234,57 @@ class InputSpec:
         }
 
 
+TOKENIZER_KINDS = ("clip-bpe",)
+TRUNCATIONS = ("end-with-eot",)
+EMPTY_CAPTION_RULES = ("refuse", "score")
+MAX_CONTEXT_LENGTH = 4096
+
+
+@dataclass
+class TextInputSpec:
+    """A caption-aware model's second input: the caption's token ids.
+
+    tokenizer       the package file holding the tokenizer (an artifact of kind
+                    "tokenizer", hashed like every artifact)
+    tokenizer_kind  clip-bpe: CLIP's byte-level BPE, text cleaned as open_clip cleans it,
+                    [start] tokens [end], padded with 0
+    truncation      end-with-eot: a caption longer than context_length is cut and its last
+                    token replaced by the end token (open_clip's rule)
+    empty_caption   refuse: an item whose caption is missing or blank fails with an error;
+                    score: it is scored with the empty caption (a model trained with
+                    uncaptioned rows)
+    """
+
+    name: str = "text"
+    dtype: str = "int32"
+    context_length: int = 77
+    tokenizer: str = "tokenizer.json"
+    tokenizer_kind: str = "clip-bpe"
+    truncation: str = "end-with-eot"
+    empty_caption: str = "refuse"
+
+    def validate(self, where: str = "text_input") -> "TextInputSpec":
+        _str(self.name, where, "name")
+        _choice(self.dtype, where, "dtype", ("int32", "int64"))
+        _int(self.context_length, where, "context_length", 2, MAX_CONTEXT_LENGTH)
+        _str(self.tokenizer, where, "tokenizer", 1024)
+        _choice(self.tokenizer_kind, where, "tokenizer_kind", TOKENIZER_KINDS)
+        _choice(self.truncation, where, "truncation", TRUNCATIONS)
+        _choice(self.empty_caption, where, "empty_caption", EMPTY_CAPTION_RULES)
+        return self
+
+    def tensor_shape(self, batch: int | None = None) -> tuple:
+        return (self.context_length,) if batch is None else (batch, self.context_length)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "text_input") -> "TextInputSpec":
+        _no_unknown(cls, d, where)
+        return cls(**d).validate(where)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
 class OutputSpec:
     """The output tensor. `logit`: one value, sigmoid gives P(fake). `two-class-logits`:
@@ -332,6 +385,11 @@ class Manifest:
     provenance: dict = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    text_input: TextInputSpec | None = None  # caption-aware models only (schema 2)
+
+    @property
+    def takes_captions(self) -> bool:
+        return self.text_input is not None
 
     # ---- artifacts -------------------------------------------------------
     def artifacts_of(self, *kinds: str) -> list[Artifact]:
@@ -340,6 +398,14 @@ class Manifest:
     def artifact(self, kind: str) -> Artifact | None:
         found = self.artifacts_of(kind)
         return found[0] if found else None
+
+    def tokenizer_artifact(self) -> Artifact:
+        """The caption tokenizer's artifact; ManifestError when the package lacks it."""
+        name = self.text_input.tokenizer if self.text_input is not None else None
+        found = [a for a in self.artifacts if a.file == name]
+        if name is None or not found or found[0].kind != "tokenizer":
+            raise ManifestError(f"text_input: tokenizer '{name}' is not an artifact of kind 'tokenizer' in this package")
+        return found[0]
 
     def put_artifact(self, artifact: Artifact) -> None:
         """Add an artifact, replacing any with the same file name."""
@@ -352,6 +418,7 @@ class Manifest:
             "name": self.name,
             "architecture": self.architecture,
             "input": self.input.to_dict(),
+            **({"text_input": self.text_input.to_dict()} if self.text_input is not None else {}),
             "output": self.output.to_dict(),
             "threshold": self.threshold.to_dict(),
             "provenance": self.provenance,
@@ -379,7 +446,12 @@ class Manifest:
         artifacts = d.get("artifacts", [])
         if not isinstance(artifacts, list) or len(artifacts) > MAX_ARTIFACTS:
             raise ManifestError(f"{where}: artifacts must be a list of at most {MAX_ARTIFACTS} objects")
+        text = d.get("text_input")
+        if text is not None and version < 2:
+            raise ManifestError(f"{where}: text_input needs schema_version 2 or later, the manifest says {version}")
+        text_input = TextInputSpec.from_dict(text, f"{where}.text_input") if text is not None else None
         return cls(
+            text_input=text_input,
             name=_str(_need(d, "name", where), where, "name"),
             architecture=_str(d.get("architecture", "unknown"), where, "architecture"),
             input=InputSpec.from_dict(_need(d, "input", where), f"{where}.input"),

@@ -80,6 +80,11 @@ class ModelPackage:
                 manifest = Manifest.from_json(read_text(mf), where=MANIFEST_FILE)
             except ManifestError as e:
                 raise PackageError(source, str(e).replace(f"{mf}: ", f"{MANIFEST_FILE}: ")) from None
+            if manifest.takes_captions:
+                try:
+                    manifest.tokenizer_artifact()
+                except ManifestError as e:
+                    raise PackageError(source, f"{MANIFEST_FILE}: {e}") from None
             for art in manifest.artifacts:
                 if not cls._inside(root, art.file, source, "artifact").is_file():
                     raise PackageError(source, f"artifact '{art.file}' ({art.kind}) listed in the manifest is missing")
@@ -119,6 +124,9 @@ class ModelPackage:
             manifest = Manifest.from_json(text, where=f"{ONNX_METADATA_KEY} metadata")
         except ManifestError as e:
             raise PackageError(path, str(e)) from None
+        if manifest.takes_captions:
+            raise PackageError(path, "a caption-aware model: its tokenizer lives in the package, so open the "
+                                     "package (NAME.fdet), not its bare .onnx file")
         kind = manifest.provenance.get("onnx_kind", "onnx-fp32")
         if kind not in ONNX_KINDS:
             raise PackageError(path, f"{ONNX_METADATA_KEY} metadata: provenance.onnx_kind '{kind}' is not an ONNX kind")

@@ -26,6 +26,14 @@ Examples:
   fakedet predict model.fdet photos/ uploads/ --batch 16
   fakedet predict model.fdet photos/ --json > scores.jsonl
   fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
+  fakedet predict clip-text.fdet post.jpg --caption "sunset over the harbour"
+  fakedet predict clip-text.fdet uploads/ --captions captions.csv   # path,caption
+\b
+A caption-aware package (exported from clip-mlp with use_text=true) scores each
+image with its caption: --caption for a single image, --captions for many (a CSV
+with columns path and caption; relative paths are read against the CSV's folder).
+An image without a caption fails with an error unless the package says an empty
+caption is valid. An image-only package ignores captions.
 \b
 Directories are searched recursively for images; files named on the command line
 are always tried, so a non-image is reported rather than silently skipped.
@@ -41,9 +49,13 @@ or package errors.""",
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
+@click.option("--captions", "captions_csv", type=click.Path(path_type=Path), default=None,
+              help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
+@click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, threads, captions_csv, caption_text,
+            as_json, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -54,16 +66,21 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
     items = expand_paths(paths)
     if not items:
         raise FakedetError(f"no images found in {', '.join(map(str, paths))}")
+    caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
     det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
+        if caption_of is not None and not det.takes_captions:
+            click.echo("fakedet: an image-only model: the captions are not read", err=True)
     failed = scored = fakes = 0
     if not as_json:
         click.echo(f"{'P(fake)':>8}  {'verdict':<7}  path")
     try:
         for start in range(0, len(items), CHUNK):
-            for p in det.predict(items[start : start + CHUNK]):
+            chunk = items[start : start + CHUNK]
+            caps = [caption_of(p) for p in chunk] if caption_of is not None else None
+            for p in det.predict(chunk, captions=caps):
                 if p.ok:
                     scored += 1
                     fakes += int(bool(p.is_fake))
@@ -85,6 +102,23 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
             err=True,
         )
     return 1 if failed else 0
+
+
+def _caption_source(captions_csv, caption_text, items):
+    """path -> caption (None where none is given), or None when no caption was given."""
+    from .captions import caption_for, read_captions_csv
+
+    if captions_csv is not None and caption_text is not None:
+        raise click.UsageError("give --caption (one image) or --captions (a CSV), not both")
+    if caption_text is not None:
+        if len(items) != 1:
+            raise click.UsageError(f"--caption is the caption of one image; {len(items)} were given "
+                                   "(use --captions CSV for many)")
+        return lambda _path: caption_text
+    if captions_csv is not None:
+        table = read_captions_csv(captions_csv)
+        return lambda path: caption_for(table, path)
+    return None
 
 
 def json_line(p) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
+from .captions import CaptionInput
 from .embedding import EmbeddingAPI, serialized
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
@@ -53,6 +54,12 @@ class Detector(EmbeddingAPI):
         self.backend = serialized(backend)  # thread safety: one inference call at a time
         self.batch_size = max(1, int(batch_size))
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
+        self.captions = CaptionInput.of(package)  # None for an image-only model
+
+    @property
+    def takes_captions(self) -> bool:
+        """True for a caption-aware model: each image is scored with its caption."""
+        return self.captions is not None
 
     @classmethod
     def open(
@@ -85,18 +92,25 @@ class Detector(EmbeddingAPI):
         img = load_image(item, self.manifest.input.preprocess.max_pixels)
         return preprocess_image(img, self.manifest.input, name)
 
-    def predict(self, items, batch_size: int | None = None) -> list[Prediction]:
+    def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
         """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
         its error in its Prediction; the others are scored. Items are decoded, preprocessed
         and scored one batch-sized window at a time, so memory follows the batch size, not
-        the number of items."""
+        the number of items.
+
+        `captions`: one per image (str, or None for none), read by a caption-aware model
+        (`takes_captions`); an image without one fails unless the package says an empty
+        caption is valid. An image-only model ignores them."""
         items = list(items)
+        caps = self.captions.align(captions, len(items)) if self.captions is not None else None
         preds = [Prediction(source=source_name(it)) for it in items]
         window = self.backend.input_spec.fixed_batch() or batch_size or self.batch_size
         for start in range(0, len(items), window):
             tensors: dict[int, np.ndarray] = {}
             for i in range(start, min(start + window, len(items))):
                 try:
+                    if caps is not None:
+                        self.captions.check(caps[i])
                     tensors[i] = self._prepare(items[i])
                 except ImageError as e:
                     preds[i].error = e.problem
@@ -104,15 +118,22 @@ class Detector(EmbeddingAPI):
                     preds[i].error = str(e)
                 except Exception as e:  # whatever decoding or preprocessing raises costs its item only
                     preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
-            self._score(tensors, preds, window)
+            self._score(tensors, preds, window, caps)
             del tensors
         return preds
 
-    def predict_tensors(self, batch: np.ndarray) -> np.ndarray:
-        """Preprocessed float32 batch -> P(fake) per row."""
-        return sigmoid(fake_logits(self.backend.infer(batch), self.manifest.output))
+    def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
+        """Preprocessed float32 batch (and, for a caption-aware model, a caption per row) ->
+        P(fake) per row."""
+        feed = batch
+        if self.captions is not None:
+            caps = self.captions.align(captions, len(batch))
+            for c in caps:
+                self.captions.check(c)
+            feed = self.captions.feed(self.manifest.input.name, batch, caps)
+        return sigmoid(fake_logits(self.backend.infer(feed), self.manifest.output))
 
-    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int) -> None:
+    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None) -> None:
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
             by_shape.setdefault(t.shape, []).append(i)
@@ -120,6 +141,8 @@ class Detector(EmbeddingAPI):
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
+                if caps is not None:
+                    batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run

@@ -89,18 +89,19 @@ class EmbeddingAPI:
     from OpenCV (cv2.VideoCapture, cv2.imread), "RGB" for Pillow, imageio, PyAV.
     """
 
-    def predict_frames(self, frames, channels: str, batch_size: int | None = None):
+    def predict_frames(self, frames, channels: str, batch_size: int | None = None, captions=None):
         """Score uint8 HxWx3 frames; `channels` is "BGR" (OpenCV) or "RGB" (required:
         the wrong order silently changes scores, so it is never guessed)."""
-        return self.predict(frames_to_rgb(frames, channels), batch_size=batch_size)
+        return self.predict(frames_to_rgb(frames, channels), batch_size=batch_size, captions=captions)
 
-    async def apredict(self, items, batch_size: int | None = None, executor: Executor | None = None):
+    async def apredict(self, items, batch_size: int | None = None, executor: Executor | None = None, captions=None):
         """`predict` for async code: runs in `executor` (default: the loop's default
         thread pool) so the event loop keeps serving while images decode and infer."""
         import asyncio  # only async hosts pay for it
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, functools.partial(self.predict, list(items), batch_size))
+        call = functools.partial(self.predict, list(items), batch_size, captions=captions)
+        return await loop.run_in_executor(executor, call)
 
     async def apredict_frames(self, frames, channels: str, batch_size: int | None = None,
                               executor: Executor | None = None):
@@ -119,6 +120,8 @@ class EmbeddingAPI:
         t0 = time.perf_counter()
         for b in sizes:
             x = np.zeros((b,) + tuple(shape), dtype=np.float32)
+            if self.captions is not None:  # a caption-aware model: an empty caption beside each image
+                x = self.captions.feed(self.manifest.input.name, x, [""] * b)
             for _ in range(max(1, rounds)):
                 self.backend.infer(x)
         return time.perf_counter() - t0
@@ -129,12 +132,23 @@ class EmbeddingAPI:
         input tensor. Raises fakedet.errors.ImageError for a bad image."""
         return self._prepare(item)
 
-    def predict_prepared(self, tensors: list, names: list | None = None) -> list:
+    def predict_prepared(self, tensors: list, names: list | None = None, captions=None) -> list:
         """Score already prepared tensors (from `prepare`) in as few inference calls as
-        their shapes allow; one Prediction per tensor, a failing batch costs only its rows."""
+        their shapes allow; one Prediction per tensor, a failing batch costs only its rows.
+        `captions` as for `predict` (a caption-aware model: an item without one fails)."""
         from .detector import Prediction
 
         names = names or [f"<tensor:{i}>" for i in range(len(tensors))]
         preds = [Prediction(source=n) for n in names]
-        self._score(dict(enumerate(tensors)), preds, max(1, len(tensors)))
+        ready = dict(enumerate(tensors))
+        caps = None
+        if self.captions is not None:
+            caps = self.captions.align(captions, len(tensors))
+            for i in list(ready):
+                try:
+                    self.captions.check(caps[i])
+                except Exception as e:  # CaptionError: that item only
+                    preds[i].error = str(e)
+                    del ready[i]
+        self._score(ready, preds, max(1, len(tensors)), caps)
         return preds

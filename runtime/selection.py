@@ -136,7 +136,12 @@ def choose(
         return None, why_not
 
     # 1. A TensorRT plan for this GPU and TensorRT version.
-    if backend in ("auto", "tensorrt"):
+    if backend in ("auto", "tensorrt") and pkg.manifest.takes_captions:
+        why = "the native TensorRT backend runs one-input models; a caption-aware package runs on ort-trt"
+        considered.append(f"tensorrt: {why}")
+        if backend == "tensorrt":
+            refuse("tensorrt", why, package_can_fix=False)
+    elif backend in ("auto", "tensorrt"):
         plan, why = tensorrt_support.matching_plan(pkg, precision, env=trt_env)
         if plan is not None:
             return Choice("tensorrt", plan, why, considered)

@@ -221,8 +221,8 @@ def _cls(name):
         pytest.skip(str(e))
 
 
-PUBLIC = ("open", "close", "infer", "infer_timed", "input_spec", "output_spec", "__enter__", "__exit__", "_in_use",
-          "_checked_input", "_timed_run")
+PUBLIC = ("open", "close", "infer", "infer_timed", "input_spec", "input_specs", "output_spec", "__enter__", "__exit__",
+          "_in_use", "_checked_input", "_checked_inputs", "_timed_run")
 HOOKS = ("_open", "_run", "_input_spec", "_output_spec", "_close")
 
 

@@ -7,7 +7,6 @@ cannot be read is skipped and reported (the batch goes on without it)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -156,19 +155,3 @@ def split_samples(samples: list[Sample], fraction: float, seed: int) -> tuple[li
         if n_val and {s.label for s in part} != {0, 1}:
             raise DataError(f"the {name} split holds only one class; give --val-data or more images")
     return train, val
-
-
-def read_captions(source: str | Path) -> dict[str, str]:
-    """path -> caption from a CSV dataset's 'caption' column (for clip-mlp use_text)."""
-    source = Path(source)
-    if not source.is_file():
-        raise DataError(f"{source}: caption features need a CSV dataset with a 'caption' column")
-    with open(source, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if "caption" not in (reader.fieldnames or []):
-            raise DataError(f"{source}: no 'caption' column (needed by use_text)")
-        out = {}
-        for row in reader:
-            p = Path(row["path"])
-            out[str(p if p.is_absolute() else source.parent / p)] = row["caption"] or ""
-    return out

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from fakedet.atomic import atomic_output
 from fakedet.manifest import InputSpec
+from fakedet.runtime.captions import caption_for
 from fakedet.runtime.dataset_index import Sample
 
 from .data import FailureLog, ImageDataset, collate, data_digest
@@ -56,7 +57,7 @@ def extract(model, samples: list[Sample], spec: InputSpec, batch: int, device, w
         for x, y in b.groups:
             text = None
             if captions is not None:
-                caps = [captions.get(next(names), "") for _ in range(len(y))]
+                caps = [caption_for(captions, next(names)) or "" for _ in range(len(y))]
                 text = model.text_features(model.tokenize(caps).to(device))
             f = model.features(x.to(device), text)
             feats.append(f.float().cpu())

@@ -18,6 +18,8 @@ from fakedet.errors import BackendUnavailable
 from fakedet.manifest import Artifact
 from fakedet.runtime.backends.base import Backend, TensorSpec
 
+from .models.clip import CaptionAwareGraph, takes_captions
+
 
 def find_checkpoint(pkg, checkpoint=None) -> Path:
     """The checkpoint directory for a package: the given one, or the manifest's provenance
@@ -87,7 +89,24 @@ class TorchBackend(Backend):
         self.model = model.eval().to(self.device, self._dtype)
         spec = self.config.get("input", {})
         self._in_name = spec.get("name", "image") if isinstance(spec, dict) else "image"
+        self._text = None
+        if takes_captions(self.model):  # a caption-aware model: (image, token ids), as its package's graph
+            from fakedet.manifest import TextInputSpec
+
+            self._text = TextInputSpec(context_length=self.model.context_length)
+            self.model = CaptionAwareGraph(self.model).eval()
         self._torch = torch
+
+    def _args(self, batch, device=None):
+        torch = self._torch
+        if not isinstance(batch, dict):
+            batch = {self._in_name: batch}
+        args = [torch.from_numpy(batch[self._in_name])]
+        if self._text is not None:
+            args.append(torch.from_numpy(np.ascontiguousarray(batch[self._text.name])))
+        if device is not None:
+            args = [args[0].to(device, self._dtype)] + [a.to(device) for a in args[1:]]
+        return args
 
     def _run(self, batch: np.ndarray):
         """On the CPU: the base times the call (no copies exist). On CUDA: H2D, compute,
@@ -97,12 +116,12 @@ class TorchBackend(Backend):
         torch = self._torch
         with torch.inference_mode():
             if self.device.type == "cpu":
-                return self.model(torch.from_numpy(batch)).float().numpy()
+                return self.model(*self._args(batch)).float().numpy()
             t0 = time.perf_counter()
-            x = torch.from_numpy(batch).to(self.device, self._dtype)
+            args = self._args(batch, self.device)
             torch.cuda.synchronize(self.device)
             t1 = time.perf_counter()
-            out = self.model(x)
+            out = self.model(*args)
             torch.cuda.synchronize(self.device)
             t2 = time.perf_counter()
             res = out.float().cpu().numpy()
@@ -111,6 +130,12 @@ class TorchBackend(Backend):
 
     def _input_spec(self) -> TensorSpec:
         return TensorSpec(self._in_name, (None, None, None, None), "float32")
+
+    def _input_specs(self) -> list[TensorSpec]:
+        specs = [self._input_spec()]
+        if self._text is not None:
+            specs.append(TensorSpec(self._text.name, (None, self._text.context_length), self._text.dtype))
+        return specs
 
     def _output_spec(self) -> TensorSpec:
         return TensorSpec("logit", (None, None), "float32")  # eager: the width shows only when it runs

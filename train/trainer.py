@@ -26,12 +26,13 @@ from torch.utils.data import DataLoader
 from fakedet import __version__
 from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError
+from fakedet.runtime.captions import read_captions_csv as read_captions
 from fakedet.runtime.metrics import validation_metrics
 
 from . import ddp
 from .checkpoint import flatten_optimizer, load_resume_state, save_checkpoint, unflatten_optimizer
 from .config import TrainConfig
-from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, read_captions, split_samples
+from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, split_samples
 from .losses import build_loss
 from .models import create_model, model_input_spec
 from .sam import SAM, frozen_bn_stats

@@ -8,6 +8,7 @@ hooks only (the shape of Polygraphy's runners):
     infer(batch) -> outputs            _run(batch) -> outputs, or (outputs, stage ms)
     infer_timed(batch) -> (out, ms)
     input_spec / output_spec           _input_spec(), _output_spec()
+    input_specs (every input)          _input_specs()   default: [_input_spec()]
     (batch sizes the engine runs)      _batch_ranges(sample_shape)   default: from input_spec
     options checked at construction    OPTIONS: {name: what it does}
 
@@ -19,6 +20,10 @@ What the public methods guarantee:
 - `infer` takes any number of images: batches are split and padded to the sizes the
   engine runs (batching.plan_runs), the padding's outputs dropped; the input's rank and
   fixed axes are checked against `input_spec`, its dtype converted to the model's.
+- A model with several inputs (a caption-aware model: image and token ids) takes a dict
+  {input name: array}, every array one row per image; each is checked against its spec,
+  split and padded alike, and `_run` gets the dict. A one-input model takes the array
+  (or a one-entry dict) and `_run` gets the array.
 - Outputs are float32 numpy with one row per image.
 - Every error is a fakedet error (BackendError, BackendUnavailable or PackageError)
   naming the backend; the inference library's exception is its `__cause__`.
@@ -36,6 +41,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +101,8 @@ class Backend(ABC):
                 return self
             try:
                 self._open()
-                self._in_spec = self._input_spec()  # read once: checked against every batch
+                self._in_specs = list(self._input_specs())  # read once: checked against every batch
+                self._in_spec = self._in_specs[0]
             except BaseException as e:
                 try:
                     self._close()  # release what a partial open got
@@ -156,26 +163,26 @@ class Backend(ABC):
             self._leave_call()
 
     # ---- inference -------------------------------------------------------
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        """A batch in the model's layout (any number of images) -> the first output, float32."""
+    def infer(self, batch) -> np.ndarray:
+        """A batch in the model's layout (any number of images; a dict of named arrays for
+        a model with several inputs) -> the first output, float32."""
         return self.infer_timed(batch)[0]
 
-    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict]:
+    def infer_timed(self, batch) -> tuple[np.ndarray, dict]:
         """(outputs, {h2d, compute, d2h} in ms, summed over the engine's runs). A backend
         that cannot tell the copies apart reports None for h2d and d2h, and the whole
         call as compute."""
         self._enter_call()  # not a `with`: this is the hot path of every backend
         try:
-            x = self._checked_input(batch)
-            runs = self._plan(x)
+            x = self._checked_inputs(batch)
+            lead = x if isinstance(x, np.ndarray) else x[self._in_spec.name]
+            runs = self._plan(lead)
             if len(runs) == 1 and not runs[0].padding:
                 return self._timed_run(x)
             outs, total = [], dict.fromkeys(STAGES)
             start = 0
             for run in runs:
-                chunk = x[start : start + run.count]
-                if run.padding:
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], run.padding, axis=0)])
+                chunk = _rows(x, start, run.count, run.padding)
                 out, stages = self._timed_run(chunk)
                 outs.append(out[: run.count])
                 for k in STAGES:
@@ -193,8 +200,28 @@ class Backend(ABC):
             msg = str(e)
             raise BackendError(msg if msg.startswith(f"{self.name}: ") else f"{self.name}: {msg}") from None
 
-    def _checked_input(self, batch) -> np.ndarray:
-        spec = self._in_spec
+    def _checked_inputs(self, batch):
+        """The array (one-input model) or {name: array} (several inputs), each checked."""
+        specs = self._in_specs
+        if isinstance(batch, Mapping):
+            names = [s.name for s in specs]
+            if sorted(batch) != sorted(names):
+                raise BackendError(f"{self.name}: the model's inputs are {', '.join(names)}; "
+                                   f"got {', '.join(map(str, batch)) or 'none'}")
+            if len(specs) == 1:
+                return self._checked_input(batch[names[0]], specs[0])
+            out = {s.name: self._checked_input(batch[s.name], s) for s in specs}
+            rows = {len(a) for a in out.values()}
+            if len(rows) != 1:
+                raise BackendError(f"{self.name}: the inputs hold different numbers of rows "
+                                   f"({', '.join(f'{k}: {len(v)}' for k, v in out.items())})")
+            return out
+        if len(specs) > 1:
+            raise BackendError(f"{self.name}: the model takes {len(specs)} inputs ({', '.join(s.name for s in specs)}): "
+                               "pass a dict of arrays by input name")
+        return self._checked_input(batch, specs[0])
+
+    def _checked_input(self, batch, spec: TensorSpec) -> np.ndarray:
         if not isinstance(batch, np.ndarray):
             raise BackendError(f"{self.name}: expects a numpy array, got {type(batch).__name__}")
         if batch.ndim != len(spec.shape):
@@ -212,7 +239,7 @@ class Backend(ABC):
             dtype = batch.dtype  # a type numpy lacks: the backend says what it needs
         return np.ascontiguousarray(batch, dtype=dtype)
 
-    def _timed_run(self, chunk: np.ndarray) -> tuple[np.ndarray, dict]:
+    def _timed_run(self, chunk) -> tuple[np.ndarray, dict]:
         t0 = time.perf_counter()
         try:
             res = self._run(chunk)
@@ -224,8 +251,9 @@ class Backend(ABC):
         if stages is None:
             stages = {"h2d": None, "compute": (time.perf_counter() - t0) * 1e3, "d2h": None}
         out = np.asarray(out)
-        if out.ndim == 0 or out.shape[0] != len(chunk):
-            raise BackendError(f"{self.name}: the model returned shape {out.shape} for a batch of {len(chunk)}")
+        n = len(chunk) if isinstance(chunk, np.ndarray) else len(next(iter(chunk.values())))
+        if out.ndim == 0 or out.shape[0] != n:
+            raise BackendError(f"{self.name}: the model returned shape {out.shape} for a batch of {n}")
         return out.astype(np.float32, copy=False), stages
 
     # ---- shapes ----------------------------------------------------------
@@ -233,6 +261,12 @@ class Backend(ABC):
     def input_spec(self) -> TensorSpec:
         with self._in_use():
             return self._in_spec
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        """Every input, the image first."""
+        with self._in_use():
+            return list(self._in_specs)
 
     @property
     def output_spec(self) -> TensorSpec:
@@ -276,11 +310,24 @@ class Backend(ABC):
     @abstractmethod
     def _input_spec(self) -> TensorSpec: ...
 
+    def _input_specs(self) -> list[TensorSpec]:
+        """Every input, the image first (override for models with several)."""
+        return [self._input_spec()]
+
     @abstractmethod
     def _output_spec(self) -> TensorSpec: ...
 
     def _close(self) -> None:
         """Release what `_open` got; also called after a partial `_open`."""
+
+
+def _rows(x, start: int, count: int, padding: int):
+    """Rows start..start+count of an array or of every array in a dict, padded with
+    copies of the last row."""
+    if not isinstance(x, np.ndarray):
+        return {k: _rows(v, start, count, padding) for k, v in x.items()}
+    chunk = x[start : start + count]
+    return np.concatenate([chunk, np.repeat(chunk[-1:], padding, axis=0)]) if padding else chunk
 
 
 def _shape_text(shape: tuple) -> str:

@@ -129,7 +129,8 @@ class OnnxRuntimeBackend(Backend):
             )
         except Exception as e:
             raise PackageError(self.model_path, f"ONNX Runtime cannot load it: {first_line(e, 300)}") from e
-        self._in = self.session.get_inputs()[0]
+        self._ins = self.session.get_inputs()
+        self._in = self._ins[0]
         self._out = self.session.get_outputs()[0]
         # IO binding: on by default for the GPU sets; on ort-cpu only when asked, binding
         # to host memory (the same code path, so the CPU test suite exercises it).
@@ -145,21 +146,26 @@ class OnnxRuntimeBackend(Backend):
     def _input_spec(self) -> TensorSpec:
         return self._spec(self._in)
 
+    def _input_specs(self) -> list[TensorSpec]:
+        return [self._spec(i) for i in self._ins]
+
     def _output_spec(self) -> TensorSpec:
         return self._spec(self._out)
 
-    def _run(self, batch: np.ndarray):
+    def _run(self, batch):
         """On the CPU there is no H2D/D2H: the base times the whole run as compute. With IO
         binding each step is timed on the host around ORT's synchronous copy / run / copy."""
+        feed = batch if isinstance(batch, dict) else {self._in.name: batch}
         if not self._bind_device:
-            return self.session.run([self._out.name], {self._in.name: batch})[0]
+            return self.session.run([self._out.name], feed)[0]
         import onnxruntime as ort
 
         t0 = time.perf_counter()
-        x = ort.OrtValue.ortvalue_from_numpy(batch, self._bind_device, self._device_id)
+        xs = {k: ort.OrtValue.ortvalue_from_numpy(v, self._bind_device, self._device_id) for k, v in feed.items()}
         t1 = time.perf_counter()
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self._in.name, x)
+        for k, x in xs.items():
+            binding.bind_ortvalue_input(k, x)
         binding.bind_output(self._out.name, self._bind_device, self._device_id)
         self.session.run_with_iobinding(binding)
         t2 = time.perf_counter()

@@ -149,7 +149,12 @@ class TensorRTBackend(Backend):
         ios = self._describe_io(engine)
         if not hasattr(self, "ios"):
             self.ios = ios
-            self.inp = next(io for io in ios if io.is_input)
+            inputs = [io for io in ios if io.is_input]
+            if len(inputs) != 1:
+                raise PackageError(self.model_path, f"the plan has {len(inputs)} inputs "
+                                   f"({', '.join(io.name for io in inputs)}); the native TensorRT backend runs "
+                                   "one-input models: run a caption-aware package with --backend ort-trt")
+            self.inp = inputs[0]
             self.outs = [io for io in ios if not io.is_input]
             if -1 in self.inp.shape:
                 self.profiles = self._profile_shapes(engine, self.inp)

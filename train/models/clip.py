@@ -152,6 +152,31 @@ class CLIPDetector(nn.Module):
     def forward(self, x: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, text_features))
 
+    @property
+    def context_length(self) -> int:
+        return int(self.rebuild_kwargs["clip_config"].get("text_cfg", {}).get("context_length", 77))
+
+    def score_tokens(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits from images and their captions' token ids: the deployed caption-aware graph."""
+        with _mha_fastpath(not (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())):
+            return self.forward(x, self.text_features(tokens))
+
+
+class CaptionAwareGraph(nn.Module):
+    """(image, token ids) -> logit: what a caption-aware package's ONNX computes, and what
+    the PyTorch reference runs."""
+
+    def __init__(self, detector: CLIPDetector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return self.detector.score_tokens(image, text)
+
+
+def takes_captions(model) -> bool:
+    return bool(getattr(model, "use_text", False))
+
 
 def _embed_dim(cfg: dict) -> int:
     return int(cfg["embed_dim"])

@@ -1,0 +1,115 @@
+"""A caption-aware package's text input at run time: which caption goes with which image,
+what a missing one means, and the token ids fed beside the image tensor."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fakedet.errors import DataError, FakedetError, ManifestError, PackageError, first_line
+from fakedet.manifest import TextInputSpec
+
+MAX_CAPTION_CHARS = 100_000  # far beyond any context length: a bound on the work one item may cost
+
+
+class CaptionError(FakedetError):
+    """An item's caption is missing or unusable."""
+
+
+class CaptionInput:
+    """The package's text input and its tokenizer (loaded once, from the package's hashed
+    tokenizer file)."""
+
+    def __init__(self, spec: TextInputSpec, tokenizer):
+        self.spec = spec
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def of(cls, package) -> "CaptionInput | None":
+        """None for an image-only package."""
+        spec = package.manifest.text_input
+        if spec is None:
+            return None
+        from .caption_tokenizer import CaptionTokenizer
+
+        try:
+            art = package.manifest.tokenizer_artifact()
+        except ManifestError as e:
+            raise PackageError(package.source, str(e)) from None
+        return cls(spec, CaptionTokenizer.from_file(package.path_of(art), spec.context_length))
+
+    @property
+    def empty_is_valid(self) -> bool:
+        return self.spec.empty_caption == "score"
+
+    def align(self, captions, n: int) -> list:
+        """One caption (or None) per item."""
+        if captions is None:
+            return [None] * n
+        if isinstance(captions, (str, bytes)):
+            raise FakedetError("captions: pass one caption per image (a list), not one string")
+        captions = list(captions)
+        if len(captions) != n:
+            raise FakedetError(f"captions: {len(captions)} caption(s) for {n} image(s); give one per image "
+                               "(None where an image has none)")
+        return captions
+
+    def check(self, caption) -> None:
+        """Raise CaptionError when `caption` cannot be scored."""
+        if caption is not None and not isinstance(caption, str):
+            raise CaptionError(f"caption must be text, got {type(caption).__name__}")
+        if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+            raise CaptionError(f"caption is {len(caption)} characters long (at most {MAX_CAPTION_CHARS})")
+        if (caption is None or not caption.strip()) and not self.empty_is_valid:
+            raise CaptionError("no caption: this model reads each image with its caption, and its package "
+                               "refuses an empty one (give the caption, or export with --empty-caption score)")
+
+    def tokens(self, captions: list) -> np.ndarray:
+        ids = self.tokenizer.encode(["" if c is None else c for c in captions])
+        return ids.astype(self.spec.dtype, copy=False)
+
+    def feed(self, image_name: str, images: np.ndarray, captions: list) -> dict:
+        """The backend's inputs for images and their (checked) captions."""
+        return {image_name: images, self.spec.name: self.tokens(captions)}
+
+
+def caption_key(path) -> str:
+    """The one way a path is looked up in a captions table."""
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
+def read_captions_csv(source) -> dict[str, str]:
+    """path -> caption from a CSV with 'path' and 'caption' columns (a dataset CSV, or a
+    `predict --captions` file); relative paths are read against the CSV's folder. Look
+    captions up with `caption_for`."""
+    source = Path(source)
+    if not source.is_file():
+        raise DataError(f"{source}: captions need a CSV file with 'path' and 'caption' columns")
+    out: dict[str, str] = {}
+    try:
+        with open(source, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            if "path" not in cols or "caption" not in cols:
+                raise DataError(f"{source}: a captions CSV needs columns 'path' and 'caption'; found {sorted(cols)}")
+            for n, row in enumerate(reader, start=2):
+                if row.get("path") is None or not row["path"].strip():
+                    raise DataError(f"{source}:{n}: empty path")
+                p = Path(row["path"])
+                key = caption_key(p if p.is_absolute() else source.parent / p)
+                if key in out:
+                    raise DataError(f"{source}:{n}: '{row['path']}' is listed twice")
+                out[key] = row["caption"] or ""
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source}: not UTF-8 text ({first_line(e)})") from None
+    except csv.Error as e:
+        raise DataError(f"{source}: not a readable CSV ({first_line(e)})") from None
+    return out
+
+
+def caption_for(captions: dict | None, path) -> str | None:
+    """`path`'s caption in a table from read_captions_csv (None: not listed)."""
+    return None if captions is None else captions.get(caption_key(path))
