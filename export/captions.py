@@ -23,19 +23,6 @@ PARITY_CAPTIONS = (
 )
 
 
-def open_clip_tokenizer(model):
-    """open_clip's tokenizer of a CLIPDetector; refused unless it is CLIP's BPE (the one the
-    runtime reproduces without torch)."""
-    import open_clip
-
-    clip_model = model.rebuild_kwargs["clip_model"]
-    tokenizer = open_clip.get_tokenizer(clip_model)
-    if type(tokenizer).__name__ != "SimpleTokenizer":
-        raise FakedetError(f"{clip_model} tokenizes captions with {type(tokenizer).__name__}; a caption-aware "
-                           "export supports CLIP's BPE tokenizer (open_clip SimpleTokenizer) only")
-    return tokenizer
-
-
 def text_input_spec(model, empty_caption: str = "refuse") -> TextInputSpec:
     return TextInputSpec(context_length=model.context_length, empty_caption=empty_caption).validate()
 
@@ -49,7 +36,7 @@ def tokenizer_json() -> str:
 
 def reference_tokens(model, captions, context_length: int) -> np.ndarray:
     """open_clip's token ids (the training side) as the int32 array the package takes."""
-    return open_clip_tokenizer(model)(list(captions), context_length=context_length).numpy().astype(np.int32)
+    return model.token_ids(list(captions), context_length)
 
 
 def check_tokenizer(text: str, model, context_length: int, captions=PARITY_CAPTIONS) -> dict:

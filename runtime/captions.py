@@ -15,7 +15,7 @@ from fakedet.manifest import TextInputSpec
 MAX_CAPTION_CHARS = 100_000  # far beyond any context length: a bound on the work one item may cost
 
 
-class CaptionError(FakedetError):
+class CaptionRefused(FakedetError):
     """An item's caption is missing or unusable."""
 
 
@@ -58,13 +58,13 @@ class CaptionInput:
         return captions
 
     def check(self, caption) -> None:
-        """Raise CaptionError when `caption` cannot be scored."""
+        """Raise CaptionRefused when `caption` cannot be scored."""
         if caption is not None and not isinstance(caption, str):
-            raise CaptionError(f"caption must be text, got {type(caption).__name__}")
+            raise CaptionRefused(f"caption must be text, got {type(caption).__name__}")
         if caption is not None and len(caption) > MAX_CAPTION_CHARS:
-            raise CaptionError(f"caption is {len(caption)} characters long (at most {MAX_CAPTION_CHARS})")
+            raise CaptionRefused(f"caption is {len(caption)} characters long (at most {MAX_CAPTION_CHARS})")
         if (caption is None or not caption.strip()) and not self.empty_is_valid:
-            raise CaptionError("no caption: this model reads each image with its caption, and its package "
+            raise CaptionRefused("no caption: this model reads each image with its caption, and its package "
                                "refuses an empty one (give the caption, or export with --empty-caption score)")
 
     def tokens(self, captions: list) -> np.ndarray:

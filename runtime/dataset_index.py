@@ -25,6 +25,7 @@ class Sample:
     label: int  # 0 real, 1 fake
     generator: str  # folder path above the class folder ("" at the top), or CSV column
     key: str = ""  # path inside the class folder without suffix: pairs a real image with its reconstruction
+    caption: str | None = None  # a CSV's 'caption' column (caption-aware models); None: no caption given
 
     def __post_init__(self):
         if not self.key:  # no key given: the file name without suffix
@@ -60,7 +61,9 @@ def _from_csv(path: Path) -> list[Sample]:
         reader = csv.DictReader(f)
         cols = set(reader.fieldnames or [])
         if not {"path", "label"} <= cols:
-            raise DataError(f"{path}: CSV needs columns 'path' and 'label' (optional 'generator'); found {sorted(cols)}")
+            raise DataError(f"{path}: CSV needs columns 'path' and 'label' (optional 'generator', 'caption'); "
+                            f"found {sorted(cols)}")
+        has_caption = "caption" in cols
         for n, row in enumerate(reader, start=2):
             lab = str(row["label"]).strip().lower()
             if lab not in LABEL_WORDS:
@@ -68,7 +71,8 @@ def _from_csv(path: Path) -> list[Sample]:
             p = Path(row["path"])
             if not p.is_absolute():
                 p = path.parent / p
-            samples.append(Sample(p, LABEL_WORDS[lab], (row.get("generator") or "").strip(), p.stem))
+            caption = (row.get("caption") or "") if has_caption else None
+            samples.append(Sample(p, LABEL_WORDS[lab], (row.get("generator") or "").strip(), p.stem, caption))
     if not samples:
         raise DataError(f"{path}: CSV lists no images")
     return samples
@@ -109,6 +113,8 @@ def digest(samples: list[Sample], root: Path | None = None, content: bool = True
     for s in samples:
         rel = s.path.relative_to(root).as_posix() if root and s.path.is_relative_to(root) else s.path.as_posix()
         h.update(f"{rel}\0{s.label}\0{s.generator}\n".encode())
+        if s.caption is not None:  # captions are data to a caption-aware model (digests of other rows unchanged)
+            h.update(f"caption\0{s.caption}\n".encode())
         if content:
             try:
                 h.update(hashlib.sha256(s.path.read_bytes()).digest())

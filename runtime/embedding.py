@@ -147,7 +147,7 @@ class EmbeddingAPI:
             for i in list(ready):
                 try:
                     self.captions.check(caps[i])
-                except Exception as e:  # CaptionError: that item only
+                except Exception as e:  # CaptionRefused: that item only
                     preds[i].error = str(e)
                     del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)

@@ -40,9 +40,14 @@ class Scorer:
     input_spec: InputSpec
     threshold: float = 0.5
     info: dict
+    takes_captions: bool = False  # a caption-aware model: score(batch, captions) reads one caption per row
 
-    def score(self, batch: np.ndarray) -> np.ndarray:
+    def score(self, batch: np.ndarray, captions: list | None = None) -> np.ndarray:
         raise NotImplementedError
+
+    def caption_problem(self, caption) -> str | None:
+        """Why `caption` cannot be scored (None: it can)."""
+        return None
 
     def close(self) -> None:
         pass
@@ -62,9 +67,16 @@ class CheckpointScorer(Scorer):
         self.threshold = float(cfg.get("threshold", 0.5))
         self.info = {"kind": self.kind, "path": str(path), "arch": cfg["arch"],
                      "runs_on": f"pytorch {self.backend.device}"}
+        specs = self.backend.input_specs
+        self.takes_captions = len(specs) > 1
+        self._text = specs[1] if self.takes_captions else None
 
-    def score(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.backend.infer(batch).reshape(len(batch), -1)
+    def score(self, batch: np.ndarray, captions: list | None = None) -> np.ndarray:
+        feed = batch
+        if self.takes_captions:  # open_clip's tokenizer, as in training (uncaptioned rows: "")
+            ids = self.backend.model.detector.token_ids(captions or [None] * len(batch), self._text.shape[1])
+            feed = {self.input_spec.name: batch, self._text.name: ids}
+        logits = self.backend.infer(feed).reshape(len(batch), -1)
         if logits.shape[1] != 1:
             raise FakedetError(f"checkpoint model returned {logits.shape[1]} values per image; expected one logit")
         return sigmoid(logits[:, 0])
@@ -84,9 +96,20 @@ class PackageScorer(Scorer):
         self.threshold = float(self.detector.threshold)
         self.info = {"kind": self.kind, "path": str(path), "name": self.detector.manifest.name,
                      "arch": self.detector.manifest.architecture, "runs_on": self.detector.describe()}
+        self.takes_captions = self.detector.takes_captions
 
-    def score(self, batch: np.ndarray) -> np.ndarray:
-        return self.detector.predict_tensors(batch)  # the backend fits any batch to the engine's sizes
+    def score(self, batch: np.ndarray, captions: list | None = None) -> np.ndarray:
+        # the backend fits any batch to the engine's sizes
+        return self.detector.predict_tensors(batch, captions if self.takes_captions else None)
+
+    def caption_problem(self, caption) -> str | None:
+        if not self.takes_captions:
+            return None
+        try:
+            self.detector.captions.check(caption)
+        except FakedetError as e:
+            return str(e)
+        return None
 
     def close(self) -> None:
         self.detector.close()
@@ -124,24 +147,36 @@ class ScoreRun:
 
 
 def score_samples(scorer: Scorer, samples: list[Sample], condition: Condition = CLEAN,
-                  batch: int = 16, progress: bool = True) -> ScoreRun:
+                  batch: int = 16, progress: bool = True, captions: list | None = None) -> ScoreRun:
     """P(fake) for every sample that decodes; images of one shape share a batch
-    (whole-image models get images of many sizes)."""
+    (whole-image models get images of many sizes). A caption-aware scorer reads each
+    sample's caption (`captions`, one per sample, overrides them: the shuffled control);
+    a sample whose caption the model refuses is listed with the unreadable ones."""
     from tqdm import tqdm
 
     run = ScoreRun(condition.name)
     spec = scorer.input_spec
     pending: dict[tuple, list] = {}  # shape -> [(index, tensor)]
+    if scorer.takes_captions and captions is None:
+        captions = [s.caption for s in samples]
+        if all(c is None for c in captions):
+            raise DataError("a caption-aware model: the dataset needs captions (a CSV with a 'caption' column)")
 
     def flush(shape):
         items = pending.pop(shape)
-        probs = scorer.score(np.stack([t for _, t in items]))
+        caps = [captions[i] for i, _ in items] if scorer.takes_captions else None
+        probs = scorer.score(np.stack([t for _, t in items]), caps)
         for (i, _), p in zip(items, probs):
             run.scores[i] = float(p)
 
     bar = tqdm(total=len(samples), unit="img", desc=f"eval {condition.name}", disable=not progress,
                dynamic_ncols=True, leave=False)
     for i, s in enumerate(samples):
+        problem = scorer.caption_problem(captions[i]) if scorer.takes_captions else None
+        if problem:
+            run.unreadable.append((str(s.path), problem))
+            bar.update(1)
+            continue
         try:
             img = condition(load_image(s.path, spec.preprocess.max_pixels))
             t = preprocess_image(img, spec, str(s.path))
@@ -246,6 +281,10 @@ def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float
     chosen = {"target_fpr": target_fpr, "threshold": t_fpr, "fpr": 1.0 - at["real_accuracy"],
               "tpr": at["fake_accuracy"], **at}
 
+    caption_control = None
+    if scorer.takes_captions:
+        caption_control = shuffled_caption_control(scorer, samples, thr, overall, batch, progress)
+
     robustness = []
     for cond in conditions or []:
         run = score_samples(scorer, samples, cond, batch, progress)
@@ -262,17 +301,50 @@ def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float
         "generators": gen_rows,
         "threshold_for_target_fpr": chosen,
         "robustness": robustness,
+        **({"captions": {k: v for k, v in caption_control.items() if k != "curve"}} if caption_control else {}),
         "roc": {"overall": thin_curve(fpr, tpr, thresholds),
+                **({"shuffled_captions": thin_curve(*caption_control["curve"])} if caption_control else {}),
                 **{g: thin_curve(*c) for g, c in gen_curves.items()}},
         "files": {"scores": "scores.csv", "roc": "roc.png", **({"robustness": "robustness.png"} if robustness else {})},
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_scores(out / "scores.csv", samples, clean)
-    plot_roc(out / "roc.png", (fpr, tpr), gen_curves, overall["auc"], scorer.info)
+    extra = {SHUFFLED_LABEL: caption_control["curve"]} if caption_control else {}
+    plot_roc(out / "roc.png", (fpr, tpr), {**gen_curves, **extra}, overall["auc"], scorer.info)
     if robustness:
         plot_robustness(out / "robustness.png", overall, robustness)
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+SHUFFLED_LABEL = "captions shuffled (image-only control)"
+
+
+def shuffled_captions(samples: list[Sample], seed: int = 0) -> list:
+    """The samples' captions, each moved to another sample at random: whatever the
+    captions said about the label no longer belongs to the image it is read with."""
+    caps = [s.caption for s in samples]
+    order = np.random.default_rng(seed).permutation(len(caps))
+    return [caps[j] for j in order]
+
+
+def shuffled_caption_control(scorer: Scorer, samples: list[Sample], threshold: float, overall: dict,
+                             batch: int = 16, progress: bool = True, seed: int = 0) -> dict:
+    """A caption-aware model scored twice: with each image's own caption, and with the
+    captions shuffled across the set. The second AUC is what the image alone carries; the
+    gap is what the captions carry (in a set whose real and fake captions come from
+    different sources, that is a label leak, not detection)."""
+    run = score_samples(scorer, samples, CLEAN, batch, progress, captions=shuffled_captions(samples, seed))
+    row, labels, scores = summarize_run(samples, run, threshold)
+    auc, shuffled = overall["auc"], row["auc"]
+    return {
+        "image_and_caption": {"auc": auc, "ap": overall["ap"], "accuracy": overall["accuracy"]},
+        "shuffled_captions": {"auc": shuffled, "ap": row["ap"], "accuracy": row["accuracy"], "seed": seed},
+        "auc_from_captions": auc - shuffled,
+        "method": "each image scored with another sample's caption (a seeded shuffle of the set's captions); "
+                  "its AUC is the image-only figure, the difference what the captions carry",
+        "curve": metrics.roc_curve(labels, scores),
+    }
 
 
 def _write_scores(path: Path, samples: list[Sample], run: ScoreRun) -> None:

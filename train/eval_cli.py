@@ -16,7 +16,15 @@ runtime's code, so a checkpoint and its export are compared by the same tool.
 \b
 DATA: a folder with 0_real/ and 1_fake/ (optionally under generator folders, which
 give per-generator rows; a generator folder holding only 1_fake/ is measured against
-the top-level reals), or a CSV with columns path,label[,generator].
+the top-level reals), or a CSV with columns path,label[,generator][,caption].
+
+\b
+A caption-aware model (clip-mlp trained with use_text=true, or its package) reads
+each image with the CSV's caption, and is scored a second time with the captions
+shuffled across the set: that AUC is what the image alone carries, and the report
+(metrics.json "captions", a dashed curve in roc.png) shows how much of the score
+comes from the text. Where real and fake captions come from different sources (D3),
+the text can carry the label: a large gap is a leak, not detection.
 
 \b
 Writes to --out: metrics.json (every figure), scores.csv (P(fake) per image),
@@ -90,6 +98,11 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
     line = {k: (round(v, 6) if isinstance(v, float) else v)
             for k, v in o.items() if k in ("images", "auc", "ap", "accuracy", "real_accuracy", "fake_accuracy")}
     click.echo(json.dumps(line))
+    if "captions" in report:
+        c = report["captions"]
+        click.echo(f"captions: AUC {c['image_and_caption']['auc']:.4f} with each image's own caption, "
+                   f"{c['shuffled_captions']['auc']:.4f} with the captions shuffled (image only): "
+                   f"{c['auc_from_captions']:+.4f} AUC comes from the text", err=True)
     click.echo(f"threshold {report['threshold']['value']:g}; for FPR <= {target_fpr:g}: threshold {t['threshold']:.6g} "
                f"(TPR {t['tpr']:.4f}); report in {out / 'metrics.json'}", err=True)
     bad = report["data"]["unreadable"]

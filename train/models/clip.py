@@ -136,9 +136,27 @@ class CLIPDetector(nn.Module):
         return self.encoder.encode_text(tokens)
 
     def tokenize(self, captions: list[str]) -> torch.Tensor:
+        return self.caption_tokenizer()(captions)
+
+    def caption_tokenizer(self):
+        """open_clip's tokenizer for this CLIP, refused unless it is CLIP's BPE (the one a
+        package's runtime reproduces without torch)."""
         import open_clip
 
-        return open_clip.get_tokenizer(self.rebuild_kwargs["clip_model"])(captions)
+        name = self.rebuild_kwargs["clip_model"]
+        tokenizer = open_clip.get_tokenizer(name)
+        if type(tokenizer).__name__ != "SimpleTokenizer":
+            raise FakedetError(f"{name} tokenizes captions with {type(tokenizer).__name__}; caption-aware packages "
+                               "support CLIP's BPE tokenizer (open_clip SimpleTokenizer) only")
+        return tokenizer
+
+    def token_ids(self, captions, context_length: int | None = None):
+        """Captions (None: no caption, read as "") -> int32 numpy token ids, as a package takes them."""
+        import numpy as np
+
+        caps = ["" if c is None else c for c in captions]
+        ids = self.caption_tokenizer()(caps, context_length=context_length or self.context_length)
+        return ids.numpy().astype(np.int32)
 
     def features(self, x: torch.Tensor, text_features: torch.Tensor | None = None) -> torch.Tensor:
         """What the head reads: image features, concatenated with caption features when use_text."""
