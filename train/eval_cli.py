@@ -69,8 +69,12 @@ Examples:
 @click.option("--precision", default="auto", show_default=True, help="Package precision: auto, fp32, fp16, int8.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Checkpoint device.")
+@click.option("--caption-shuffles", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Caption-aware models: how many shuffles of the captions the image-only control averages "
+                   "(one pass over the set each; a small set wants several).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, backend, precision, device, quiet):
+def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, backend, precision, device,
+          caption_shuffles, quiet):
     """Evaluate CHECKPOINT_OR_PACKAGE on labelled images: AUC, AP, accuracy at the threshold, real
     and fake accuracy, per-generator rows, the threshold for a target false-positive rate, ROC
     curves, and optionally a robustness sweep."""
@@ -91,7 +95,7 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
     scorer = open_scorer(model, backend=backend, precision=precision, device=device)
     try:
         report = evaluate(scorer, data, out, threshold, target_fpr, conditions, batch, progress=not quiet,
-                          samples=samples)
+                          samples=samples, caption_shuffles=caption_shuffles)
     finally:
         scorer.close()
     o, t = report["overall"], report["threshold_for_target_fpr"]
