@@ -59,6 +59,10 @@ def build(package, precision, batch, image_size, workspace, dla_core, timing_cac
     if not pkg.source.is_dir() and output is None:
         raise PackageError(pkg.source, "a zipped or bare-ONNX package cannot be updated in place; give -o NAME.fdet")
     pkg.verify()
+    if pkg.manifest.takes_captions:
+        raise PackageError(pkg.source, "a caption-aware package (image and caption inputs): fakedet's native "
+                                       "TensorRT backend runs one-input models; run it with TensorRT through "
+                                       "ONNX Runtime (--backend ort-trt), which builds and caches its engine itself")
 
     trt = import_tensorrt()
     version = rules.TrtVersion.parse(trt.__version__)

@@ -101,6 +101,17 @@ def _dims(values) -> str:
     return f"[ {', '.join(map(str, values))} ]"
 
 
+def _text_input_lines(manifest: Manifest, batched: bool) -> list[str]:
+    """A caption-aware model's second input: the caption's token ids (clients tokenize with the
+    tokenizer.json written beside the config)."""
+    text = manifest.text_input
+    if text is None:
+        return []
+    dims = [text.context_length] if batched else [1, text.context_length]
+    return ["  {", f'    name: "{text.name}"', f"    data_type: TYPE_{text.dtype.upper()}",
+            f"    dims: {_dims(dims)}", "  }"]
+
+
 def render_config(name: str, platform: str, manifest: Manifest, tensors: ModelTensors, max_batch: int, kind: str,
                   count: int, extra: list[str] | None = None) -> str:
     """Triton's rules: with max_batch_size > 0 dims leave out the batch axis; a model with a
@@ -121,7 +132,8 @@ def render_config(name: str, platform: str, manifest: Manifest, tensors: ModelTe
         f"    data_type: {tensors.input_type}",
         f"    format: FORMAT_{spec.layout}",
         f"    dims: {_dims(in_dims)}",
-        "  }",
+        "  }" + ("," if manifest.takes_captions else ""),
+        *_text_input_lines(manifest, batched),
         "]",
         "output [",
         "  {",
@@ -216,12 +228,21 @@ def write_image_endpoint(pkg: ModelPackage, repo: Path, name: str, max_batch: in
     return _write_model_dir(repo / model, files, cfg, pkg.manifest)
 
 
+def _tokenizer_files(pkg: ModelPackage) -> dict:
+    if not pkg.manifest.takes_captions:
+        return {}
+    return {Path(pkg.manifest.text_input.tokenizer).name: pkg.path_of(pkg.manifest.tokenizer_artifact())}
+
+
 def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name: str | None = None,
                       max_batch: int = 16, kind: str = "gpu", count: int = 1,
                       image_endpoint: bool = False) -> list[Path]:
     """Write the package's models into the Triton repository `repo`; return the model dirs."""
     pkg = package if isinstance(package, ModelPackage) else ModelPackage.open(package)
     pkg.verify()
+    if image_endpoint and pkg.manifest.takes_captions:
+        raise DataError(f"{pkg.source}: --image-endpoint serves image-only models; a caption-aware package's "
+                        "clients send token ids beside the image (tokenizer.json is written into the model folder)")
     repo = Path(repo)
     repo.mkdir(parents=True, exist_ok=True)
     name = name or pkg.name
@@ -237,10 +258,12 @@ def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name
             # optimizer, but level 1 (basic + extended) leaves out the layout passes.
             extra = ["optimization { graph { level: 1 } }"]
         cfg = render_config(name, "onnxruntime_onnx", pkg.manifest, tensors, max_batch, kind, count, extra)
-        written.append(_write_model_dir(repo / name, {"1/model.onnx": pkg.path_of(onnx)}, cfg, pkg.manifest))
+        files = {"1/model.onnx": pkg.path_of(onnx), **_tokenizer_files(pkg)}
+        written.append(_write_model_dir(repo / name, files, cfg, pkg.manifest))
     plans = _plans_by_cc(pkg)
     if plans:
         files = {f"1/{Path(art.file).name}": pkg.path_of(art) for art in plans.values()}
+        files.update(_tokenizer_files(pkg))
         first = plans[max(plans, key=parse_cc)]  # the fallback for GPUs not listed: the newest architecture
         max_b = min(int(p["max"][0]) for a in plans.values() for p in a.attrs["profiles"])
         extra = [f'default_model_filename: "{Path(first.file).name}"'] + [

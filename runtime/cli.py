@@ -189,6 +189,10 @@ def info(package, as_json, no_verify) -> int:
                    f"dynamic {','.join(m.input.dynamic_axes) or 'none'}")
         echo(f"preprocess   {pre.policy} {size}, {pre.interpolation}, small images: {pre.small_images}, "
                    f"mean {list(m.input.mean)} std {list(m.input.std)}")
+        if m.text_input is not None:
+            tx = m.text_input
+            echo(f"captions     {tx.name} {tx.dtype} [batch, {tx.context_length}] token ids ({tx.tokenizer_kind}, "
+                 f"{tx.tokenizer}), truncation {tx.truncation}, empty caption: {tx.empty_caption}")
         echo(f"output       {m.output.name} ({m.output.kind})")
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
         for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):

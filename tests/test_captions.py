@@ -283,3 +283,19 @@ def test_shuffled_caption_control_shows_a_label_leak(tmp_path, micro_clip):
         assert c["auc_from_captions"] == pytest.approx(c["image_and_caption"]["auc"] - c["shuffled_captions"]["auc"])
         assert "shuffled_captions" in report["roc"]
         assert (tmp_path / f"eval-{model.name}" / "roc.png").stat().st_size > 1000
+
+
+def test_triton_repository_declares_the_text_input_and_ships_the_tokenizer(caption_package, tmp_path):
+    mc = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is not installed")
+    from google.protobuf import text_format
+
+    from fakedet.export.triton import write_triton_repo
+
+    pkg_dir, _ = caption_package
+    (model_dir,) = write_triton_repo(pkg_dir, tmp_path / "repo", name="cap")
+    cfg = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
+    ins = {i.name: (i.data_type, list(i.dims)) for i in cfg.input}
+    assert ins["text"] == (mc.TYPE_INT32, [77]) and ins["image"] == (mc.TYPE_FP32, [3, 16, 16])
+    assert (model_dir / "tokenizer.json").read_bytes() == (pkg_dir / "tokenizer.json").read_bytes()
+    with pytest.raises(FakedetError, match="--image-endpoint serves image-only models"):
+        write_triton_repo(pkg_dir, tmp_path / "repo2", image_endpoint=True)
