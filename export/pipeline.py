@@ -130,7 +130,8 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
             "export": {"exporter": info.exporter, "opset": info.opset, "simplified": info.simplified,
                        "notes": info.notes, "whole_image_sample": list(opts.whole_image_size)},
             "parity": {k: {key: r[key] for key in ("max_abs_diff", "mean_abs_diff", "score_agreement", "atol",
-                                                    "passed", "real_source", "n_real_images")}
+                                                    "passed", "real_source", "n_real_images", "caption_tokens")
+                           if key in r}
                        for k, r in parity.items()},
         })
         for kind, (proto, file) in protos.items():

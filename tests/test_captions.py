@@ -95,6 +95,7 @@ def test_export_writes_two_inputs_a_hashed_tokenizer_and_caption_parity(caption_
     lengths = report["caption_tokens"]
     assert min(lengths) == 2 and max(lengths) == 77 and len(set(lengths)) >= 5  # empty ... cut at the context length
     assert m.provenance["tokenizer_check"]["identical_to_open_clip"] is True
+    assert m.provenance["parity"]["onnx-fp32"]["caption_tokens"] == lengths  # in the manifest, as for images
 
 
 def test_tampered_tokenizer_is_refused(caption_package, tmp_path):
