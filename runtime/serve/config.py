@@ -58,6 +58,7 @@ class ServeConfig:
     max_delay_ms: float = 5.0
     max_queue: int = 256  # images admitted and not yet answered
     max_bytes: int = 20_000_000  # per request body
+    max_caption_bytes: int = 65_536  # per caption (UTF-8 bytes); the model reads ~75 tokens of it
     timeout_s: float = 10.0  # per request, body included
     token: str | None = None
     decode_workers: int = 0  # 0: one per core
