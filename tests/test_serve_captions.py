@@ -20,7 +20,7 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("ftfy")
 
 from appliance_helpers import ServerProcess, metric_value, multipart, request, wait_until  # noqa: E402
-from caption_helpers import caption_checkpoint, caption_package, export_caption_package, micro_clip, one_thread  # noqa: E402,F401
+from caption_helpers import caption_package, export_caption_package, micro_clip  # noqa: E402,F401  (fixtures)
 
 MAX_CAPTION_BYTES = 2000
 CAPTIONS = ["a dog running on a beach at sunset", "Café crème — 東京 ☕️🚀", "&lt;b&gt;breaking&lt;/b&gt; news",
@@ -37,7 +37,7 @@ def noise_png(seed: int, size=(24, 20)) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(caption_package, tmp_path_factory):
+def server(caption_package, tmp_path_factory):  # noqa: F811
     pkg, _ = caption_package
     tmp = tmp_path_factory.mktemp("serve-captions")
     proc = ServerProcess(pkg, tmp / "server.log", "--max-batch", 8, "--max-delay-ms", 250, "--max-queue", 64,
@@ -47,7 +47,7 @@ def server(caption_package, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference(caption_package):
+def reference(caption_package):  # noqa: F811
     from fakedet.runtime import Detector
 
     det = Detector.open(caption_package[0], backend="ort-cpu", threads=1)
@@ -175,7 +175,7 @@ def test_bad_captions_are_clear_4xx(server):
 
 
 # ---- what the service says about captions -----------------------------------------------------
-def test_model_summary_and_openapi_describe_the_caption_input(server, caption_package):
+def test_model_summary_and_openapi_describe_the_caption_input(server, caption_package):  # noqa: F811
     from fakedet.package import ModelPackage
 
     with ModelPackage.open(caption_package[0]) as pkg:
@@ -193,8 +193,7 @@ def test_model_summary_and_openapi_describe_the_caption_input(server, caption_pa
     assert f"{spec.context_length} tokens" in detect_doc["description"]
 
 
-def test_a_package_that_scores_empty_captions_serves_images_without_one(caption_package, micro_clip,  # noqa: F811
-                                                                         tmp_path):
+def test_a_package_that_scores_empty_captions_serves_images_without_one(caption_package, tmp_path):  # noqa: F811
     from fakedet.runtime import Detector
 
     pkg = export_caption_package(caption_package[1], tmp_path / "empty-ok.fdet", empty_caption="score")

@@ -78,7 +78,7 @@ def query_captions(query_string: bytes, max_caption_bytes: int) -> list[str]:
     return out
 
 
-async def read_upload(request, max_bytes: int, raw_name: str = "body", max_caption_bytes: int = 65536) -> Upload:
+async def read_upload(request, max_bytes: int, raw_name: str = "body", max_caption_bytes: int = 16384) -> Upload:
     """The images of a request: each part of a multipart/form-data body (text parts named
     'caption' are captions, not images), or the whole body as one image; captions also
     from `?caption=`. Raises BodyTooLarge as soon as more than `max_bytes` have arrived

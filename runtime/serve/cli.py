@@ -76,7 +76,7 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Images admitted and not yet answered; beyond it requests get 503.")
 @click.option("--max-bytes", default="20MB", show_default=True, callback=_size,
               help="Largest request body (20MB, 512KiB, ...).")
-@click.option("--max-caption-bytes", default="64KiB", show_default=True, callback=_size,
+@click.option("--max-caption-bytes", default="16KiB", show_default=True, callback=_size,
               help="Longest caption, in UTF-8 bytes (413 beyond it).")
 @click.option("--timeout-s", default=10.0, show_default=True, type=click.FloatRange(0.001, 3600),
               help="Per-request time limit, body included (504 / 408 past it).")
