@@ -82,9 +82,10 @@ def openapi_document(service) -> dict:
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {"schema": {"type": "object", "additionalProperties": {
                 "type": "string", "format": "binary"}, "properties": {"caption": {
-                    "type": "array", "items": {"type": "string", "maxLength": cfg.max_caption_bytes},
+                    "type": "array", "items": {"type": "string"},
                     "description": "text parts named 'caption' (no filename): one for all the images, or one "
-                                   "per image in the images' order"}}},
+                                   f"per image in the images' order; UTF-8, at most {cfg.max_caption_bytes} "
+                                   "bytes each"}}},
                 "encoding": {"caption": {"contentType": "text/plain; charset=utf-8"}}},
         }},
         "responses": {

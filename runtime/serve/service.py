@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
-
 from .batcher import Batcher, Scored
 from .config import ServeConfig
 from .metrics import ServiceMetrics
