@@ -19,7 +19,7 @@ def to_csv(report: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CSV_COLUMNS)
-    tokens = report["settings"].get("caption_tokens")
+    tokens = report.get("settings", {}).get("caption_tokens")
     for r in report["results"]:
         t, lat, sp = r["throughput_img_s"], r["latency_ms"], r["split_ms"]
         w.writerow([r["backend"], r["precision"], r["batch"], r["artifact"], f"{t['median']:.3f}", f"{t['iqr']:.3f}",
@@ -48,7 +48,7 @@ def format_table(report: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("latency columns in ms (per batch); spread = min-max of the repeat medians; '-' = not separable "
                  "or not measured")
-    tokens = report["settings"].get("caption_tokens")
+    tokens = report.get("settings", {}).get("caption_tokens")
     if tokens is not None:
         lines.append(f"each image fed with a caption of {tokens} tokens (--caption-tokens)")
     for s in report["skipped"]:
