@@ -101,16 +101,18 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
         conn.close()
 
 
-def multipart(parts: list[tuple[str, bytes]], caption: str | None = None) -> tuple[bytes, str]:
-    """Encode (name, bytes) parts as multipart/form-data: (body, content type)."""
+def multipart(parts: list[tuple[str, bytes]], caption=None) -> tuple[bytes, str]:
+    """Encode (name, bytes) parts as multipart/form-data: (body, content type). `caption`:
+    a caption (str, or raw bytes) or a list of them, each sent as a 'caption' text part."""
     boundary = uuid.uuid4().hex
     out = io.BytesIO()
     for name, data in parts:
         out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
                   f"Content-Type: application/octet-stream\r\n\r\n".encode())
         out.write(data + b"\r\n")
-    if caption is not None:
-        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="caption"\r\n\r\n{caption}\r\n'.encode())
+    for text in ([] if caption is None else caption if isinstance(caption, list) else [caption]):
+        data = text if isinstance(text, bytes) else text.encode()
+        out.write(f'--{boundary}\r\nContent-Disposition: form-data; name="caption"\r\n\r\n'.encode() + data + b"\r\n")
     out.write(f"--{boundary}--\r\n".encode())
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 

@@ -126,6 +126,18 @@ def test_multipart_parts_are_named_and_each_scored_or_failed(server, reference):
     assert r.json()["caption"] == {"received": True, "used": False, "reason": "this model has no caption input"}
 
 
+def test_an_image_only_model_takes_any_captions_but_not_undecodable_ones(server):
+    body, ctype = multipart([("a.png", flat_png(30))], caption=["one", "two", "three"])
+    r = detect(server.port, body, ctype)
+    assert r.status == 200 and r.json()["caption"]["used"] is False, r
+    assert detect(server.port, flat_png(30), query="?caption=caf%C3%A9").json()["caption"]["received"] is True
+    body, ctype = multipart([("a.png", flat_png(30))], caption=b"\xff\xfe not UTF-8")
+    r = detect(server.port, body, ctype)
+    assert r.status == 400 and "caption part 1 is not UTF-8" in r.json()["error"]["message"], r
+    m = request(server.port, "GET", "/v1/model", headers=AUTH).json()
+    assert m["caption_input"] is False and m["captions"] is None
+
+
 def test_no_image_or_bad_requests_are_400_and_a_lone_bad_image_422(server):
     body, ctype = multipart([], caption="only a caption")
     assert detect(server.port, body, ctype).status == 400

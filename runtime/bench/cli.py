@@ -36,13 +36,21 @@ Examples:
   fakedet bench r50.fdet --backend tensorrt --precision fp16 --batch 1,8,32 --json b.json --plot b.png
   fakedet bench r50.fdet --images photos/ --batch 8 --csv b.csv   # end to end: decode + preprocess + infer
   fakedet bench r50.fdet --backend tensorrt --precision fp16 --batch 8 --trtexec
+  fakedet bench clip-text.fdet --backend ort-cpu,torch --caption-tokens 40   # a caption-aware package
 \b
 The split follows trtexec: host preprocessing (with --images, decoding real
 images), H2D, compute, D2H, end to end. Where a backend cannot separate
 H2D/compute/D2H (ONNX Runtime on the CPU, PyTorch eager), H2D and D2H are
 reported as null and compute is the whole call. Combinations that cannot run
 are listed with the reason. --threads and --cuda-graph go to the backends that
-take them; a row notes a setting that does not apply to its backend.""",
+take them; a row notes a setting that does not apply to its backend.
+\b
+A caption-aware package (image + caption) gets the token ids of a synthetic
+caption of --caption-tokens BPE tokens beside every image (built with the
+package's tokenizer; the report states the length). With --images the captions
+are tokenized every iteration, inside 'pre'. Such packages run on ONNX Runtime
+(ort-cpu, ort-cuda, ort-trt) and torch; the native TensorRT backend and trtexec
+take one-input plans and are refused for them.""",
 )
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--backend", "backends", default="auto", show_default=True, callback=_csv_list(str),
@@ -60,6 +68,9 @@ take them; a row notes a setting that does not apply to its backend.""",
 @click.option("--images", "--e2e", "e2e_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="End to end: decode and preprocess real images from this folder every iteration, so the "
                    "'pre' column is measured and img/s compares with `fakedet serve` (--e2e is the old name).")
+@click.option("--caption-tokens", type=click.IntRange(min=1), default=None,
+              help="Caption-aware packages: tokens in the synthetic caption fed beside each image "
+                   "(default 20, a typical caption; at most the context length - 2).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint directory for the torch row (default: the manifest's provenance).")
 @click.option("--cuda-graph", is_flag=True, help="TensorRT backend: replay each fixed batch shape as a CUDA graph.")
@@ -73,8 +84,8 @@ take them; a row notes a setting that does not apply to its backend.""",
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a PNG of latency and throughput against batch size.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def bench(package, backends, precisions, batches, warmup, duration, repeats, threads, e2e_dir, checkpoint,
-          cuda_graph, trtexec, json_out, csv_out, plot_out, quiet) -> int:
+def bench(package, backends, precisions, batches, warmup, duration, repeats, threads, e2e_dir, caption_tokens,
+          checkpoint, cuda_graph, trtexec, json_out, csv_out, plot_out, quiet) -> int:
     """Measure throughput and latency (p50/p90/p99/max, with the trtexec-style split)
     of PACKAGE for each backend x precision x batch size."""
     from .report import format_table, write_csv, write_json
@@ -90,6 +101,7 @@ def bench(package, backends, precisions, batches, warmup, duration, repeats, thr
         backends=backends, precisions=precisions, batches=batches, warmup_s=warmup, duration_s=duration,
         repeats=repeats, threads=threads, e2e_dir=str(e2e_dir) if e2e_dir else None,
         checkpoint=str(checkpoint) if checkpoint else None, cuda_graph=cuda_graph, trtexec=trtexec,
+        caption_tokens=caption_tokens,
     )
     progress = None if quiet else (lambda msg: click.echo(f"fakedet bench: {msg}", err=True))
     with ModelPackage.open(package) as pkg:

@@ -1,5 +1,7 @@
 """What the benchmark feeds a model: synthetic tensors of the input's shape, or real
-images decoded and preprocessed each iteration (`--images`)."""
+images decoded and preprocessed each iteration (`--images`); for a caption-aware model,
+also the token ids of a synthetic caption of a stated length beside every image
+(`--caption-tokens`), tokenized by the package's own tokenizer."""
 
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ from fakedet.errors import FakedetError, ImageError
 from fakedet.package import ModelPackage
 
 WHOLE_IMAGE_HW = (224, 224)  # whole-image models take any size; the benchmark picks this one
+DEFAULT_CAPTION_TOKENS = 20  # a typical caption (COCO's average is about 11 words, 13 BPE tokens)
+# Words that are one CLIP BPE token each: a synthetic caption of N tokens is N of them.
+CAPTION_WORDS = ("a photo of a dog running on the beach near the water with people and boats in the "
+                 "distance under a blue sky at sunset").split()
 
 
 def sample_shape(manifest) -> tuple[tuple, list[str]]:
@@ -23,12 +29,64 @@ def sample_shape(manifest) -> tuple[tuple, list[str]]:
     return spec.tensor_shape(), []
 
 
+def synthetic_caption(tokenizer, n_tokens: int) -> str:
+    """A caption that the tokenizer turns into exactly `n_tokens` BPE tokens (start and
+    end markers not counted), built from CAPTION_WORDS; checked by tokenizing it."""
+    words: list[str] = []
+    count, pool = 0, 0
+    while count < n_tokens and pool < 10 * (n_tokens + len(CAPTION_WORDS)):
+        word = CAPTION_WORDS[pool % len(CAPTION_WORDS)]
+        pool += 1
+        grown = len(tokenizer.token_ids([" ".join(words + [word])])[0])
+        if grown <= n_tokens:  # a word worth two tokens where one is left is passed over
+            words.append(word)
+            count = grown
+    if count != n_tokens:
+        raise FakedetError(f"cannot build a caption of {n_tokens} tokens with this package's tokenizer")
+    return " ".join(words)
+
+
+class CaptionFeed:
+    """The token ids fed beside the images of a caption-aware model: one synthetic caption
+    of `n_tokens` tokens, the same for every image."""
+
+    def __init__(self, captions, n_tokens: int | None):  # captions: runtime.captions.CaptionInput
+        ctx = captions.spec.context_length
+        n = DEFAULT_CAPTION_TOKENS if n_tokens is None else int(n_tokens)
+        n = min(n, ctx - 2) if n_tokens is None else n
+        if not 1 <= n <= ctx - 2:
+            raise FakedetError(f"--caption-tokens {n}: this model's captions hold 1 to {ctx - 2} tokens "
+                               f"(its context is {ctx} positions, two of them the start and end markers)")
+        self.captions, self.n_tokens, self.context_length = captions, n, ctx
+        self.text = synthetic_caption(captions.tokenizer, n)
+        self.name = captions.spec.name
+        self._cache: dict[int, np.ndarray] = {}
+
+    def tokens(self, b: int) -> np.ndarray:
+        if b not in self._cache:
+            self._cache[b] = self.captions.tokens([self.text] * b)
+        return self._cache[b]
+
+    def describe(self) -> str:
+        return (f"captions: a synthetic caption of {self.n_tokens} tokens beside every image ('{self.text}'; "
+                f"start + {self.n_tokens} + end of the {self.context_length} positions, the rest padding)")
+
+
 class BenchInputs:
-    """Batches to feed: synthetic tensors, or real images decoded and preprocessed each iteration."""
+    """Batches to feed: synthetic tensors, or real images decoded and preprocessed each
+    iteration; for a caption-aware model, a dict {image input: batch, text input: token ids}."""
 
     def __init__(self, pkg: ModelPackage, settings):  # a run.BenchSettings
         self.spec = pkg.manifest.input
         self.shape, self.notes = sample_shape(pkg.manifest)
+        self.caption_feed = None
+        if pkg.manifest.takes_captions:
+            from ..captions import CaptionInput
+
+            self.caption_feed = CaptionFeed(CaptionInput.of(pkg), settings.caption_tokens)
+            self.notes.append(self.caption_feed.describe())
+        elif settings.caption_tokens is not None:
+            self.notes.append("--caption-tokens: this model is image-only; no captions were fed")
         self.rng = np.random.default_rng(settings.seed)
         self.files = []
         self.failed = 0
@@ -41,13 +99,25 @@ class BenchInputs:
         self._next = 0
         self._cache: dict[int, np.ndarray] = {}
 
-    def synthetic(self, b: int) -> np.ndarray:
+    @property
+    def caption_tokens(self) -> int | None:
+        """The caption length fed (tokens), None for an image-only model."""
+        return None if self.caption_feed is None else self.caption_feed.n_tokens
+
+    def _with_captions(self, images: np.ndarray, tokens: np.ndarray | None = None):
+        if self.caption_feed is None:
+            return images
+        ids = self.caption_feed.tokens(len(images)) if tokens is None else tokens
+        return {self.spec.name: images, self.caption_feed.name: ids}
+
+    def synthetic(self, b: int):
         if b not in self._cache:
             self._cache[b] = self.rng.standard_normal((b,) + tuple(self.shape)).astype(np.float32)
-        return self._cache[b]
+        return self._with_captions(self._cache[b])
 
-    def real(self, b: int) -> tuple[np.ndarray, float]:
-        """Decode + preprocess b images (cycling through the folder); (batch, ms)."""
+    def real(self, b: int) -> tuple[object, float]:
+        """Decode + preprocess b images (cycling through the folder), and tokenize their
+        captions (a caption-aware model); (batch, ms)."""
         from ..imageio import load_image
         from ..preprocess import preprocess_image
 
@@ -67,4 +137,7 @@ class BenchInputs:
         if len(shapes) > 1:
             raise FakedetError("the --e2e images preprocess to different sizes (whole-image policy); "
                                "use same-size images to batch them")
-        return np.stack(tensors), (time.perf_counter() - t0) * 1e3
+        tokens = None
+        if self.caption_feed is not None:  # tokenized each time, as a service would
+            tokens = self.caption_feed.captions.tokens([self.caption_feed.text] * b)
+        return self._with_captions(np.stack(tensors), tokens), (time.perf_counter() - t0) * 1e3

@@ -12,18 +12,20 @@ from .schema import STAGES, validate_report
 
 CSV_COLUMNS = ["backend", "precision", "batch", "artifact", "throughput_img_s", "throughput_iqr", "throughput_min",
                "throughput_max", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms", "iterations"] + \
-              [f"{s}_ms" for s in STAGES] + ["device"]
+              [f"{s}_ms" for s in STAGES] + ["device", "caption_tokens"]
 
 
 def to_csv(report: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CSV_COLUMNS)
+    tokens = report.get("settings", {}).get("caption_tokens")
     for r in report["results"]:
         t, lat, sp = r["throughput_img_s"], r["latency_ms"], r["split_ms"]
         w.writerow([r["backend"], r["precision"], r["batch"], r["artifact"], f"{t['median']:.3f}", f"{t['iqr']:.3f}",
                     f"{t['min']:.3f}", f"{t['max']:.3f}"] + [f"{lat[k]:.4f}" for k in ("p50", "p90", "p99", "max", "mean")]
-                   + [r["iterations"]] + ["" if sp[s] is None else f"{sp[s]:.4f}" for s in STAGES] + [r["device"]])
+                   + [r["iterations"]] + ["" if sp[s] is None else f"{sp[s]:.4f}" for s in STAGES]
+                   + [r["device"], "" if tokens is None else tokens])
     return buf.getvalue()
 
 
@@ -46,6 +48,9 @@ def format_table(report: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("latency columns in ms (per batch); spread = min-max of the repeat medians; '-' = not separable "
                  "or not measured")
+    tokens = report.get("settings", {}).get("caption_tokens")
+    if tokens is not None:
+        lines.append(f"each image fed with a caption of {tokens} tokens (--caption-tokens)")
     for s in report["skipped"]:
         where = f" batch {s['batch']}" if s["batch"] is not None else ""
         lines.append(f"skipped {s['backend']} {s['precision']}{where}: {s['reason']}")

@@ -9,7 +9,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from fakedet.errors import FakedetError, first_line
 from fakedet.package import ModelPackage
@@ -35,12 +34,14 @@ class BenchSettings:
     checkpoint: str | None = None
     cuda_graph: bool = False  # TensorRT backend: capture fixed shapes as CUDA graphs
     trtexec: str | None = None  # "auto" or a path: compare each tensorrt row with trtexec on the same plan
+    caption_tokens: int | None = None  # caption-aware models: tokens per synthetic caption (None: the default)
     seed: int = 0
     min_iterations: int = 2  # per repeat, however slow the model
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("backends", "precisions", "batches", "warmup_s", "duration_s",
-                                              "repeats", "threads", "e2e_dir", "checkpoint", "cuda_graph", "trtexec")}
+                                              "repeats", "threads", "e2e_dir", "checkpoint", "cuda_graph", "trtexec",
+                                              "caption_tokens")}
 
 
 def machine_info() -> dict:
@@ -73,7 +74,7 @@ class _Runner:
         self.backend, self.label, self.artifact, self.reason = backend, choice.backend, choice.artifact.file, choice.reason
         self.not_applicable = not_applicable
 
-    def run(self, batch: np.ndarray) -> dict:
+    def run(self, batch) -> dict:
         return self.backend.infer_timed(batch)[1]
 
 
@@ -169,13 +170,17 @@ def run_bench(pkg: ModelPackage, settings: BenchSettings, progress=None) -> dict
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "package": {"name": pkg.name, "source": str(pkg.source), "architecture": pkg.manifest.architecture},
         "machine": machine_info(),
-        "settings": settings.to_dict(),
+        # The caption length actually fed (the default resolved), None for an image-only model.
+        "settings": {**settings.to_dict(), "caption_tokens": inputs.caption_tokens},
         "results": results,
         "skipped": skipped,
         "notes": inputs.notes + ([f"{inputs.failed} --e2e image(s) failed to decode and were skipped"]
                                  if inputs.failed else []),
     }
-    if settings.trtexec:
+    if settings.trtexec and pkg.manifest.takes_captions:
+        report["notes"].append("--trtexec: not run: a caption-aware package has two inputs (image, token ids) "
+                               "and no plan for the native TensorRT backend to compare against; it runs on ort-trt")
+    elif settings.trtexec:
         from .trtexec import compare
 
         report["trtexec"] = compare(pkg, report, settings, progress)

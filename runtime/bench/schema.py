@@ -30,6 +30,11 @@ REPORT_SCHEMA = {
         "settings": {
             "type": "object",
             "required": ["backends", "precisions", "batches", "warmup_s", "duration_s", "repeats", "threads", "e2e_dir"],
+            "properties": {
+                # Caption-aware packages: BPE tokens of the synthetic caption fed beside each image
+                # (null for an image-only one). Optional: reports written before it still validate.
+                "caption_tokens": {"type": ["integer", "null"], "minimum": 1},
+            },
         },
         "results": {
             "type": "array",

@@ -10,7 +10,7 @@ import math
 import time
 from importlib import resources
 
-from .body import BadBody, BodyTooLarge, read_upload
+from .body import BadBody, BodyTooLarge, CaptionTooLarge, read_upload
 from .openapi import docs_html, openapi_document
 from .service import Service
 
@@ -89,7 +89,8 @@ class Handlers:
             return self.error(400, "bad_request", str(e))
         try:
             upload = await asyncio.wait_for(read_upload(request, self.cfg.max_bytes,
-                                                        request.query_params.get("name", "body")), timeout)
+                                                        request.query_params.get("name", "body"),
+                                                        self.cfg.max_caption_bytes), timeout)
         except asyncio.TimeoutError:
             return self.error(408, "timeout", f"the request body did not arrive within {timeout:g} s",
                               {"Connection": "close"})
@@ -99,6 +100,8 @@ class Handlers:
             if not (e.declared and request.headers.get("expect", "").lower() == "100-continue"):
                 await self._discard(request)
             return self.error(413, "too_large", str(e), {"Connection": "close"})
+        except CaptionTooLarge as e:
+            return self.error(413, "too_large", str(e))
         except BadBody as e:
             return self.error(400, "bad_request", str(e))
         n = len(upload.images)
@@ -109,24 +112,54 @@ class Handlers:
             return self.error(413, "too_large", f"{n} images in one request; this service takes at most "
                                                 f"{self.cfg.max_queue} (--max-queue)")
         try:
+            captions = self._captions_per_image(upload.captions, n)
+        except ValueError as e:
+            return self.error(400, "bad_request", str(e))
+        try:
             self.s.batcher.admit(n)
         except Exception as e:
             return self.error(503, "overloaded", f"overloaded: {e}; retry later", self._retry())
         try:
             remaining = timeout - (time.perf_counter() - t0)
             results = await asyncio.wait_for(
-                asyncio.gather(*(self.s.score_one(p.name, p.data) for p in upload.images)), max(remaining, 0.0))
+                asyncio.gather(*(self.s.score_one(p.name, p.data, c) for p, c in zip(upload.images, captions))),
+                max(remaining, 0.0))
         except asyncio.TimeoutError:
             return self.error(504, "timeout", f"not answered within {timeout:g} s (--timeout-s or ?timeout_s=)")
         finally:
             self.s.batcher.release(n)
         body = {"results": results, "model": self.s.model, "backend": self.s.backend}
-        if upload.caption is not None:
-            body["caption"] = {"received": True, "used": False, "reason": "this model has no caption input"}
+        note = self._caption_note(len(upload.captions))
+        if note is not None:
+            body["caption"] = note
         ok = any(r["error"] is None for r in results)
         return _json(body, 200 if ok else 422)
 
     # ---- helpers -------------------------------------------------------------------
+    def _captions_per_image(self, captions: list[str], n: int) -> list:
+        """One caption (or None) per image: none, one for all, or one each in order. An
+        image-only model ignores them, so any number is accepted there."""
+        if not captions or not self.s.takes_captions:
+            return [None] * n
+        if len(captions) == 1:
+            return captions * n
+        if len(captions) == n:
+            return list(captions)
+        raise ValueError(f"{len(captions)} captions for {n} images: send one caption for all the images, "
+                         "or one per image (in the images' order)")
+
+    def _caption_note(self, received: int) -> dict | None:
+        """The response's word on captions: whether the model read them."""
+        if not self.s.takes_captions:
+            return {"received": True, "used": False, "reason": "this model has no caption input"} if received \
+                else None
+        if received:
+            return {"received": True, "used": True, "count": received}
+        why = ("no caption in the request: each image was scored with an empty caption, as the package allows"
+               if self.s.detector.captions.empty_is_valid else
+               "no caption in the request: this model needs one per image ('caption' form parts or ?caption=)")
+        return {"received": False, "used": False, "count": 0, "reason": why}
+
     def _timeout(self, asked) -> float:
         if asked is None:
             return self.cfg.timeout_s

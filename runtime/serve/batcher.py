@@ -11,6 +11,7 @@ are admitted and not yet answered, which the service turns into 503 + Retry-Afte
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Scored:
 @dataclass
 class _Item:
     tensor: np.ndarray
+    caption: str | None  # travels with its image into whichever batch takes it
     future: asyncio.Future
     enqueued: float
 
@@ -49,8 +51,9 @@ _FLUSH = object()  # queued on drain: stop waiting for fuller batches
 
 
 class Batcher:
-    """`run_batch(list of tensors) -> list of per-image results` is called in the
-    inference thread; `on_batch(size, infer_s)` (optional) after each batch."""
+    """`run_batch(list of tensors, captions=list of captions) -> list of per-image
+    results` is called in the inference thread (captions[i] belongs to tensors[i], None
+    where an image came without one); `on_batch(size, infer_s)` (optional) after each batch."""
 
     def __init__(self, run_batch, max_batch: int, max_delay_s: float, max_queue: int, on_batch=None,
                  executor: ThreadPoolExecutor | None = None):
@@ -97,10 +100,10 @@ class Batcher:
                 pass
 
     # ---- work ----------------------------------------------------------------
-    async def infer(self, tensor: np.ndarray) -> Scored:
-        """Queue one preprocessed tensor; resolves when its batch has run."""
+    async def infer(self, tensor: np.ndarray, caption: str | None = None) -> Scored:
+        """Queue one preprocessed tensor (and its caption); resolves when its batch has run."""
         fut = self._loop.create_future()
-        self._queue.put_nowait(_Item(tensor, fut, time.perf_counter()))
+        self._queue.put_nowait(_Item(tensor, caption, fut, time.perf_counter()))
         return await fut
 
     async def _next(self, timeout: float | None):
@@ -136,7 +139,9 @@ class Batcher:
                 continue
             started = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [it.tensor for it in batch])
+                run = functools.partial(self.run_batch, [it.tensor for it in batch],
+                                        captions=[it.caption for it in batch])
+                results = await loop.run_in_executor(self.executor, run)
             except Exception as e:  # run_batch reports per-image failures itself; this is a last resort
                 results = [e] * len(batch)
             infer_s = time.perf_counter() - started

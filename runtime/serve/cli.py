@@ -42,6 +42,11 @@ Examples:
   curl -F a.jpg=@a.jpg -F b.png=@b.png http://127.0.0.1:8000/v1/detect
   curl -H "Authorization: Bearer $(cat token)" --data-binary @photo.jpg ...
 \b
+Caption-aware packages (image + caption):
+  curl -F a.jpg=@a.jpg -F caption="a dog on a beach" http://127.0.0.1:8000/v1/detect
+  curl -F a.jpg=@a.jpg -F b.jpg=@b.jpg -F caption="first" -F caption="second" ...
+  curl --data-binary @a.jpg "http://127.0.0.1:8000/v1/detect?caption=a%20dog"
+\b
 Endpoints: POST /v1/detect (one image as the body, or multipart with one part per
 image), GET /v1/model, /healthz (alive), /readyz (loaded and warmed), /metrics
 (Prometheus), /docs and /openapi.json, and a moderation console at /.
@@ -50,7 +55,11 @@ Retry-After when --max-queue images are waiting, 504 after --timeout-s (a reques
 may ask for less with ?timeout_s=), 401 without the token when --token-file is
 given. Uploads stay in memory. SIGTERM finishes the requests in flight, refuses new
 ones, then exits. Listens on 127.0.0.1 unless told otherwise, and warns when bound
-wider without a token.""",
+wider without a token.
+Captions ('caption' form parts or ?caption=): one for all the request's images,
+or one per image in their order; UTF-8, at most --max-caption-bytes each. An
+image-only model ignores them; a caption-aware one fails an image that has none
+(unless its package scores empty captions). GET /v1/model says which it is.""",
 )
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -67,6 +76,8 @@ wider without a token.""",
               help="Images admitted and not yet answered; beyond it requests get 503.")
 @click.option("--max-bytes", default="20MB", show_default=True, callback=_size,
               help="Largest request body (20MB, 512KiB, ...).")
+@click.option("--max-caption-bytes", default="16KiB", show_default=True, callback=_size,
+              help="Longest caption, in UTF-8 bytes (413 beyond it).")
 @click.option("--timeout-s", default=10.0, show_default=True, type=click.FloatRange(0.001, 3600),
               help="Per-request time limit, body included (504 / 408 past it).")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -77,8 +88,8 @@ wider without a token.""",
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Threads decoding images (0: one per core).")
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
-def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes, timeout_s,
-          token_file, threshold, threads, decode_workers, access_log) -> int:
+def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
+          max_caption_bytes, timeout_s, token_file, threshold, threads, decode_workers, access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -87,7 +98,8 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     from .server import run
 
     config = ServeConfig(host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
-                         max_queue=max_queue, max_bytes=max_bytes, timeout_s=timeout_s,
+                         max_queue=max_queue, max_bytes=max_bytes, max_caption_bytes=max_caption_bytes,
+                         timeout_s=timeout_s,
                          token=read_token(token_file) if token_file else None, decode_workers=decode_workers,
                          access_log=access_log)
     warning = config.exposure_warning()

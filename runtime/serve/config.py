@@ -58,6 +58,8 @@ class ServeConfig:
     max_delay_ms: float = 5.0
     max_queue: int = 256  # images admitted and not yet answered
     max_bytes: int = 20_000_000  # per request body
+    max_caption_bytes: int = 16_384  # per caption (UTF-8 bytes): the model reads ~75 tokens of it, and
+    # each caption is tokenized on the inference thread (about 20 ms for 16 KiB on one core)
     timeout_s: float = 10.0  # per request, body included
     token: str | None = None
     decode_workers: int = 0  # 0: one per core

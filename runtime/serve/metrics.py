@@ -4,8 +4,8 @@ as in tests, never share counters)."""
 from __future__ import annotations
 
 STAGES = ("queue", "decode", "infer", "request")
-ERROR_KINDS = ("unauthorized", "too_large", "overloaded", "timeout", "bad_request", "bad_image", "inference",
-               "not_ready", "internal")
+ERROR_KINDS = ("unauthorized", "too_large", "overloaded", "timeout", "bad_request", "bad_image", "bad_caption",
+               "inference", "not_ready", "internal")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 

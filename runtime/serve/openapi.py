@@ -21,11 +21,34 @@ _RESULT = {
                                                    "artifact": {"type": "string"}}},
         "backend": {"type": "string"},
         "timings_ms": {"type": "object", "properties": {
-            "queue": {"type": ["number", "null"]}, "decode": {"type": "number"},
+            "queue": {"type": ["number", "null"]},
+            "decode": {"type": ["number", "null"], "description": "null when the image was refused before "
+                                                                  "decoding (a missing caption)"},
             "infer": {"type": ["number", "null"], "description": "the whole batch this image ran in"},
             "batch": {"type": "integer", "description": "images in that batch"}}},
     },
 }
+
+
+_CAPTION_NOTE = {
+    "type": "object",
+    "description": "present when the request carried captions or the model takes them",
+    "required": ["received", "used"],
+    "properties": {"received": {"type": "boolean"}, "used": {"type": "boolean"},
+                   "count": {"type": "integer", "description": "captions in the request"},
+                   "reason": {"type": "string"}},
+}
+
+
+def _caption_text(service) -> str:
+    info = service.caption_summary()
+    if info is None:
+        return ("This model is image-only: captions are accepted and ignored (the response's 'caption' "
+                "says so).")
+    return (f"This model reads each image with its caption (CLIP BPE, {info['context_length']} tokens, "
+            f"longer captions cut). Captions: {info['per_request']}; another count is a 400. "
+            f"Missing caption: {info['empty_caption_means']}. UTF-8 only (400 otherwise), at most "
+            f"{info['max_caption_bytes']} bytes each (413).")
 
 
 def _err(desc: str) -> dict:
@@ -39,33 +62,44 @@ def openapi_document(service) -> dict:
         "summary": "Score images: P(fake) per image",
         "description": (
             "One image as the raw body (any Content-Type, e.g. image/jpeg), or several as "
-            "multipart/form-data with one part per image (each part named; a text part named "
-            "'caption' is reserved for caption-aware models). Concurrent requests are batched "
-            f"together (up to {cfg.max_batch} images, waiting at most {cfg.max_delay_ms:g} ms). "
-            "No server-side fetching: there is no ?url=."),
+            "multipart/form-data with one part per image (each part named; text parts named "
+            "'caption' are captions, not images). Concurrent requests are batched together "
+            f"(up to {cfg.max_batch} images, waiting at most {cfg.max_delay_ms:g} ms), each image "
+            "with its own caption. No server-side fetching: there is no ?url=. " + _caption_text(service)),
         "security": secured,
         "parameters": [
             {"name": "timeout_s", "in": "query", "required": False, "schema": {"type": "number", "exclusiveMinimum": 0},
              "description": f"answer 504 after this many seconds (at most the server's {cfg.timeout_s:g})"},
             {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
              "description": "name echoed for a raw-body image (default 'body')"},
+            {"name": "caption", "in": "query", "required": False,
+             "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": True,
+             "description": "caption(s), percent-encoded UTF-8, mainly for a raw-body image; the same count "
+                            "rule as 'caption' form parts, and not together with them"},
         ],
         "requestBody": {"required": True, "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             "multipart/form-data": {"schema": {"type": "object", "additionalProperties": {
-                "type": "string", "format": "binary"}, "properties": {"caption": {"type": "string"}}}},
+                "type": "string", "format": "binary"}, "properties": {"caption": {
+                    "type": "array", "items": {"type": "string"},
+                    "description": "text parts named 'caption' (no filename): one for all the images, or one "
+                                   f"per image in the images' order; UTF-8, at most {cfg.max_caption_bytes} "
+                                   "bytes each"}}},
+                "encoding": {"caption": {"contentType": "text/plain; charset=utf-8"}}},
         }},
         "responses": {
             "200": {"description": "scores (images that failed carry their error)", "content": {"application/json": {
                 "schema": {"type": "object", "properties": {"results": {"type": "array", "items": _RESULT},
                                                             "model": {"type": "object"},
-                                                            "backend": {"type": "string"}}}}}},
-            "400": _err("malformed request (no image, bad multipart, bad timeout_s)"),
+                                                            "backend": {"type": "string"},
+                                                            "caption": _CAPTION_NOTE}}}}},
+            "400": _err("malformed request (no image, bad multipart, bad timeout_s, a caption that is not "
+                        "UTF-8, a caption count that is neither 1 nor one per image)"),
             "401": _err("missing or wrong bearer token"),
             "408": _err("the body did not arrive in time"),
-            "413": _err(f"body over {cfg.max_bytes} bytes (checked while it streams) or more than "
-                        f"{cfg.max_queue} images"),
+            "413": _err(f"body over {cfg.max_bytes} bytes (checked while it streams), more than "
+                        f"{cfg.max_queue} images, or a caption over {cfg.max_caption_bytes} bytes"),
             "422": _err("no image in the request could be scored (each result says why)"),
             "503": _err("queue full, warming up or shutting down; see Retry-After"),
             "504": _err("not answered within the timeout"),
@@ -89,7 +123,8 @@ def openapi_document(service) -> dict:
         "paths": {
             "/v1/detect": {"post": detect},
             "/v1/model": get("Model summary", "the manifest's summary: input, output, threshold, artifact, "
-                             "backend, service limits", True),
+                             "backend, service limits; 'caption_input' (does the model read captions) and "
+                             "'captions' (context length, empty-caption rule, limits; null if image-only)", True),
             "/healthz": get("Liveness", "200 while the process serves HTTP"),
             "/readyz": get("Readiness", "200 once the model is loaded and warmed; 503 while warming up or "
                            "shutting down"),

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fakedet.errors import FakedetError, ImageError, first_line
 
+from ..captions import CaptionRefused
 from .batcher import Batcher, Scored
 from .config import ServeConfig
 from .metrics import ServiceMetrics
@@ -25,6 +26,14 @@ def _tiny_png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, "PNG")
     return buf.getvalue()
+
+
+CAPTIONS_PER_REQUEST = ("one caption for every image of the request, or one per image in the images' order "
+                        "('caption' form parts, or ?caption=)")
+EMPTY_CAPTION_MEANS = {
+    "refuse": "an image without a caption (or with a blank one) fails with an error; the others are scored",
+    "score": "an image without a caption is scored with an empty caption, as the package allows",
+}
 
 
 class Service:
@@ -102,16 +111,41 @@ class Service:
         except Exception as e:  # a decoder bug on hostile bytes costs this image only
             return None, f"cannot decode: {type(e).__name__}: {first_line(e)}", time.perf_counter() - t0
 
-    async def score_one(self, name: str, data: bytes) -> dict:
+    @property
+    def takes_captions(self) -> bool:
+        return self.detector.captions is not None
+
+    def _caption_refused(self, caption) -> str | None:
+        """Why this image cannot be scored with `caption` (a caption-aware model only):
+        known before decoding, so a refused image costs no decode and no queue slot."""
+        if not self.takes_captions:
+            return None
+        try:
+            self.detector.captions.check(caption)
+        except CaptionRefused as e:
+            return str(e)
+        return None
+
+    async def score_one(self, name: str, data: bytes, caption: str | None = None) -> dict:
+        """One image (and, for a caption-aware model, its caption; an image-only model
+        ignores it) -> its result."""
+        timings = {"queue": None, "decode": None, "infer": None}
+        out = {"name": name, "score": None, "logit": None, "decision": "error",
+               "threshold": self.detector.threshold, "error": None, "model": self.model,
+               "backend": self.backend, "timings_ms": timings}
+        refused = self._caption_refused(caption)
+        if refused is not None:
+            out["error"] = refused
+            self.metrics.images.labels("failed").inc()
+            self.metrics.errors.labels("bad_caption").inc()
+            return out
         loop = asyncio.get_running_loop()
         tensor, error, decode_s = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data)
         self.metrics.latency.labels("decode").observe(decode_s)
-        timings = {"queue": None, "decode": round(decode_s * 1e3, 3), "infer": None}
-        out = {"name": name, "score": None, "logit": None, "decision": "error",
-               "threshold": self.detector.threshold, "error": error, "model": self.model,
-               "backend": self.backend, "timings_ms": timings}
+        timings["decode"] = round(decode_s * 1e3, 3)
+        out["error"] = error
         if tensor is not None:
-            done: Scored = await self.batcher.infer(tensor)
+            done: Scored = await self.batcher.infer(tensor, caption if self.takes_captions else None)
             self.metrics.latency.labels("queue").observe(done.queue_s)
             timings.update(queue=round(done.queue_s * 1e3, 3), infer=round(done.infer_s * 1e3, 3))
             timings["batch"] = done.batch_size
@@ -144,9 +178,21 @@ class Service:
             "artifact": {"file": det.choice.artifact.file, "kind": det.choice.artifact.kind,
                          "sha256": det.choice.artifact.sha256, "precision": det.choice.precision},
             "backend": {"name": det.choice.backend, "device": det.backend.describe(), "reason": det.choice.reason},
-            "caption_input": False,
+            "caption_input": self.takes_captions,
+            "captions": self.caption_summary(),
             "service": {"max_batch": self.config.max_batch, "max_delay_ms": self.config.max_delay_ms,
                         "max_queue": self.config.max_queue, "max_bytes": self.config.max_bytes,
+                        "max_caption_bytes": self.config.max_caption_bytes,
                         "timeout_s": self.config.timeout_s, "decode_workers": self.config.decode_workers,
                         "warmup_s": self.warmup_s},
         }
+
+    def caption_summary(self) -> dict | None:
+        """What a client must know to send captions; None for an image-only model."""
+        if not self.takes_captions:
+            return None
+        spec = self.detector.captions.spec
+        return {"input": spec.name, "context_length": spec.context_length, "tokenizer": spec.tokenizer_kind,
+                "truncation": spec.truncation, "empty_caption": spec.empty_caption,
+                "empty_caption_means": EMPTY_CAPTION_MEANS[spec.empty_caption],
+                "per_request": CAPTIONS_PER_REQUEST, "max_caption_bytes": self.config.max_caption_bytes}
