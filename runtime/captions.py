@@ -58,7 +58,13 @@ class CaptionInput:
         return captions
 
     def check(self, caption) -> None:
-        """Raise CaptionRefused when `caption` cannot be scored."""
+        """Raise CaptionRefused when `caption` cannot be scored. A caption already turned into
+        token ids (`prepare`) passes when its shape is the package's."""
+        if isinstance(caption, np.ndarray):
+            if caption.shape != (self.spec.context_length,) or caption.dtype.kind not in "iu":
+                raise CaptionRefused(f"prepared caption must be {self.spec.context_length} integer token ids, "
+                                     f"got {caption.dtype} {caption.shape}")
+            return
         if caption is not None and not isinstance(caption, str):
             raise CaptionRefused(f"caption must be text, got {type(caption).__name__}")
         if caption is not None and len(caption) > MAX_CAPTION_CHARS:
@@ -68,8 +74,22 @@ class CaptionInput:
                                "refuses an empty one (give the caption, or export with --empty-caption score)")
 
     def tokens(self, captions: list) -> np.ndarray:
-        ids = self.tokenizer.encode(["" if c is None else c for c in captions])
-        return ids.astype(self.spec.dtype, copy=False)
+        """Token ids for captions (str or None), or rows already prepared (`prepare`)."""
+        out = np.zeros((len(captions), self.spec.context_length), dtype=self.spec.dtype)
+        text = [i for i, c in enumerate(captions) if not isinstance(c, np.ndarray)]
+        if text:
+            out[text] = self.tokenizer.encode(["" if captions[i] is None else captions[i] for i in text])
+        for i, c in enumerate(captions):
+            if isinstance(c, np.ndarray):
+                out[i] = c
+        return out
+
+    def prepare(self, caption) -> np.ndarray:
+        """One caption checked and tokenized ahead of inference (a host tokenizes in its decode
+        workers, so a long caption never holds up the inference thread): pass the result
+        where the caption would go."""
+        self.check(caption)
+        return self.tokens([caption])[0]
 
     def feed(self, image_name: str, images: np.ndarray, captions: list) -> dict:
         """The backend's inputs for images and their (checked) captions."""

@@ -136,6 +136,13 @@ def test_predict_with_captions_matches_pytorch_and_refuses_a_missing_caption(cap
             det.predict(images[:1], captions="a string is not a list")
         bad = det.predict(images[:1], captions=[b"bytes"])[0]
         assert "caption must be text" in bad.error
+        # a host tokenizes ahead (serve: in its decode workers) and passes the ids where the caption goes
+        ids = det.captions.prepare(captions[3])
+        assert ids.shape == (77,) and ids[-1] == 49407  # cut at the context length, ends with the end token
+        mixed = det.predict_prepared([det.prepare(images[3]), det.prepare(images[0])], captions=[ids, "a photo"])
+        assert [p.score for p in mixed] == pytest.approx([preds[3].score, preds[0].score], abs=1e-6)
+        with pytest.raises(FakedetError, match="no caption"):
+            det.captions.prepare("   ")
         assert det.warmup((1, 3)) > 0
 
 

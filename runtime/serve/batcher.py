@@ -42,7 +42,7 @@ class Scored:
 @dataclass
 class _Item:
     tensor: np.ndarray
-    caption: str | None  # travels with its image into whichever batch takes it
+    caption: object  # its token ids (or None), travelling with the image into whichever batch takes it
     future: asyncio.Future
     enqueued: float
 

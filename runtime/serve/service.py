@@ -100,16 +100,20 @@ class Service:
         self.metrics.batch.observe(size)
         self.metrics.latency.labels("infer").observe(infer_s)
 
-    def _prepare_timed(self, data: bytes):
+    def _prepare_timed(self, data: bytes, caption=None):
+        """(tensor, error, seconds, token ids) in a decode worker: the image decoded and, for a
+        caption-aware model, its (checked) caption tokenized, off the inference thread."""
         t0 = time.perf_counter()
         try:
-            return self.detector.prepare(data), None, time.perf_counter() - t0
+            tensor = self.detector.prepare(data)
+            ids = self.detector.captions.prepare(caption) if self.takes_captions else None
+            return tensor, None, time.perf_counter() - t0, ids
         except ImageError as e:
-            return None, e.problem, time.perf_counter() - t0
+            return None, e.problem, time.perf_counter() - t0, None
         except FakedetError as e:
-            return None, str(e), time.perf_counter() - t0
+            return None, str(e), time.perf_counter() - t0, None
         except Exception as e:  # a decoder bug on hostile bytes costs this image only
-            return None, f"cannot decode: {type(e).__name__}: {first_line(e)}", time.perf_counter() - t0
+            return None, f"cannot decode: {type(e).__name__}: {first_line(e)}", time.perf_counter() - t0, None
 
     @property
     def takes_captions(self) -> bool:
@@ -140,12 +144,12 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
-        tensor, error, decode_s = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data)
+        tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data, caption)
         self.metrics.latency.labels("decode").observe(decode_s)
         timings["decode"] = round(decode_s * 1e3, 3)
         out["error"] = error
         if tensor is not None:
-            done: Scored = await self.batcher.infer(tensor, caption if self.takes_captions else None)
+            done: Scored = await self.batcher.infer(tensor, ids)
             self.metrics.latency.labels("queue").observe(done.queue_s)
             timings.update(queue=round(done.queue_s * 1e3, 3), infer=round(done.infer_s * 1e3, 3))
             timings["batch"] = done.batch_size
