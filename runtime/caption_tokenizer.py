@@ -284,13 +284,7 @@ class CaptionTokenizer:
         for i, caption in enumerate(captions):
             if not isinstance(caption, str):
                 raise CaptionError(i, f"a caption must be text (str), got {type(caption).__name__}")
-            text = clean_caption(caption)
-            if not text.isascii():
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as e:
-                    raise CaptionError(i, f"not valid Unicode: lone surrogate U+{ord(text[e.start]):04X}") from None
-            cleaned.append(text)
+            cleaned.append(clean_caption(caption))  # ftfy turns lone surrogates into U+FFFD
         return cleaned
 
     def _ids_with_specials(self, text: str) -> list[int]:
