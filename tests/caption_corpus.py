@@ -40,7 +40,8 @@ CAPTIONS: list[tuple[str, str]] = [
     ("html_entities", "Tom &amp; Jerry &lt;b&gt;bold&lt;/b&gt; it&#39;s &quot;quoted&quot;"),
     ("html_double", "fish &amp;amp; chips &amp;lt;3"),
     ("html_triple", "a &amp;amp;amp; b"),
-    ("html_with_tag", "<b>bold</b> &amp; <i>it</i>"),  # a '<' stops ftfy's own unescaping
+    ("html_with_tag", "<b>bold</b> &amp; <i>it</i> x < y &amp;amp; z"),  # a '<' stops ftfy's unescaping
+    ("html_after_ftfy", "<p>&#8220;quoted&#8221; cafe&#769; &#xFF21;&#xFF22; &#xFB01;</p>"),  # ftfy never sees these decoded
     ("html_nbsp_numeric", "a&nbsp;b&#160;c &#x1F600; &#8217;"),
     ("html_bad_entity", "&notanentity; &#xZZ; &"),
     # ftfy's fixes
