@@ -239,6 +239,8 @@ class CaptionTokenizer:
         self.eot_id = tokenizer.token_to_id(EOT)
         self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         self._specials = {SOT: self.sot_id, EOT: self.eot_id}
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets: 3x faster here
+        self._encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
 
     @classmethod
     def from_file(cls, path, context_length: int = DEFAULT_CONTEXT_LENGTH) -> "CaptionTokenizer":
@@ -265,6 +267,9 @@ class CaptionTokenizer:
         except (TypeError, ValueError) as e:
             raise PackageError(source, f"tokenizer file is not valid JSON: {first_line(e)}") from None
         _check_json(spec, source)
+        # One thread unless the user says otherwise: a batch of captions is ~2 ms on one core, and
+        # HF's thread pool slows down on a busy machine and is unsafe across fork (servers).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             import ftfy  # noqa: F401  (cleaning needs it; fail here, not at the first caption)
             from tokenizers import Tokenizer
@@ -304,8 +309,7 @@ class CaptionTokenizer:
         plain = [i for i, t in enumerate(cleaned) if SOT not in t and EOT not in t]
         out: list[list[int]] = [[] for _ in cleaned]
         if plain:
-            for i, enc in zip(plain, self._tokenizer.encode_batch([cleaned[i] for i in plain],
-                                                                   add_special_tokens=False)):
+            for i, enc in zip(plain, self._encode_batch([cleaned[i] for i in plain], add_special_tokens=False)):
                 out[i] = enc.ids
         for i, text in enumerate(cleaned):
             if SOT in text or EOT in text:
