@@ -128,19 +128,16 @@ def _open_clip_byte_order() -> list[str]:
     return kept + moved
 
 
-def _ranges(chars: set[str]) -> str:
-    """A regex character-class body listing `chars` as explicit \\x{...} ranges."""
-    points = sorted(ord(c) for c in chars)
-    out = []
-    i = 0
-    while i < len(points):
-        j = i
-        while j + 1 < len(points) and points[j + 1] == points[j] + 1:
-            j += 1
-        lo, hi = points[i], points[j]
-        out.append(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}")
-        i = j + 1
-    return "".join(out)
+def _ranges(chars: str) -> str:
+    """A regex character-class body listing the code points of `chars` as \\x{...} ranges."""
+    points = np.sort(np.frombuffer(chars.encode("utf-32-le"), dtype="<u4"))
+    if points.size == 0:
+        return ""
+    breaks = np.flatnonzero(np.diff(points) != 1)
+    lows = points[np.r_[0, breaks + 1]]
+    highs = points[np.r_[breaks, points.size - 1]]
+    return "".join(f"\\x{{{lo:X}}}" if lo == hi else f"\\x{{{lo:X}}}-\\x{{{hi:X}}}"
+                   for lo, hi in zip(lows.tolist(), highs.tolist()))
 
 
 def clip_word_pattern() -> str:
@@ -151,14 +148,19 @@ def clip_word_pattern() -> str:
     except ImportError:
         raise BackendUnavailable("the 'regex' package (an open_clip dependency) is needed to write a "
                                  "caption tokenizer: pip install 'fakedet[export]'") from None
-    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    every = np.r_[0:0xD800, 0xE000:0x110000].astype("<u4").tobytes().decode("utf-32-le")  # all but surrogates
 
-    @functools.cache
-    def members(cls: str) -> set[str]:
-        return set(regex.findall(cls, every, regex.IGNORECASE))
+    def members(cls: str, among: str = every) -> str:
+        return "".join(regex.findall(cls, among, regex.IGNORECASE))
+
+    # The few characters that match a literal of the specials or contractions, found in one scan;
+    # then each literal's own set among them (ſ matches s, K (Kelvin) would match k).
+    spelled = "".join(sorted(set(SOT + EOT + "".join(CONTRACTIONS))))
+    candidates = members(f"[{regex.escape(spelled)}]")
+    case_variants = {ch: members(regex.escape(ch), candidates) for ch in spelled}
 
     def literal(word: str) -> str:
-        return "".join(f"[{_ranges(members(regex.escape(ch)))}]" for ch in word)
+        return "".join(f"[{_ranges(case_variants[ch])}]" for ch in word)
 
     letters, digit, other = (_ranges(members(c)) for c in (r"[\p{L}]", r"[\p{N}]", r"[^\s\p{L}\p{N}]"))
     branches = [literal(w) for w in (SOT, EOT, *CONTRACTIONS)]
