@@ -104,6 +104,28 @@ def test_bpe_matches_open_clip_on_vocabulary_words(tokenizer_json, ref):
     np.testing.assert_array_equal(wide.encode(captions), reference_ids(ref, captions, context_length=128))
 
 
+FUZZ_POOLS = ["abcdefghijklmnopqrstuvwxyz ", "etaoinshrdlu'’-.,!? ", "0123456789.,", "éèêëàâäôöûüçñß",
+              "东京タワー서울", "😀👍🏽🇯🇵\u200d\ufe0f", "&;#<>amp", "ΑαΣσςΩ", "İıſK\u0345"]
+
+
+def _random_caption(rng: random.Random) -> str:
+    if rng.random() < 0.5:  # words from a few scripts, entities and apostrophes
+        return "".join(rng.choice(rng.choice(FUZZ_POOLS) if rng.random() < 0.3 else FUZZ_POOLS[0])
+                       for _ in range(rng.randint(0, 120)))
+    return "".join(chr(rng.randrange(0x20, 0x30000)) if rng.random() < 0.5 else rng.choice("ab c")
+                   for _ in range(rng.randint(0, 60)))  # lone surrogates included: ftfy replaces them
+
+
+@pytest.mark.parametrize("n_captions", [pytest.param(2000, id="2k"), pytest.param(40000, id="40k", marks=pytest.mark.slow)])
+def test_random_captions_match_open_clip(tokenizer_json, ref, n_captions):
+    rng = random.Random(n_captions)
+    captions = [_random_caption(rng) for _ in range(n_captions)]
+    wide = CaptionTokenizer.from_json(tokenizer_json, context_length=200)
+    for start in range(0, n_captions, 500):
+        batch = captions[start:start + 500]
+        np.testing.assert_array_equal(wide.encode(batch), reference_ids(ref, batch, context_length=200))
+
+
 def _split_like_open_clip(tokenizer_json, ref, code_points, context: str) -> None:
     from tokenizers import Regex, pre_tokenizers
 
