@@ -215,6 +215,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
             return Result(dest, key, True, {"key": key})
         rng = _ranges(fp32_path, work, existing, ranges_key, calib, opts, params)
         tower = _text_tower(rng.named, manifest, opts)
+        _warn_no_range(rng, tower)
         gs = _guard_set(calib, eval_set, opts)
         l32 = logits_of(rng.path, gs.batches, manifest.output)
         built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work, tower)
@@ -309,12 +310,17 @@ def _ranges(fp32_path: Path, work: Path, existing, ranges_key: str, calib, opts:
     if not reused:
         amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params,
                                          opts.progress, notes=notes)  # fmt: skip
-    rng = _Ranges(named, named_path, amax, notes, reused)
-    if rng.no_range:
-        shown = ", ".join(f"{t} ({why})" for t, why in list(rng.no_range.items())[:3])
-        log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(rng.no_range), shown,
-                    ", ..." if len(rng.no_range) > 3 else "", REPORT_FILE)  # fmt: skip
-    return rng
+    return _Ranges(named, named_path, amax, notes, reused)
+
+
+def _warn_no_range(rng: _Ranges, tower: _TextTower | None) -> None:
+    """Name the tensors kept in float for want of a range (those of a float text tower go unsaid)."""
+    quiet = {t for n in rng.named.graph.node if n.name in set(tower.float_nodes if tower else ()) for t in n.output}
+    said = {t: why for t, why in rng.no_range.items() if t not in quiet}
+    if said:
+        shown = ", ".join(f"{t} ({why})" for t, why in list(said.items())[:3])
+        log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(said), shown,
+                    ", ..." if len(said) > 3 else "", REPORT_FILE)  # fmt: skip
 
 
 TEXT_TOWER_WHY = {

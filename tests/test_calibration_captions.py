@@ -143,6 +143,11 @@ def test_fp32_text_tower_calibrates_and_runs_with_captions(caption_package, data
         m = onnx.load(str(out / art.file))
         text_nodes = _scoped_text_nodes(m)
         assert not text_nodes & _readers_of_dq(m), art.file  # no Q/DQ before any text-tower node
+        # ... nor after one, except the head's own input Q/DQ (the text features it concatenates)
+        prod = producers(m.graph)
+        qs = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and prod.get(n.input[0]) is not None
+              and prod[n.input[0]].name in text_nodes]  # fmt: skip
+        assert not qs, [q.name for q in qs]
         assert _readers_of_dq(m) & {"/visual/conv1/Conv", "/head/head.0/Gemm"}, art.file  # the rest is INT8
         # the text features the head reads are FP32's, bit for bit
         np.testing.assert_array_equal(_text_features(m, feeds), f32)
