@@ -19,7 +19,7 @@ import numpy as np
 
 from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError, PackageError
-from fakedet.onnx_graph import name_nodes
+from fakedet.onnx_graph import consumers, name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 from fakedet.tempdirs import owned_tempdir
 
@@ -181,6 +181,14 @@ class _TextTower:
     def float_nodes(self) -> list[str]:
         return self.nodes if self.precision == "fp32" else []
 
+    def float_tensors(self, named) -> set[str]:
+        """Tensors a float text tower computes for itself (its output, the text features the
+        INT8 head reads, is not one of them)."""
+        inside = set(self.float_nodes)
+        readers = consumers(named.graph)
+        return {t for n in named.graph.node if n.name in inside for t in n.output
+                if t and all(r.name in inside for r in readers.get(t, []))}
+
     def record(self, model) -> dict:
         """What the report and the artifact attrs say about it in the final QDQ `model`."""
         q = len(quantized_nodes(model, self.nodes))
@@ -315,7 +323,7 @@ def _ranges(fp32_path: Path, work: Path, existing, ranges_key: str, calib, opts:
 
 def _warn_no_range(rng: _Ranges, tower: _TextTower | None) -> None:
     """Name the tensors kept in float for want of a range (those of a float text tower go unsaid)."""
-    quiet = {t for n in rng.named.graph.node if n.name in set(tower.float_nodes if tower else ()) for t in n.output}
+    quiet = tower.float_tensors(rng.named) if tower else set()
     said = {t: why for t, why in rng.no_range.items() if t not in quiet}
     if said:
         shown = ", ".join(f"{t} ({why})" for t, why in list(said.items())[:3])
@@ -411,10 +419,11 @@ def _cpu_facts(cpu: dict, batches) -> dict:
 
 
 def _float_tensors(named, guard: dict, tower: _TextTower | None = None) -> set[str]:
-    """Outputs of the layer groups the TensorRT artifact keeps in float, and of a float text
-    tower (left out of the cache)."""
-    float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]} | set(tower.float_nodes if tower else ())
-    return {t for n in named.graph.node if n.name in float_nodes for t in n.output}
+    """Outputs of the layer groups the TensorRT artifact keeps in float, and a float text
+    tower's own tensors (left out of the cache)."""
+    float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
+    return {t for n in named.graph.node if n.name in float_nodes for t in n.output} | \
+        (tower.float_tensors(named) if tower else set())  # fmt: skip
 
 
 def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _Ranges, float_tensors, l32,

@@ -151,10 +151,12 @@ def test_fp32_text_tower_calibrates_and_runs_with_captions(caption_package, data
         assert _readers_of_dq(m) & {"/visual/conv1/Conv", "/head/head.0/Gemm"}, art.file  # the rest is INT8
         # the text features the head reads are FP32's, bit for bit
         np.testing.assert_array_equal(_text_features(m, feeds), f32)
-    # the TensorRT cache leaves the float text tower out
+    # the TensorRT cache leaves the float text tower out, but keeps the text features the INT8 head reads
     tower_outputs = {t for n in onnx.load(str(out / "model.onnx")).graph.node if n.name.startswith(TEXT_SCOPES)
-                     for t in n.output}  # fmt: skip
-    assert not tower_outputs & set(rep["ranges"]) - set(rep["trt_cache"]["omitted_float_tensors"])
+                     for t in n.output} & set(rep["ranges"])  # fmt: skip
+    omitted = set(rep["trt_cache"]["omitted_float_tensors"])
+    assert tower_outputs and tower_outputs <= omitted and "/Cast_2_output_0" not in omitted
+    assert rep["trt_cache"]["tensors"] == len(rep["ranges"]) - len(omitted)
 
     from fakedet.runtime.detector import Detector
 
