@@ -91,11 +91,14 @@ empty captions; a row whose caption the package refuses is skipped and counted."
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path),
               help="Write the calibrated package here [default: update PACKAGE in place].")
 @click.option("--text-tower", type=click.Choice(TEXT_TOWER_CHOICES), default=DEFAULT_TEXT_TOWER, show_default=True,
-              help="Caption-aware packages: fp32 keeps the text tower's nodes in float (the image tower and the head "
-                   "are INT8): it runs once per caption, is small next to the image tower, and its path from the "
-                   "token ids (embedding gather, end-of-text argmax and gather) is integer indexing; int8 quantizes "
-                   "it like the rest. Either way the guard judges image+caption scores. The report and the artifacts' "
-                   "attrs record the choice and how many of its nodes stay float.")
+              help="Caption-aware packages: fp32 keeps the text tower's nodes in float and makes the image tower and "
+                   "the head INT8, so the caption's features are FP32's exactly: the text tower runs once per "
+                   "caption, is small next to a large image tower (8% of ViT-L/14's multiply-adds) and its path "
+                   "from the token ids (embedding gather, end-of-text argmax and gather) is integer indexing. int8 "
+                   "quantizes it like the rest: faster where it is a large share (40% of ViT-B/32's: 1.87x FP32 on "
+                   "a CPU against 1.36x, benchmarks/results/calibration_text_tower-*.md). Either way the guard "
+                   "judges image+caption scores; the report and the artifacts' attrs record the choice and how "
+                   "many of its nodes stay float.")
 @click.option("--force", is_flag=True, help="Recalibrate even if an identical calibration is in the package.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def calibrate(package, data, method, samples, per_channel, eval_data, eval_samples, max_auc_drop, max_score_shift,

@@ -332,8 +332,8 @@ def _warn_no_range(rng: _Ranges, tower: _TextTower | None) -> None:
 
 
 TEXT_TOWER_WHY = {
-    "fp32": "kept in float (--text-tower fp32): it runs once per caption, is small next to the image tower, and its "
-            "path from the token ids is integer indexing",
+    "fp32": "kept in float (--text-tower fp32): the caption's features are FP32's exactly; it runs once per caption, "
+            "is small next to a large image tower, and its path from the token ids is integer indexing",
     "int8": "quantized like the image tower and the head (--text-tower int8)",
 }
 

@@ -3,10 +3,12 @@ reachability rather than by the exporter's node names: a node belongs to the tex
 when every graph input it depends on is the text input. The first nodes that also depend
 on the image (the head's concat and after) are not part of it.
 
-`--text-tower fp32` (the default) keeps these nodes in float in both INT8 artifacts: the
-text tower runs once per caption, is small next to the image tower, and its path from the
-token ids (embedding gather, argmax of the end-of-text token, gather of its features) is
-integer indexing where INT8 buys nothing."""
+`--text-tower fp32` (the default) keeps these nodes in float in both INT8 artifacts, so the
+caption's features are FP32's exactly: the text tower runs once per caption, is small next
+to a large image tower (8% of ViT-L/14's multiply-adds), and its path from the token ids
+(embedding gather, argmax of the end-of-text token, gather of its features) is integer
+indexing. Where it is a large share (40% of ViT-B/32's) `int8` pays on CPUs
+(benchmarks/calibration_text_tower.py)."""
 
 from __future__ import annotations
 
