@@ -128,7 +128,7 @@ def test_fp32_text_tower_calibrates_and_runs_with_captions(caption_package, data
     calib, heldout = data
     out = tmp_path / "cal.fdet"
     code = main(["calibrate", str(pkg), "--data", str(calib), "--eval-data", str(heldout), "--samples", "12",
-                 "--sensitivity-budget", "2", "--max-auc-drop", "0.5", "--max-score-shift", "0.5", "-o", str(out), "-q"])  # fmt: skip
+                 "--sensitivity", "--sensitivity-budget", "2", "--max-auc-drop", "0.5", "--max-score-shift", "0.5", "-o", str(out), "-q"])  # fmt: skip
     assert code == 0
     res = ModelPackage.open(out)
     rep = json.loads((out / "calibration.json").read_text())
@@ -136,6 +136,10 @@ def test_fp32_text_tower_calibrates_and_runs_with_captions(caption_package, data
     assert "captions" in rep["eval_data"]
     tt = rep["text_tower"]
     assert tt["precision"] == "fp32" and tt["quantized_nodes"] == 0 and tt["float_nodes"] == tt["nodes"] > 50
+    # the per-layer search ran on images with captions, and offers no float text-tower group to keep in float
+    search, ranked = rep["guard"]["sensitivity_search"], rep["guard"]["sensitivity"]
+    assert ranked and search["groups_already_float"] > 0 and search["groups"] == len(ranked)
+    assert not [r["name"] for r in ranked if r["name"].startswith(TEXT_SCOPES)]
     feeds = _feeds(out)
     f32 = _text_features(str(out / "model.onnx"), feeds)
     for art in res.manifest.artifacts_of("onnx-int8-qdq"):
