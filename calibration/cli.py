@@ -11,6 +11,7 @@ from fakedet.runtime.tensorrt_version import cache_tag_number
 
 from .ranges import METHODS
 from .tensorrt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
+from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES
 
 
 def _trt_version(ctx, param, value):
@@ -28,6 +29,8 @@ Examples:
   fakedet calibrate r50.fdet --data calib/ --method percentile --samples 512 --seed 1
   fakedet calibrate r50.fdet --data calib/ --eval-data heldout/ --max-auc-drop 0.002 --trt-version 8.6.1
   fakedet calibrate other.onnx --input-spec spec.json --data calib/ --eval-data heldout/ -o other.fdet
+  fakedet calibrate clip-cap.fdet --data calib.csv --eval-data heldout.csv
+  fakedet calibrate clip-cap.fdet --data calib.csv --eval-data heldout.csv --text-tower int8
 
 \b
 Adds to the package (atomically): model.int8.onnx (QDQ INT8 for TensorRT >= 8: symmetric
@@ -38,7 +41,15 @@ calibration.cache (TensorRT native cache for implicit INT8, TensorRT <= 10),
 calibration.json + calibration.png (ranges, data digest, accuracy guard, score shift).
 Data folders: 0_real/ and 1_fake/ (optionally under generator folders) or a CSV;
 calibration data may also be a plain folder of images. Results are keyed by model hash,
-data digest, method and options: an unchanged run reuses them, any change recalibrates.""",
+data digest, method and options: an unchanged run reuses them, any change recalibrates.
+
+\b
+A caption-aware package (image + caption, e.g. clip-mlp trained with use_text=true) reads
+each image with its caption: --data and --eval-data are then CSVs with columns
+path,label,caption; every caption is tokenized with the
+package's tokenizer and fed beside its image wherever the graph runs (ranges, guard,
+sensitivity, CPU check). A set without captions is refused unless the package scores
+empty captions; a row whose caption the package refuses is skipped and counted.""",
 )
 @click.argument("package", type=click.Path(exists=True, path_type=Path))
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Calibration images.")
@@ -79,11 +90,21 @@ data digest, method and options: an unchanged run reuses them, any change recali
               help="For a bare ONNX classifier: the preprocessing/output spec (as for `fakedet package`).")
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path),
               help="Write the calibrated package here [default: update PACKAGE in place].")
+@click.option("--text-tower", type=click.Choice(TEXT_TOWER_CHOICES), default=DEFAULT_TEXT_TOWER, show_default=True,
+              help="Caption-aware packages: fp32 keeps the text tower's nodes in float and makes the image tower and "
+                   "the head INT8, so the caption's features are FP32's exactly: the text tower runs once per "
+                   "caption, is small next to a large image tower (8% of ViT-L/14's multiply-adds) and its path "
+                   "from the token ids (embedding gather, end-of-text argmax and gather) is integer indexing. int8 "
+                   "quantizes it like the rest: faster where it is a large share (40% of ViT-B/32's: 1.87x FP32 on "
+                   "a CPU against 1.36x, benchmarks/results/calibration_text_tower-*.md). Either way the guard "
+                   "judges image+caption scores; the report and the artifacts' attrs record the choice and how "
+                   "many of its nodes stay float.")
 @click.option("--force", is_flag=True, help="Recalibrate even if an identical calibration is in the package.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def calibrate(package, data, method, samples, per_channel, eval_data, eval_samples, max_auc_drop, max_score_shift,
               strict, max_float_layers,
-              sensitivity, sensitivity_budget, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, force, quiet):  # fmt: skip
+              sensitivity, sensitivity_budget, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, text_tower,
+              force, quiet):  # fmt: skip
     """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
     calibration cache and a report, guarded against accuracy loss."""
     from .pipeline import Options
@@ -94,7 +115,7 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
         data=data, method=method, samples=samples, per_channel=per_channel, eval_data=eval_data,
         eval_samples=eval_samples, max_auc_drop=max_auc_drop, max_score_shift=max_score_shift, strict=strict, max_float_layers=max_float_layers,
         sensitivity=sensitivity, sensitivity_budget=sensitivity_budget, seed=seed, num_bins=num_bins, percentile=percentile, trt_version=trt_version,
-        trt_calibrator=trt_calibrator, force=force, progress=not quiet,
+        trt_calibrator=trt_calibrator, force=force, progress=not quiet, text_tower=text_tower,
     )  # fmt: skip
     res = run(package, opts, input_spec=input_spec, out=out)
     if res.reused:
@@ -106,6 +127,10 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
     click.echo(f"calibrated {res.dest}: {rep['method']}, {rep['samples']} images, data {rep['data_digest'][:12]}, key {res.key[:16]}")
     for file, a in rep["artifacts"].items():
         click.echo(summary_line(file, a, max_auc_drop, max_score_shift))
+    tt = rep.get("text_tower")
+    if tt:
+        click.echo(f"text tower: {tt['precision']}, {tt['float_nodes']} of its {tt['nodes']} nodes in float "
+                   f"({tt['quantized_nodes']} quantized in {next(iter(rep['artifacts']))})")  # fmt: skip
     sp = rep.get("cpu_speed")
     if sp:
         click.echo(f"CPU check (batch {sp['batch']}, {sp['measured_on']}): FP32 {sp['fp32_img_s']:.1f} img/s, "

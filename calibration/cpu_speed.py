@@ -11,6 +11,7 @@ import numpy as np
 
 from fakedet.runtime.cpu_tier import cpu_record
 
+from .feeds import batch_rows, feed
 from .guard import session
 
 
@@ -26,7 +27,7 @@ def measure(fp32_model, int8_model, batch: np.ndarray, budget_s: float = 2.5, ma
 
     threads = os.cpu_count() or 1
     sessions = {"fp32": session(fp32_model, threads), "int8": session(int8_model, threads)}
-    feeds = {k: {s.get_inputs()[0].name: batch} for k, s in sessions.items()}
+    feeds = {k: feed(s, batch) for k, s in sessions.items()}
     for k, s in sessions.items():
         s.run(None, feeds[k])
     times: dict[str, list[float]] = {k: [] for k in sessions}
@@ -36,12 +37,12 @@ def measure(fp32_model, int8_model, batch: np.ndarray, budget_s: float = 2.5, ma
             t0 = time.perf_counter()
             s.run(None, feeds[k])
             times[k].append(time.perf_counter() - t0)
-    ips = {k: len(batch) / float(np.median(v)) for k, v in times.items()}
+    ips = {k: batch_rows(batch) / float(np.median(v)) for k, v in times.items()}
     return {
         "fp32_img_s": ips["fp32"],
         "int8_img_s": ips["int8"],
         "speedup": ips["int8"] / ips["fp32"],
-        "batch": len(batch),
+        "batch": batch_rows(batch),
         "repeats": len(times["fp32"]),
         "measured_on": f"{cpu_model()}, {threads} threads, onnxruntime {ort.__version__} CPU",
     }

@@ -35,7 +35,8 @@ def progress_bar(items, progress: bool, **kw):
 
 @dataclass
 class TensorSet:
-    """Preprocessed tensors with their samples (one tensor per sample, same order)."""
+    """Preprocessed tensors with their samples (one tensor per sample, same order); for a
+    caption-aware graph also each sample's caption token ids, fed beside the images."""
 
     samples: list[Sample]
     tensors: list[np.ndarray]
@@ -43,6 +44,9 @@ class TensorSet:
     root: Path
     asked: int | None = None
     skipped: list[str] = field(default_factory=list)
+    tokens: np.ndarray | None = None  # int [n, context length], one row per tensor
+    input_names: tuple[str, str] | None = None  # (image input, text input) with tokens
+    caption_note: str | None = None  # where the captions came from (caption-aware sets)
 
     def __len__(self) -> int:
         return len(self.tensors)
@@ -59,7 +63,12 @@ class TensorSet:
             j = i
             while j < len(self.tensors) and j - i < batch_size and self.tensors[j].shape == shape:
                 j += 1
-            yield np.stack(self.tensors[i:j])
+            images = np.stack(self.tensors[i:j])
+            if self.tokens is None:
+                yield images
+            else:
+                image_name, text_name = self.input_names
+                yield {image_name: images, text_name: self.tokens[i:j]}
             i = j
 
     def summary(self) -> dict:
@@ -76,6 +85,7 @@ class TensorSet:
             "skipped": len(self.skipped),
             "digest": self.digest,
             "strata": gens,
+            **({"captions": self.caption_note} if self.caption_note else {}),
         }
 
 
@@ -155,24 +165,65 @@ def load_set(
     require_both: bool,
     purpose: str = "calibration",
     progress: bool = True,
+    captions=None,
 ) -> TensorSet:
     """Index, select and preprocess. Raises DataError before any model work when nothing
-    usable is left (or one class only where two are needed); warns when fewer than asked."""
+    usable is left (or one class only where two are needed); warns when fewer than asked.
+    `captions` (the package's fakedet.runtime.captions.CaptionInput, caption-aware packages
+    only): each sample's caption from the CSV is tokenized and fed beside its image; a
+    sample whose caption the package refuses is skipped like an unreadable image."""
     root = Path(root)
     samples = index_any(root, require_both)
+    note = _check_captions(root, samples, captions, purpose) if captions is not None else None
     chosen = select_samples(samples, n, seed)
     if n is not None and len(chosen) < n:
         log.warning("%s data %s has %d images, fewer than the %d asked; using all of them", purpose, root, len(chosen), n)
     tensors, kept, skipped = [], [], []
     for s in progress_bar(chosen, progress, desc=f"reading {purpose} images", unit="img"):
+        problem = _caption_problem(captions, s) if captions is not None else None
         try:
-            tensors.append(preprocess(s.path, spec))
-            kept.append(s)
+            if problem is None:
+                tensors.append(preprocess(s.path, spec))
+                kept.append(s)
         except ImageError as e:
-            log.warning("skipping %s image: %s", purpose, e)
-            skipped.append(str(e))
+            problem = str(e)
+        if problem is not None:
+            log.warning("skipping %s image: %s", purpose, problem)
+            skipped.append(problem)
     if not kept:
         raise DataError(f"{root}: none of the {len(chosen)} {purpose} images could be read ({skipped[0] if skipped else ''})")
     if require_both and {s.label for s in kept} != {0, 1}:
         raise DataError(f"{root}: after skipping unreadable images only one class is left; the accuracy guard needs real and fake")
-    return TensorSet(kept, tensors, digest(kept, root), root, n, skipped)
+    out = TensorSet(kept, tensors, digest(kept, root), root, n, skipped)
+    if captions is not None:
+        out.tokens = captions.tokens([s.caption for s in kept])
+        out.input_names = (spec.name, captions.spec.name)
+        out.caption_note = note
+    return out
+
+
+def _check_captions(root: Path, samples: list[Sample], captions, purpose: str) -> str:
+    """How the set's captions are read (for the report); DataError when a caption-aware
+    package would get none and refuses empty ones."""
+    with_caption = sum(s.caption is not None and bool(s.caption.strip()) for s in samples)
+    if with_caption:
+        return f"{with_caption} of {len(samples)} samples captioned (the CSV's 'caption' column), tokenized " \
+               f"with the package's tokenizer"  # fmt: skip
+    where = "a CSV without a 'caption' column" if root.is_file() and not any(s.caption is not None for s in samples) \
+        else "a folder of images" if root.is_dir() else "a CSV whose 'caption' column is empty"  # fmt: skip
+    if not captions.empty_is_valid:
+        raise DataError(f"{root}: the package reads each image with its caption, but this {purpose} set is {where}; "
+                        "give a CSV with columns path,label,caption (the package refuses empty captions)")  # fmt: skip
+    log.warning("%s data %s has no captions (%s): every image is read with an empty caption, which the package "
+                "scores (its empty_caption is 'score')", purpose, root, where)  # fmt: skip
+    return f"none ({where}): empty captions, which the package scores (empty_caption 'score')"
+
+
+def _caption_problem(captions, s: Sample) -> str | None:
+    from fakedet.runtime.captions import CaptionRefused
+
+    try:
+        captions.check(s.caption)
+    except CaptionRefused as e:
+        return f"{s.path}: {e}"
+    return None

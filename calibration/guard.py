@@ -14,6 +14,7 @@ from fakedet.runtime.ort_session import cpu_session
 from fakedet.runtime.scoring import fake_logits, sigmoid
 
 from .dataset import progress_bar
+from .feeds import batch_rows, feed
 from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
 from .surgery import keep_float, layer_groups
 
@@ -30,8 +31,7 @@ def session(model, threads: int | None = None, exact: bool = False):
 
 def logits_of(model, batches, output: OutputSpec, exact: bool = False) -> np.ndarray:
     sess = session(model, exact=exact)
-    name = sess.get_inputs()[0].name
-    out = [fake_logits(sess.run(None, {name: b})[0], output) for b in batches]
+    out = [fake_logits(sess.run(None, feed(sess, b))[0], output) for b in batches]
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -86,7 +86,7 @@ def sensitivity(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output:
 def spread_subset(batches, l32: np.ndarray, labels, max_images: int | None):
     """Whole batches spread evenly over the set (classes are stored in order), with their
     FP32 logits and labels, holding at most about `max_images` images."""
-    sizes = [len(b) for b in batches]
+    sizes = [batch_rows(b) for b in batches]
     if max_images is None or sum(sizes) <= max_images:
         return batches, l32, labels
     per = max(1, round(max_images / max(sizes)))

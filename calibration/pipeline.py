@@ -19,7 +19,7 @@ import numpy as np
 
 from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError, PackageError
-from fakedet.onnx_graph import name_nodes
+from fakedet.onnx_graph import consumers, name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 from fakedet.tempdirs import owned_tempdir
 
@@ -31,10 +31,11 @@ from .dataset import load_set
 from .files import CACHE_FILE, FIGURE_FILE, FP32_FILE, INT8_FILE, REPORT_FILE, TARGETS
 from .guard import compare, fallback, logits_of
 from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
-from .qdq import quantize_qdq
+from .qdq import nonfinite_constant_readers, quantize_qdq
 from .report import calibration_report, ort_version, score_figure
 from .surgery import strip_qdq_on
 from .tensorrt_cache import DEFAULT_TRT_VERSION, format_cache
+from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES, quantized_nodes, text_tower_nodes
 from .wrap import smoke_test, wrap_onnx
 
 log = logging.getLogger("fakedet.calibration")
@@ -73,6 +74,7 @@ class Options:
     sensitivity_budget: float | None = DEFAULT_BUDGET_S  # seconds of exact per-layer measurement, per INT8 flavour
     batch_size: int = 8
     progress: bool = True
+    text_tower: str = DEFAULT_TEXT_TOWER  # caption-aware packages: fp32 keeps the text tower's nodes in float
 
 
 @dataclass
@@ -87,8 +89,8 @@ def _key(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path):
-    """(manifest, fp32 path, its sha256, base package or None, destination)."""
+def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path) -> _Source:
+    """The model to calibrate, where its result goes, and (caption-aware packages) its captions' tokenizer."""
     if input_spec is not None:
         import onnx
 
@@ -102,7 +104,7 @@ def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: 
         fp32 = work / FP32_FILE
         onnx.save(model, str(fp32))
         smoke_test(fp32, manifest)
-        return manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet")
+        return _Source(manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet"))
     pkg = ModelPackage.open(source)
     art = pkg.manifest.artifact("onnx-fp32")
     if art is None:
@@ -112,7 +114,9 @@ def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: 
         if not pkg.source.is_dir():
             raise PackageError(source, "is not a package directory; give -o NAME.fdet for the calibrated package")
         out = pkg.source
-    return pkg.manifest, fp32, art.sha256, pkg, out
+    from fakedet.runtime.captions import CaptionInput
+
+    return _Source(pkg.manifest, fp32, art.sha256, pkg, out, CaptionInput.of(pkg))
 
 
 def _existing(dest: Path) -> ModelPackage | None:
@@ -154,6 +158,45 @@ class _Ranges:
 
 
 @dataclass
+class _Source:
+    manifest: object  # fakedet.manifest.Manifest
+    fp32: Path
+    sha256: str
+    base: ModelPackage | None
+    dest: Path
+    captions: object = None  # fakedet.runtime.captions.CaptionInput of a caption-aware package
+
+    def tokenizer_sha256(self) -> str | None:
+        return self.manifest.tokenizer_artifact().sha256 if self.captions is not None else None
+
+
+@dataclass
+class _TextTower:
+    """A caption-aware graph's text-tower nodes and whether they are quantized."""
+
+    precision: str
+    nodes: list[str]
+
+    @property
+    def float_nodes(self) -> list[str]:
+        return self.nodes if self.precision == "fp32" else []
+
+    def float_tensors(self, named) -> set[str]:
+        """Tensors a float text tower computes for itself (its output, the text features the
+        INT8 head reads, is not one of them)."""
+        inside = set(self.float_nodes)
+        readers = consumers(named.graph)
+        return {t for n in named.graph.node if n.name in inside for t in n.output
+                if t and all(r.name in inside for r in readers.get(t, []))}
+
+    def record(self, model) -> dict:
+        """What the report and the artifact attrs say about it in the final QDQ `model`."""
+        q = len(quantized_nodes(model, self.nodes))
+        return {"precision": self.precision, "nodes": len(self.nodes), "quantized_nodes": q,
+                "float_nodes": len(self.nodes) - q}  # fmt: skip
+
+
+@dataclass
 class _GuardSet:
     batches: list
     labels: np.ndarray | None  # held-out labels (None: no --eval-data)
@@ -165,52 +208,67 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
     model work), key the run (an identical one is reused), ranges, one QDQ model per target
     guarded on held-out data, the budgets, the CPU facts, the report, the package."""
     source = Path(source)
+    if opts.text_tower not in TEXT_TOWER_CHOICES:
+        raise ValueError(f"unknown text tower precision '{opts.text_tower}' (known: {', '.join(TEXT_TOWER_CHOICES)})")
     with owned_tempdir("fakedet-calibrate-") as work:  # removes those of killed runs first
-        manifest, fp32_path, model_sha, base, dest = _open_source(
-            source, Path(input_spec) if input_spec else None, Path(out) if out else None, work
-        )
-        calib, eval_set = _load_data(opts, manifest)
+        src = _open_source(source, Path(input_spec) if input_spec else None, Path(out) if out else None, work)
+        manifest, fp32_path, model_sha, base, dest = src.manifest, src.fp32, src.sha256, src.base, src.dest
+        calib, eval_set = _load_data(opts, manifest, src.captions)
         params = ranges_mod.method_params(opts.method, opts.num_bins, opts.percentile)
-        ranges_key, key = _keys(opts, manifest, model_sha, calib, eval_set, params)
+        ranges_key, key = _keys(opts, src, calib, eval_set, params)
         # in place: the destination is the package already open (and its model.onnx verified)
         existing = base if base is not None and base.source.is_dir() and dest == base.source else _existing(dest)
         if _up_to_date(existing, key, opts):
             existing.verify()
             return Result(dest, key, True, {"key": key})
         rng = _ranges(fp32_path, work, existing, ranges_key, calib, opts, params)
+        tower = _text_tower(rng.named, manifest, opts)
+        _warn_no_range(rng, tower)
         gs = _guard_set(calib, eval_set, opts)
         l32 = logits_of(rng.path, gs.batches, manifest.output)
-        built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work)
+        built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work, tower)
                  for target, file, act, weights in TARGETS}
         _enforce_budgets(built, opts, manifest.threshold.value)
         speed = cpu_speed.measure(rng.named, built["ort-cpu"]["model"], gs.batches[0], opts.cpu_bench_seconds) \
             if opts.cpu_bench_seconds > 0 else None
         validated_cpu = _cpu_facts(built["ort-cpu"], gs.batches)
-        float_tensors = _float_tensors(rng.named, built["tensorrt"]["guard"])
+        float_tensors = _float_tensors(rng.named, built["tensorrt"]["guard"], tower)
         attrs = {"calibration_key": key, "model_sha256": model_sha, "data_digest": calib.digest, "method": opts.method,
                  "samples": len(calib), "per_channel": opts.per_channel, "seed": opts.seed}  # fmt: skip
         report = calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, model_sha, float_tensors, built, speed,
                          validated_cpu)  # fmt: skip
+        if tower is not None:
+            report["text_tower"] = {**built["tensorrt"]["text_tower"], "why": TEXT_TOWER_WHY[tower.precision]}
+        nonfinite = nonfinite_constant_readers(rng.named)
+        if nonfinite:
+            report["quantization"]["float_nodes"] = {n: f"reads {t}, a constant with infinities or NaNs (a mask)"
+                                                     for n, t in nonfinite.items()}  # fmt: skip
         _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng, float_tensors, l32, gs, speed,
                        validated_cpu, opts)  # fmt: skip
         return Result(dest, key, False, report)
 
 
-def _load_data(opts: Options, manifest):
-    """(calibration set, held-out set or None)."""
+def _load_data(opts: Options, manifest, captions=None):
+    """(calibration set, held-out set or None); a caption-aware package's with their captions."""
     eval_set = None
     if opts.eval_data is not None:
-        eval_set = load_set(opts.eval_data, manifest.input, opts.eval_samples, opts.seed, True, "evaluation", opts.progress)
-    calib = load_set(opts.data, manifest.input, opts.samples, opts.seed, False, "calibration", opts.progress)
+        eval_set = load_set(opts.eval_data, manifest.input, opts.eval_samples, opts.seed, True, "evaluation", opts.progress,
+                            captions)  # fmt: skip
+    calib = load_set(opts.data, manifest.input, opts.samples, opts.seed, False, "calibration", opts.progress, captions)
     return calib, eval_set
 
 
-def _keys(opts: Options, manifest, model_sha: str, calib, eval_set, params: dict) -> tuple[str, str]:
+def _keys(opts: Options, src: _Source, calib, eval_set, params: dict) -> tuple[str, str]:
     """(ranges key, whole-result key): a change of anything they cover recalibrates."""
+    manifest = src.manifest
+    # caption-aware only (image-only keys stay as they were): the captions' tokens are data too
+    text = {"text_input": manifest.text_input.to_dict(), "tokenizer_sha256": src.tokenizer_sha256()} \
+        if src.captions is not None else {}  # fmt: skip
     ranges_inputs = {
         "algo": ALGO_VERSION,
-        "model_sha256": model_sha,
+        "model_sha256": src.sha256,
         "input": manifest.input.to_dict(),
+        **text,
         "data_digest": calib.digest,
         "method": opts.method,
         "params": params,
@@ -235,6 +293,7 @@ def _keys(opts: Options, manifest, model_sha: str, calib, eval_set, params: dict
             "output": manifest.output.to_dict(),
             "threshold": manifest.threshold.value,
             "onnxruntime": ort_version(),
+            **({"text_tower": opts.text_tower} if text else {}),
         }
     )
     return ranges_key, key
@@ -259,12 +318,33 @@ def _ranges(fp32_path: Path, work: Path, existing, ranges_key: str, calib, opts:
     if not reused:
         amax = ranges_mod.compute_ranges(named_path, calib.batches(opts.batch_size), opts.method, params,
                                          opts.progress, notes=notes)  # fmt: skip
-    rng = _Ranges(named, named_path, amax, notes, reused)
-    if rng.no_range:
-        shown = ", ".join(f"{t} ({why})" for t, why in list(rng.no_range.items())[:3])
-        log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(rng.no_range), shown,
-                    ", ..." if len(rng.no_range) > 3 else "", REPORT_FILE)  # fmt: skip
-    return rng
+    return _Ranges(named, named_path, amax, notes, reused)
+
+
+def _warn_no_range(rng: _Ranges, tower: _TextTower | None) -> None:
+    """Name the tensors kept in float for want of a range (those of a float text tower go unsaid)."""
+    quiet = tower.float_tensors(rng.named) if tower else set()
+    said = {t: why for t, why in rng.no_range.items() if t not in quiet}
+    if said:
+        shown = ", ".join(f"{t} ({why})" for t, why in list(said.items())[:3])
+        log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(said), shown,
+                    ", ..." if len(said) > 3 else "", REPORT_FILE)  # fmt: skip
+
+
+TEXT_TOWER_WHY = {
+    "fp32": "kept in float (--text-tower fp32): the caption's features are FP32's exactly; it runs once per caption, "
+            "is small next to a large image tower, and its path from the token ids is integer indexing",
+    "int8": "quantized like the image tower and the head (--text-tower int8)",
+}
+
+
+def _text_tower(named, manifest, opts: Options) -> _TextTower | None:
+    """The text tower of a caption-aware graph (None for an image-only one)."""
+    if manifest.text_input is None:
+        if opts.text_tower != DEFAULT_TEXT_TOWER:
+            log.warning("--text-tower %s: this package reads images only; there is no text tower", opts.text_tower)
+        return None
+    return _TextTower(opts.text_tower, text_tower_nodes(named, manifest.text_input.name))
 
 
 def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
@@ -277,12 +357,13 @@ def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
 
 
 def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, gs: _GuardSet, l32, manifest,
-                  opts: Options, work: Path) -> dict:
+                  opts: Options, work: Path, tower: _TextTower | None = None) -> dict:
     """One QDQ model from the shared ranges, guarded (with the mixed-precision fallback) on held-out data."""
     thr = manifest.threshold.value
     # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
     qdq = quantize_qdq(rng.path, {**dict.fromkeys(rng.no_range, 1.0), **rng.amax}, opts.per_channel,
-                       work / f"qdq-{target}.onnx", activations=act, weights=weights)  # fmt: skip
+                       work / f"qdq-{target}.onnx", activations=act, weights=weights,
+                       float_nodes=tower.float_nodes if tower else ())  # fmt: skip
     strip_qdq_on(qdq, rng.no_range)
     exact = target == "tensorrt"
     if gs.labels is not None:
@@ -300,7 +381,8 @@ def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, 
                  "fidelity_on_calibration_set": compare(gs.figure_labels, l32, l8, thr)}  # fmt: skip
     guard["arithmetic"] = "exact quantization arithmetic" if exact else "onnxruntime CPU kernels"
     # l8: the final model's logits on the guard set (the TensorRT one's go in the figure)
-    return {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard, "l8": l8}
+    return {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard, "l8": l8,
+            **({"text_tower": tower.record(model)} if tower else {})}  # fmt: skip
 
 
 def _enforce_budgets(built: dict, opts: Options, thr: float) -> None:
@@ -336,10 +418,12 @@ def _cpu_facts(cpu: dict, batches) -> dict:
     return cpu_record()
 
 
-def _float_tensors(named, guard: dict) -> set[str]:
-    """Outputs of the layer groups the TensorRT artifact keeps in float (left out of the cache)."""
+def _float_tensors(named, guard: dict, tower: _TextTower | None = None) -> set[str]:
+    """Outputs of the layer groups the TensorRT artifact keeps in float, and a float text
+    tower's own tensors (left out of the cache)."""
     float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}
-    return {t for n in named.graph.node if n.name in float_nodes for t in n.output}
+    return {t for n in named.graph.node if n.name in float_nodes for t in n.output} | \
+        (tower.float_tensors(named) if tower else set())  # fmt: skip
 
 
 def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _Ranges, float_tensors, l32,
@@ -359,6 +443,8 @@ def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _
             if target == "ort-cpu":
                 extra = {"validated_cpu": validated_cpu, "tier_proof": b["tier_proof"],
                          "kernels_vs_exact": round(b["kernels_vs_exact"], 6)}  # fmt: skip
+            if "text_tower" in b:
+                extra["text_tower"] = b["text_tower"]
             if target == "ort-cpu" and speed is not None:
                 extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
             w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],

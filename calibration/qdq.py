@@ -46,6 +46,7 @@ QUANTIZED_OPS = [
     "Resize", "Pad", "Slice", "Split", "Squeeze", "Unsqueeze", "Gather", "Softmax", "Relu",
 ]  # fmt: skip
 NO_OUTPUT_QDQ = ["Gemm", "MatMul"]
+FLOAT_TYPES = (1, 10, 11, 16)  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 @contextlib.contextmanager
@@ -84,6 +85,21 @@ def nonnegative_tensors(model) -> set[str]:
     return out
 
 
+def nonfinite_constant_readers(model) -> dict[str, str]:
+    """{node name: initializer} for nodes that read a float initializer holding infinities or
+    NaNs (an attention mask's -inf): ORT would quantize it as a weight to a NaN scale, so
+    those nodes stay in float."""
+    from onnx import numpy_helper
+
+    bad = set()
+    for init in model.graph.initializer:
+        if init.data_type in FLOAT_TYPES:
+            a = numpy_helper.to_array(init)
+            if not np.isfinite(a).all():
+                bad.add(init.name)
+    return {n.name: t for n in model.graph.node for t in n.input if t in bad}
+
+
 def quantize_qdq(
     fp32_path: str | Path,
     amax: dict[str, float],
@@ -91,11 +107,14 @@ def quantize_qdq(
     out_path: str | Path,
     activations: str = "int8",
     weights: str | None = None,
+    float_nodes=(),
 ):
     """Write the QDQ model for `fp32_path` using the activation ranges `amax`: symmetric
     int8 activations (TensorRT) or asymmetric uint8 ones (ONNX Runtime CPU), and symmetric
     `weights` (one of WEIGHTS; default int8 for TensorRT, int8-7bit with uint8 activations,
-    the tier-proof CPU form). Returns it (the ModelProto saved to `out_path`)."""
+    the tier-proof CPU form). `float_nodes` (names), and nodes reading a non-finite constant,
+    compute in float on float inputs and weights; their outputs are quantized only for
+    quantized readers. Returns it (the ModelProto saved to `out_path`)."""
     if weights is None:
         weights = "int8-7bit" if activations == "uint8" else "int8"
     if activations not in ACTIVATIONS:
@@ -107,6 +126,7 @@ def quantize_qdq(
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
 
     fp32 = onnx.load(str(fp32_path))
+    float_nodes = [*float_nodes, *(n for n in nonfinite_constant_readers(fp32) if n not in set(float_nodes))]
     amax, moved = relu_input_ranges(fp32, amax)
     nonneg: set[str] = set()
     if activations == "uint8":
@@ -135,6 +155,7 @@ def quantize_qdq(
                 calibrate_method=CalibrationMethod.MinMax,
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=QUANTIZED_OPS,
+                nodes_to_exclude=list(float_nodes) or None,
                 per_channel=per_channel,
                 activation_type=qtype,
                 weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
@@ -147,8 +168,10 @@ def quantize_qdq(
                 },
             )
         model = onnx.load(str(raw))
-    from .surgery import float_graph_outputs, unshare_qdq_params
+    from .surgery import float_graph_outputs, read_float_inputs, unshare_qdq_params
 
+    if float_nodes:
+        read_float_inputs(model, fp32, float_nodes)
     float_graph_outputs(model)
     if activations == "int8":
         unshare_qdq_params(model)

@@ -18,6 +18,7 @@ from fakedet.errors import first_line
 from fakedet.tempdirs import owned_tempdir
 
 from .dataset import progress_bar
+from .feeds import feed
 from .mse import mse_amax
 
 METHODS = ("entropy", "percentile", "minmax", "mse")
@@ -127,14 +128,13 @@ def compute_ranges(model_path: str | Path, batches, method: str, params: dict, p
     with owned_tempdir("fakedet-calib-") as tmp:
         cal = _calibrator(model_path, tmp)
         session = cal.infer_session
-        input_name = session.get_inputs()[0].name  # the augmented model keeps the inputs
         outputs = [o.name for o in session.get_outputs()]
         wanted = set(cal.tensors_to_calibrate)
         collector = _collector(method, params)
         quiet = io.StringIO()  # ORT's histogram collector prints its settings to stdout
         with contextlib.redirect_stdout(quiet):
             for batch in it:
-                for name, arr in zip(outputs, session.run(None, {input_name: batch})):
+                for name, arr in zip(outputs, session.run(None, feed(session, batch))):  # it keeps the inputs
                     if name in wanted:
                         _collect(stats.setdefault(name, _Stats()), collector, name, np.asarray(arr))
             amax = _results(stats, collector, method)

@@ -101,7 +101,7 @@ def calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, mode
                 "target": t,
                 "activations": b["activations"],
                 "weights": b["weights"],
-                **{k: b[k] for k in ("tier_proof", "kernels_vs_exact") if k in b},
+                **{k: b[k] for k in ("tier_proof", "kernels_vs_exact", "text_tower") if k in b},
                 "guard": b["guard"],
                 "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
             }

@@ -30,7 +30,8 @@ from fakedet.onnx_graph import consumers, producers
 from fakedet.runtime.metrics import roc_auc
 from fakedet.runtime.scoring import sigmoid
 
-from .surgery import keep_float, layer_groups
+from .feeds import feed
+from .surgery import keep_float, layer_groups, quantized_groups
 
 log = logging.getLogger("fakedet.calibration")
 
@@ -126,12 +127,11 @@ def cheap_signal(qdq_model, fp32_model, groups, batches, exact: bool = False) ->
 
     model, pairs = _local_copies(qdq_model, fp32_model, groups)
     sess = session(model, exact=exact)
-    name = sess.get_inputs()[0].name
     want = sorted({t for pair in pairs.values() for t in pair})
     err = dict.fromkeys(pairs, 0.0)
     ref = dict.fromkeys(pairs, 0.0)
     for b in batches:
-        got = dict(zip(want, sess.run(want, {name: b})))
+        got = dict(zip(want, sess.run(want, feed(sess, b))))
         for grp, (a, q) in pairs.items():
             x = got[a].astype(np.float64)
             err[grp] += float(np.sum((x - got[q]) ** 2))
@@ -151,7 +151,8 @@ def rank_layer_groups(qdq_model, fp32_model, batches, l32: np.ndarray, labels, o
     from .guard import logits_of
 
     t0 = time.perf_counter()
-    groups = layer_groups(fp32_model)
+    every = layer_groups(fp32_model)
+    groups = quantized_groups(qdq_model, every)
     signal = cheap_signal(qdq_model, fp32_model, groups, batches, exact)
     order = sorted(groups, key=lambda g: -signal[g.name])
     cheap_s = time.perf_counter() - t0
@@ -170,6 +171,7 @@ def rank_layer_groups(qdq_model, fp32_model, batches, l32: np.ndarray, labels, o
     rows = sorted(measured, key=lambda r: r["logit_mse"]) + rest
     info = {
         "groups": len(groups),
+        "groups_already_float": len(every) - len(groups),
         "measured": len(measured),
         "ranked_by_signal_only": len(rest),
         "budget_s": budget_s,

@@ -54,6 +54,24 @@ def layer_groups(model) -> list[LayerGroup]:
     return groups
 
 
+def quantized_groups(qdq_model, groups: list[LayerGroup]) -> list[LayerGroup]:
+    """The groups with some Q/DQ to remove in `qdq_model` (a node reads a DequantizeLinear's
+    output or a QuantizeLinear reads a node's output): keeping any other in float changes
+    nothing (a float text tower, integer shape arithmetic)."""
+    g = qdq_model.graph
+    prod, cons = producers(g), consumers(g)
+    nodes = {n.name: n for n in g.node}
+
+    def touched(name: str) -> bool:
+        n = nodes.get(name)
+        return n is not None and (
+            any(prod.get(t) is not None and prod[t].op_type == "DequantizeLinear" for t in n.input)
+            or any(c.op_type == "QuantizeLinear" for t in n.output for c in cons.get(t, []))
+        )
+
+    return [grp for grp in groups if any(touched(n) for n in grp.nodes)]
+
+
 def remove_qdq(graph, q) -> None:
     """Drop a QuantizeLinear and its DequantizeLinear consumers; their users read the float tensor."""
     src = q.input[0]
@@ -122,6 +140,26 @@ def keep_float(qdq_model, fp32_model, node_names) -> object:
     names = set(node_names)
     m = copy.deepcopy(qdq_model)
     g = m.graph
+    _read_float_inputs(g, fp32_model, names)
+    # outputs of the float nodes carry no Q/DQ
+    for n in [n for n in g.node if n.name in names]:
+        for t in n.output:
+            for c in list(consumers(g).get(t, [])):
+                if c.op_type == "QuantizeLinear":
+                    remove_qdq(g, c)
+    _prune(m)
+    return m
+
+
+def read_float_inputs(model, fp32_model, node_names) -> None:
+    """In place: the given nodes read the FP32 model's float inputs and weights (no
+    DequantizeLinear before them; ORT's nodes_to_exclude leaves those on inputs and weights
+    shared with quantized nodes). Q/DQ on their outputs stay for readers that want them."""
+    _read_float_inputs(model.graph, fp32_model, set(node_names))
+    _prune(model)
+
+
+def _read_float_inputs(g, fp32_model, names: set) -> None:
     fp32_nodes = {n.name: n for n in fp32_model.graph.node}
     fp32_inits = {i.name: i for i in fp32_model.graph.initializer}
     have_inits = {i.name for i in g.initializer}
@@ -140,14 +178,6 @@ def keep_float(qdq_model, fp32_model, node_names) -> object:
                         have_inits.add(copy_name)
                     t = copy_name
             n.input[i] = t
-    # outputs of the float nodes carry no Q/DQ
-    for n in [n for n in g.node if n.name in names]:
-        for t in n.output:
-            for c in list(consumers(g).get(t, [])):
-                if c.op_type == "QuantizeLinear":
-                    remove_qdq(g, c)
-    _prune(m)
-    return m
 
 
 def unshare_qdq_params(model) -> None:

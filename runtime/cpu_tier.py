@@ -124,13 +124,13 @@ def kernel_vs_exact(model: str | bytes, x: np.ndarray, threads: int | None = Non
     """Largest |output| difference between ONNX Runtime's fused INT8 kernels (all graph
     optimizations) and the exact quantization arithmetic (optimizations off: every
     QuantizeLinear/DequantizeLinear evaluated as written, the ops between them in float).
-    `model`: a path or the serialized model."""
+    `model`: a path or the serialized model; `x`: its one input, or {input name: array}."""
     from .ort_session import cpu_session
 
     outs = []
     for level in ("all", "none"):
         s = cpu_session(model, threads=threads, optimization=level)
-        outs.append(np.asarray(s.run(None, {s.get_inputs()[0].name: x})[0], np.float64))
+        outs.append(np.asarray(s.run(None, x if isinstance(x, dict) else {s.get_inputs()[0].name: x})[0], np.float64))
     return float(np.abs(outs[0] - outs[1]).max())
 
 
