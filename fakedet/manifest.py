@@ -106,6 +106,19 @@ def _no_unknown(cls, d: dict, where: str) -> None:
         raise ManifestError(f"{where}: unknown field(s) {sorted(unknown)}")
 
 
+class _FlatRecord:
+    """from_dict / to_dict for a dataclass of plain fields: unknown keys refused, then validate."""
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str | None = None):
+        where = where or cls.WHERE
+        _no_unknown(cls, d, where)
+        return cls(**d).validate(where)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def _need(d: dict, key: str, where: str):
     if key not in d:
         raise ManifestError(f"{where}: missing required field '{key}'")
@@ -241,7 +254,7 @@ MAX_CONTEXT_LENGTH = 4096
 
 
 @dataclass
-class TextInputSpec:
+class TextInputSpec(_FlatRecord):
     """A caption-aware model's second input: the caption's token ids.
 
     tokenizer       the package file holding the tokenizer (an artifact of kind
@@ -255,6 +268,7 @@ class TextInputSpec:
                     uncaptioned rows)
     """
 
+    WHERE = "text_input"
     name: str = "text"
     dtype: str = "int32"
     context_length: int = 77
@@ -273,23 +287,14 @@ class TextInputSpec:
         _choice(self.empty_caption, where, "empty_caption", EMPTY_CAPTION_RULES)
         return self
 
-    def tensor_shape(self, batch: int | None = None) -> tuple:
-        return (self.context_length,) if batch is None else (batch, self.context_length)
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "text_input") -> "TextInputSpec":
-        _no_unknown(cls, d, where)
-        return cls(**d).validate(where)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
-class OutputSpec:
+class OutputSpec(_FlatRecord):
     """The output tensor. `logit`: one value, sigmoid gives P(fake). `two-class-logits`:
     two values, softmax[fake_index] gives P(fake)."""
 
+    WHERE = "output"
     name: str = "logit"
     kind: str = "logit"
     fake_index: int = 1
@@ -300,18 +305,12 @@ class OutputSpec:
         _int(self.fake_index, where, "fake_index", 0, 1)
         return self
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "output") -> "OutputSpec":
-        _no_unknown(cls, d, where)
-        return cls(**d).validate(where)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class Threshold:
+class Threshold(_FlatRecord):
     """Decision threshold on P(fake), and how it was chosen."""
+
+    WHERE = "threshold"
 
     value: float = 0.5
     method: str = "default"
@@ -322,14 +321,6 @@ class Threshold:
         _str(self.method, where, "method")
         _object(self.details, f"{where}.details")
         return self
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "threshold") -> "Threshold":
-        _no_unknown(cls, d, where)
-        return cls(**d).validate(where)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass

@@ -73,6 +73,14 @@ class CaptionInput:
             raise CaptionRefused("no caption: this model reads each image with its caption, and its package "
                                "refuses an empty one (give the caption, or export with --empty-caption score)")
 
+    def problem(self, caption) -> str | None:
+        """Why `caption` cannot be scored, or None."""
+        try:
+            self.check(caption)
+        except CaptionRefused as e:
+            return str(e)
+        return None
+
     def tokens(self, captions: list) -> np.ndarray:
         """Token ids for captions (str or None), or rows already prepared (`prepare`)."""
         out = np.zeros((len(captions), self.spec.context_length), dtype=self.spec.dtype)

@@ -103,13 +103,7 @@ class PackageScorer(Scorer):
         return self.detector.predict_tensors(batch, captions if self.takes_captions else None)
 
     def caption_problem(self, caption) -> str | None:
-        if not self.takes_captions:
-            return None
-        try:
-            self.detector.captions.check(caption)
-        except FakedetError as e:
-            return str(e)
-        return None
+        return self.detector.captions.problem(caption) if self.takes_captions else None
 
     def close(self) -> None:
         self.detector.close()

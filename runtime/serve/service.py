@@ -122,13 +122,7 @@ class Service:
     def _caption_refused(self, caption) -> str | None:
         """Why this image cannot be scored with `caption` (a caption-aware model only):
         known before decoding, so a refused image costs no decode and no queue slot."""
-        if not self.takes_captions:
-            return None
-        try:
-            self.detector.captions.check(caption)
-        except CaptionRefused as e:
-            return str(e)
-        return None
+        return self.detector.captions.problem(caption) if self.takes_captions else None
 
     async def score_one(self, name: str, data: bytes, caption: str | None = None) -> dict:
         """One image (and, for a caption-aware model, its caption; an image-only model
