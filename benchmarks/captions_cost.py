@@ -13,8 +13,8 @@
    sequential requests of one 224x224 JPEG each, after 10 warm-up requests: the
    image-only package without a caption; the caption-aware one with a 20-token caption
    and with a caption of 16 KiB (the default --max-caption-bytes). Request latency
-   p50/p90 at the client, and the server's per-image infer time (timings_ms.infer,
-   tokenizing included).
+   p50/p90 at the client, and the server's per-image infer time (timings_ms.infer;
+   the caption is tokenized before, in the decode workers).
 Writes benchmarks/results/captions_cost-<machine>.json, .md and .png.
 """
 
@@ -184,9 +184,9 @@ def render_markdown(result: dict) -> str:
                      f"{r['infer_p50_ms']:.2f} |")
     lines += ["", "The caption-aware graph runs CLIP's text tower beside the image tower. Its cost should not "
               "depend on the caption's length (the text tower reads all 77 positions, padding included; the 20- "
-              "and 75-token rows differ by about the run-to-run spread), but tokenizing does: in the service it "
-              "runs on the inference thread, which the 16 KiB row shows. Shared machines make these figures "
-              "noisy: compare rows of one run.", ""]
+              "and 75-token rows differ by about the run-to-run spread), but tokenizing does: the service "
+              "tokenizes in its decode workers, so a 16 KiB caption costs its own request time, not the server's "
+              "inference time. Shared machines make these figures noisy: compare rows of one run.", ""]
     return "\n".join(lines)
 
 
