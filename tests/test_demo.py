@@ -41,6 +41,21 @@ def test_crops_are_deterministic_and_named_by_photo(tmp_path):
         grid_crops(np.zeros((10, 10, 3), np.uint8), 32, 1, np.random.default_rng(0))
 
 
+def test_defocused_crops_are_the_same_crops_blurred(tmp_path):
+    sharp = write_crops(tmp_path / "s", "heldout", 48, 6, seed=3)
+    mixed = write_crops(tmp_path / "m", "heldout", 48, 6, seed=3, defocus=0.5)
+    assert [b.stem.removesuffix("-defocus") for b in mixed] == [a.stem for a in sharp]
+    blurred = [(a, b) for a, b in zip(sharp, mixed) if b.stem.endswith("-defocus")]
+    assert 4 <= len(blurred) <= 20  # about half of 24
+    for a, b in zip(sharp, mixed):
+        x, y = (np.asarray(Image.open(p).convert("L"), dtype=np.float64) for p in (a, b))
+        if b.stem.endswith("-defocus"):
+            assert np.abs(np.diff(y, axis=1)).mean() < np.abs(np.diff(x, axis=1)).mean()
+            assert abs(x.mean() - y.mean()) < 3  # the same place in the photo, only blurred
+        else:
+            assert np.array_equal(x, y)
+
+
 def test_auc_table_matches_sklearn():
     from sklearn.metrics import roc_auc_score
 
