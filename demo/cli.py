@@ -11,8 +11,8 @@ import click
     "demo",
     epilog="""\b
 Examples:
-  fakedet demo                       # about 3 minutes on 2 CPU cores
-  fakedet demo --quick --out /tmp/d  # under a minute: fewer crops
+  fakedet demo                       # about 4-5 minutes on 2 CPU cores
+  fakedet demo --quick --out /tmp/d  # about 2 minutes: fewer crops, 6 epochs, weak AUC
   fakedet demo --arch clip-mlp       # the robust-CLIP head (random ViT-S-32 backbone: slow, weak)
 
 \b

@@ -127,7 +127,7 @@ def test_generated_images_come_from_no_photo(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage(tmp_path):
-    """`fakedet demo --quick` end to end (about 2-3 minutes on 2 cores; slow)."""
+    """`fakedet demo --quick` end to end (about 1 minute on 2 cores; slow)."""
     r = subprocess.run([sys.executable, "-m", "fakedet", "demo", "--quick", "--out", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
