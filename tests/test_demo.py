@@ -15,7 +15,7 @@ pytest.importorskip("skimage")
 from fakedet.demo.data import crop_name, generate, photo_of, write_crops  # noqa: E402
 from fakedet.demo.main import AUTOENCODER  # noqa: E402
 from fakedet.demo.photos import grid_crops, photos  # noqa: E402
-from fakedet.demo.report import auc_table, psnr_pairs  # noqa: E402
+from fakedet.demo.report import auc_table, below_target, psnr_pairs  # noqa: E402
 
 
 def test_photos_come_from_wheels_and_split_by_photo():
@@ -71,6 +71,21 @@ def test_auc_table_matches_sklearn():
             sel = [r for r in rows if r[0] == photo and (r[1] == 0 or r[2] == kind)]
             assert t[kind][photo] == pytest.approx(roc_auc_score([r[1] for r in sel], [r[3] for r in sel]))
     assert t["all fakes"]["all"] == pytest.approx(roc_auc_score([r[1] for r in rows], [r[3] for r in rows]))
+
+
+def test_below_target_names_the_photo_and_its_flat_share(tmp_path):
+    rng = np.random.default_rng(2)
+    flat = np.full((16, 16, 3), 120, np.uint8)
+    flat[:, ::2] += 1  # horizontal neighbours differ by exactly 1 grey level: not under 1
+    sharp = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    paths = {}
+    for i, arr in enumerate([np.full((16, 16, 3), 90, np.uint8), flat, sharp, sharp]):
+        Image.fromarray(arr).save(tmp_path / f"f{i}.png")
+        paths.setdefault("flower" if i < 3 else "cat", []).append(tmp_path / f"f{i}.png")
+    table = {"reconstructed": {"all": 0.9, "flower": 0.81, "cat": 1.0}, "generated": {"all": 0.9, "flower": 0.95, "cat": 0.89}}
+    got = below_target(table, {"reconstructed": 0.95, "generated": 0.90}, paths)
+    assert got == [{"photo": "cat", "auc": {"generated": 0.89}, "flat_share": 0.0},
+                   {"photo": "flower", "auc": {"reconstructed": 0.81}, "flat_share": pytest.approx(1 / 3, abs=1e-3)}]
 
 
 def test_psnr_matches_skimage(tmp_path):
