@@ -11,8 +11,8 @@ import click
     "demo",
     epilog="""\b
 Examples:
-  fakedet demo                       # about 3 minutes on 2 CPU cores
-  fakedet demo --quick --out /tmp/d  # under a minute: fewer crops
+  fakedet demo                       # about 4-5 minutes on 2 CPU cores
+  fakedet demo --quick --out /tmp/d  # about 2 minutes: fewer crops, 6 epochs, weak AUC
   fakedet demo --arch clip-mlp       # the robust-CLIP head (random ViT-S-32 backbone: slow, weak)
 
 \b
@@ -30,7 +30,7 @@ Re-running reuses the crops and reconstructions already made and resumes trainin
 @click.option("--quick", is_flag=True, help="Fewer crops, generated images and benchmark seconds (a smoke run).")
 @click.option("--arch", default="resnet-tiny-nodown", show_default=True,
               help="Detector: resnet-tiny-nodown, or clip-mlp / clip-linear (random ViT-S-32), resnet50-nodown (slow).")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [3].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [15; --quick 6; clip heads 12].")
 @click.option("--vae", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Another autoencoder folder (diffusers layout) instead of the bundled one.")
 def demo(out, quick, arch, epochs, vae):

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from fakedet.atomic import atomic_write_bytes
 from fakedet.train.align import png_bytes
@@ -38,15 +38,24 @@ def photo_of(path: str | os.PathLike) -> str:
     return Path(path).stem.split(SEP)[0]
 
 
-def write_crops(dest: Path, role: str, size: int, per_photo: int, seed: int) -> list[Path]:
-    """`per_photo` random size x size crops of each photo of `role`, as PNG (kept when present)."""
+def write_crops(dest: Path, role: str, size: int, per_photo: int, seed: int, defocus: float = 0.0) -> list[Path]:
+    """`per_photo` random size x size crops of each photo of `role`, as PNG (kept when present).
+
+    A `defocus` share of them is blurred first (Gaussian, sigma 0.5-3 px) and named
+    PHOTO__NNN-defocus: real photographs out of focus, whose reconstructions still carry the
+    decoder's traces. Without them a detector learns "little fine detail = fake" and calls a
+    flat, out-of-focus real crop fake."""
     dest.mkdir(parents=True, exist_ok=True)
     out = []
     for k, photo in enumerate(photos(role)):
         rng = np.random.default_rng([seed, k])
+        blur_rng = np.random.default_rng([seed, k, 1])
         for i, crop in enumerate(grid_crops(photo.load(), size, per_photo, rng)):
-            path = dest / crop_name(photo.name, f"{i:03d}")
+            sigma = float(blur_rng.uniform(0.5, 3.0)) if blur_rng.random() < defocus else 0.0
+            path = dest / crop_name(photo.name, f"{i:03d}-defocus" if sigma else f"{i:03d}")
             if not path.exists():
+                if sigma:
+                    crop = np.asarray(Image.fromarray(crop).filter(ImageFilter.GaussianBlur(sigma)))
                 atomic_write_bytes(path, png_bytes(np.ascontiguousarray(crop), compress_level=1))
             out.append(path)
     return out

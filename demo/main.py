@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import generate, link_or_copy, write_crops
+from .data import generate, link_or_copy, photo_of, write_crops
 from .photos import photos
-from .report import auc_table, bench_rows, psnr_pairs, read_scores
+from .report import FLAT_DIFF, auc_table, below_target, bench_rows, psnr_pairs, read_scores
 from .stages import Runner
 
 AUTOENCODER = Path(__file__).resolve().parent / "autoencoder"
@@ -19,20 +19,23 @@ AUTOENCODER = Path(__file__).resolve().parent / "autoencoder"
 class Settings:
     crop: int = 96  # crop side, pixels
     train_per_photo: int = 64  # training crops per training photo
+    defocus: float = 0.4  # share of training crops blurred before alignment (out-of-focus reals)
     heldout_per_photo: int = 40  # held-out crops per held-out photo
     generated: int = 160  # generated images (half mixes, half noised latents)
-    epochs: int = 3  # more overfits the 15 training photos: flat held-out crops start to read as fake
+    epochs: int = 15  # 3 left the detector at AUC 0.8 against the 25 dB fakes (README, the lever table)
     batch: int = 32  # paired: 16 reals + their 16 reconstructions
-    train_crop: int = 64  # random sub-crop the detector trains on
+    train_crop: int = 96  # the whole crop: 64px sub-crops left flat crops too little evidence
     calib_samples: int = 64
     bench_seconds: float = 1.0
     bench_batches: str = "1,8"
 
 
-QUICK = Settings(train_per_photo=20, heldout_per_photo=16, generated=64, epochs=3, calib_samples=32,
+QUICK = Settings(train_per_photo=20, heldout_per_photo=16, generated=64, epochs=6, calib_samples=32,
                  bench_seconds=0.3, bench_batches="8")
 
+TARGETS = {"reconstructed": 0.95, "generated": 0.90}  # held-out AUC the full demo aims at (FP32)
 CLIP_OPTS = ["--model-opt", "clip_model=ViT-S-32"]
+CLIP_EPOCHS = 12  # a head on cached features: epochs cost little
 
 
 def _augment(**opts) -> list:
@@ -60,12 +63,13 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
     figs: dict = {}
     with r.installed():
         def make_crops():
-            tr = write_crops(crops / "train", "train", s.crop, s.train_per_photo, seed=0)
+            tr = write_crops(crops / "train", "train", s.crop, s.train_per_photo, seed=0, defocus=s.defocus)
             ho = write_crops(crops / "heldout", "heldout", s.crop, s.heldout_per_photo, seed=1)
             return tr, ho
 
         tr, ho = r.stage("cut photos into crops", make_crops, artifact=crops, figure=lambda v: (
-            f"{len(v[0])} training crops of {len(photos('train'))} photos, {len(v[1])} held-out crops of "
+            f"{len(v[0])} training crops of {len(photos('train'))} photos "
+            f"({sum(p.stem.endswith('-defocus') for p in v[0])} out of focus), {len(v[1])} held-out crops of "
             f"{', '.join(p.name for p in photos('heldout'))} ({s.crop}px)"))
         r.command("align training crops (autoencoder)", ["align", "--vae", vae, "--src", crops / "train",
                   "--dst", out / "aligned-train", "--mode", "mean", "--quiet", "--batch", 16], artifact=out / "aligned-train",
@@ -86,7 +90,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
             f"{len(v)} generated (mixed / noised latents); held-out reconstruction PSNR "
             f"{figs['psnr_heldout_db']:.2f} dB"))
 
-        arch_opts = CLIP_OPTS + ["--batch", 64, "--epochs", epochs or s.epochs * 4] if clip else [
+        arch_opts = CLIP_OPTS + ["--batch", 64, "--epochs", epochs or CLIP_EPOCHS] if clip else [
             "--batch", s.batch, "--epochs", epochs or s.epochs, "--lr", 2e-3, "--schedule", "cosine",
             *_augment(crop_size=s.train_crop, resized_crop=0, blur=0, jpeg=0, webp=0, noise=0, cutout=0)]
         r.command(f"train {arch}", ["train", "--arch", arch, "--pretrained", "none", "--data", out / "aligned-train",
@@ -183,12 +187,17 @@ def _summarize(out: Path, r: Runner, figs: dict, few: list[Path], seconds: float
         for line in Path(log).read_text().splitlines():
             if line.startswith("{"):
                 preds.append(json.loads(line))
+    reals: dict[str, list[Path]] = {}
+    for p in sorted((out / "heldout" / "0_real").glob("*.png")):
+        reals.setdefault(photo_of(p), []).append(p)
     return {
         "arch": arch,
         "quick": quick,
         "seconds": round(seconds, 1),
         "psnr_heldout_db": round(figs["psnr_heldout_db"], 3),
         "auc": tables,
+        "targets": TARGETS,
+        "below_target": below_target(tables["fp32"], TARGETS, reals),
         "calibration_guard": {k: cal["guard"].get(k) for k in ("passed", "shift_passed", "sensitivity_search")},
         "stages": [{"title": x.title, "seconds": round(x.seconds, 1), "figure": x.figure, "artifact": x.artifact}
                    for x in r.results],
@@ -208,6 +217,14 @@ def _print_summary(r: Runner, sm: dict) -> None:
         for tag in ("checkpoint", "fp32", "int8"):
             t = sm["auc"][tag].get(kind, {})
             say(f"  {kind:<14} {tag:<10} {_fmt(t.get('all')):>6} " + " ".join(f"{_fmt(t.get(p)):>12}" for p in photos_))
+    if sm["quick"] and sm["below_target"]:
+        say("  (--quick: a third of the crops and 6 epochs; the targets below are the full demo's)")
+    for miss in sm["below_target"]:
+        aucs = ", ".join(f"{k} {v:.3f} < {sm['targets'][k]:.2f}" for k, v in miss["auc"].items())
+        why = (": little fine detail for the decoder to change, so real ones can read as fake"
+               if miss["flat_share"] >= 0.25 else "; README, 'Where it errs'")
+        say(f"  below target: {miss['photo']} ({aucs}); {miss['flat_share']:.0%} of its real crops are flat "
+            f"(mean neighbour difference < {FLAT_DIFF:.0f} grey level){why}")
     if sm["predictions"]:
         say("")
         say("predictions (P(fake), threshold 0.5):")

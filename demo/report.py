@@ -61,3 +61,30 @@ def auc_table(rows) -> dict:
 def bench_rows(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as f:
         return [r for r in csv.DictReader(f)]
+
+
+FLAT_DIFF = 1.0  # mean |difference| of horizontal neighbours, grey levels: an out-of-focus crop
+
+
+def flat_share(paths: list[Path]) -> float:
+    """Share of crops whose mean absolute horizontal neighbour difference (grey) is under FLAT_DIFF."""
+    if not paths:
+        return 0.0
+    flat = 0
+    for path in paths:
+        grey = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+        flat += float(np.abs(np.diff(grey, axis=1)).mean()) < FLAT_DIFF
+    return flat / len(paths)
+
+
+def below_target(table: dict, targets: dict, reals: dict[str, list[Path]]) -> list[dict]:
+    """Photos whose AUC for some kind of fake is under that kind's target, with the share of
+    their real crops that are flat (the known cause: little fine detail for the decoder to change)."""
+    out = []
+    for photo, paths in sorted(reals.items()):
+        misses = {kind: table[kind][photo] for kind, goal in targets.items()
+                  if table.get(kind, {}).get(photo) is not None and table[kind][photo] < goal}
+        if misses:
+            out.append({"photo": photo, "auc": {k: round(v, 3) for k, v in misses.items()},
+                        "flat_share": round(flat_share(paths), 3)})
+    return out

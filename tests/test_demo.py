@@ -15,7 +15,7 @@ pytest.importorskip("skimage")
 from fakedet.demo.data import crop_name, generate, photo_of, write_crops  # noqa: E402
 from fakedet.demo.main import AUTOENCODER  # noqa: E402
 from fakedet.demo.photos import grid_crops, photos  # noqa: E402
-from fakedet.demo.report import auc_table, psnr_pairs  # noqa: E402
+from fakedet.demo.report import auc_table, below_target, psnr_pairs  # noqa: E402
 
 
 def test_photos_come_from_wheels_and_split_by_photo():
@@ -41,6 +41,21 @@ def test_crops_are_deterministic_and_named_by_photo(tmp_path):
         grid_crops(np.zeros((10, 10, 3), np.uint8), 32, 1, np.random.default_rng(0))
 
 
+def test_defocused_crops_are_the_same_crops_blurred(tmp_path):
+    sharp = write_crops(tmp_path / "s", "heldout", 48, 6, seed=3)
+    mixed = write_crops(tmp_path / "m", "heldout", 48, 6, seed=3, defocus=0.5)
+    assert [b.stem.removesuffix("-defocus") for b in mixed] == [a.stem for a in sharp]
+    blurred = [(a, b) for a, b in zip(sharp, mixed) if b.stem.endswith("-defocus")]
+    assert 4 <= len(blurred) <= 20  # about half of 24
+    for a, b in zip(sharp, mixed):
+        x, y = (np.asarray(Image.open(p).convert("L"), dtype=np.float64) for p in (a, b))
+        if b.stem.endswith("-defocus"):
+            assert np.abs(np.diff(y, axis=1)).mean() < np.abs(np.diff(x, axis=1)).mean()
+            assert abs(x.mean() - y.mean()) < 3  # the same place in the photo, only blurred
+        else:
+            assert np.array_equal(x, y)
+
+
 def test_auc_table_matches_sklearn():
     from sklearn.metrics import roc_auc_score
 
@@ -56,6 +71,21 @@ def test_auc_table_matches_sklearn():
             sel = [r for r in rows if r[0] == photo and (r[1] == 0 or r[2] == kind)]
             assert t[kind][photo] == pytest.approx(roc_auc_score([r[1] for r in sel], [r[3] for r in sel]))
     assert t["all fakes"]["all"] == pytest.approx(roc_auc_score([r[1] for r in rows], [r[3] for r in rows]))
+
+
+def test_below_target_names_the_photo_and_its_flat_share(tmp_path):
+    rng = np.random.default_rng(2)
+    flat = np.full((16, 16, 3), 120, np.uint8)
+    flat[:, ::2] += 1  # horizontal neighbours differ by exactly 1 grey level: not under 1
+    sharp = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    paths = {}
+    for i, arr in enumerate([np.full((16, 16, 3), 90, np.uint8), flat, sharp, sharp]):
+        Image.fromarray(arr).save(tmp_path / f"f{i}.png")
+        paths.setdefault("flower" if i < 3 else "cat", []).append(tmp_path / f"f{i}.png")
+    table = {"reconstructed": {"all": 0.9, "flower": 0.81, "cat": 1.0}, "generated": {"all": 0.9, "flower": 0.95, "cat": 0.89}}
+    got = below_target(table, {"reconstructed": 0.95, "generated": 0.90}, paths)
+    assert got == [{"photo": "cat", "auc": {"generated": 0.89}, "flat_share": 0.0},
+                   {"photo": "flower", "auc": {"reconstructed": 0.81}, "flat_share": pytest.approx(1 / 3, abs=1e-3)}]
 
 
 def test_psnr_matches_skimage(tmp_path):
@@ -112,7 +142,7 @@ def test_generated_images_come_from_no_photo(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage(tmp_path):
-    """`fakedet demo --quick` end to end (about 2-3 minutes on 2 cores; slow)."""
+    """`fakedet demo --quick` end to end (about 1 minute on 2 cores; slow)."""
     r = subprocess.run([sys.executable, "-m", "fakedet", "demo", "--quick", "--out", str(tmp_path / "d")],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
