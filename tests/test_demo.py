@@ -156,3 +156,20 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert abs(sm["auc"]["fp32"]["all fakes"]["all"] - sm["auc"]["int8"]["all fakes"]["all"]) <= 0.005
     for f in ("eval-checkpoint/roc.png", "bench.png", "detector.fdet/model.int8.onnx", "detector.fdet/calibration.json"):
         assert (tmp_path / "d" / f).is_file(), f
+
+
+@pytest.mark.slow
+def test_a_refused_int8_leaves_the_demo_running_on_fp32(tmp_path):
+    """The accuracy guard may refuse INT8 on a machine whose training lands elsewhere: the demo
+    says so and finishes on FP32 (forced here: a zero score-shift budget, strict, no fallback)."""
+    from dataclasses import replace
+
+    from fakedet.demo.main import QUICK, run_demo
+
+    s = replace(QUICK, calibrate_opts=("--strict", "--max-score-shift", "0", "--max-float-layers", "0"))
+    sm = run_demo(tmp_path / "d", settings=s)
+    assert sm["calibration_guard"]["refused"] is True and "int8" not in sm["auc"]
+    assert not (tmp_path / "d" / "detector.fdet" / "model.int8-cpu.onnx").exists()
+    titles = [x["title"] for x in sm["stages"]]
+    assert len(titles) == 12 and "skipped" in sm["stages"][titles.index("evaluate the package, ONNX Runtime INT8")]["figure"]
+    assert (tmp_path / "d" / "bench.png").is_file() and sm["predictions"]
