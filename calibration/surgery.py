@@ -127,11 +127,14 @@ def _prune(model) -> None:
     g.initializer.extend(keep)
 
 
-def strip_qdq_on(model, tensors) -> None:
-    """No Q/DQ on `tensors` (ones calibration found no range for): their readers take them in float."""
+def strip_qdq_on(model, tensors, fp32_model=None) -> None:
+    """No Q/DQ on `tensors` (ones calibration found no range for): their readers take them in
+    float (with `fp32_model`, a ReLU that a removed quantizer stood in for comes back)."""
     tensors = set(tensors)
     for q in [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in tensors]:
         remove_qdq(model.graph, q)
+    if fp32_model is not None:
+        restore_folded_relus(model.graph, fp32_model)
     _prune(model)
 
 

@@ -18,7 +18,7 @@ from onnx import numpy_helper as nh  # noqa: E402
 from fakedet.calibration.guard import fallback, logits_of, session  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402
-from fakedet.calibration.surgery import keep_float, layer_groups, quantized_groups  # noqa: E402
+from fakedet.calibration.surgery import keep_float, layer_groups, quantized_groups, strip_qdq_on  # noqa: E402
 from fakedet.manifest import OutputSpec  # noqa: E402
 
 OUT = OutputSpec(name="logit")
@@ -232,3 +232,20 @@ def test_fallback_that_never_passes_keeps_the_best_step_not_the_last(nets):
     assert result["steps"][-1]["auc_drop"] > result["initial"]["auc_drop"]  # the last step is not the best
     assert result["kept_float"] == [] and result["final"]["auc_drop"] == result["initial"]["auc_drop"]
     np.testing.assert_array_equal(got, l8)
+
+
+@pytest.mark.parametrize("act", FLAVOURS)
+def test_stripping_the_qdq_of_a_relu_output_keeps_the_relu(nets, act):
+    """strip_qdq_on (tensors calibration found no range for): a ReLU output read in float is
+    still a ReLU output when ORT's quantizer had folded that ReLU into the Q."""
+    import copy
+
+    fp32, calib, qdq = nets
+    m = copy.deepcopy(qdq[act])
+    strip_qdq_on(m, ["b1.relu2.out"], fp32)
+    got = _run(m, calib[0], ["b1.add.out", "b1.relu2.out"])
+    assert got["b1.add.out"].min() < 0  # the residual sum does go negative
+    assert got["b1.relu2.out"].min() >= 0
+    # int8 keeps its ReLU after the sum's own Q/DQ: equal up to that rounding (half a step)
+    step = np.abs(got["b1.add.out"]).max() / 127
+    np.testing.assert_allclose(got["b1.relu2.out"], np.maximum(got["b1.add.out"], 0), atol=step if act == "int8" else 0)
