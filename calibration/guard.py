@@ -118,7 +118,8 @@ def fallback(
     estimate well; every greedy step is then judged on the whole held-out set. It engages
     when either budget is exceeded; `passed` is the AUC verdict, `shift_passed` the
     score-shift one. When the shift budget cannot be met, the model kept is the first step
-    that meets the AUC budget (no layer is left in float for a shift it does not cure).
+    that meets the AUC budget (no layer is left in float for a shift it does not cure); when
+    no step meets the AUC budget, the one with the smallest AUC drop.
     `exact`: judge the exact quantization arithmetic instead of this CPU's INT8 kernels."""
 
     def auc_ok(r):
@@ -158,7 +159,9 @@ def fallback(
         if auc_ok(final) and shift_ok(final):
             break
     pick = next((t for t in tried if auc_ok(t[2]) and shift_ok(t[2])), None)
-    pick = pick or next((t for t in tried if auc_ok(t[2])), None) or tried[-1]
+    # none passes: the step with the smallest AUC drop (more float layers need not mean
+    # less drop on a finite held-out set), never merely the last one tried
+    pick = pick or next((t for t in tried if auc_ok(t[2])), None) or min(tried, key=lambda t: t[2]["auc_drop"])
     kept, model, final, l8 = pick
     result["kept_float"] = [{"name": r["name"], "op_type": r["op_type"], "nodes": r["nodes"]} for r in kept]
     result["final"] = final

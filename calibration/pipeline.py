@@ -364,7 +364,7 @@ def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, 
     qdq = quantize_qdq(rng.path, {**dict.fromkeys(rng.no_range, 1.0), **rng.amax}, opts.per_channel,
                        work / f"qdq-{target}.onnx", activations=act, weights=weights,
                        float_nodes=tower.float_nodes if tower else ())  # fmt: skip
-    strip_qdq_on(qdq, rng.no_range)
+    strip_qdq_on(qdq, rng.no_range, rng.named)
     exact = target == "tensorrt"
     if gs.labels is not None:
         model, guard, l8 = fallback(

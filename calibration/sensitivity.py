@@ -58,10 +58,12 @@ def _local_copies(qdq_model, fp32_model, groups) -> tuple[object, dict[str, tupl
     added_inits: set[str] = set()
     pairs = {}
     for k, grp in enumerate(groups):
-        if any(n not in qnodes for n in grp.nodes):
+        if grp.name not in qnodes:
             continue
         tag = f"__local{k}"
-        chosen = [qnodes[n] for n in grp.nodes]
+        # a ReLU that ORT's uint8 quantizer folded into its Q is missing here: the Q after
+        # the group's last present node clamps at 0 instead (surgery.restore_folded_relus)
+        chosen = [qnodes[n] for n in grp.nodes if n in qnodes]
         inside = {t for n in chosen for t in n.output}
         # the Q/DQ feeding the group (activations and weights), and between its nodes
         extra, frontier = [], [t for n in chosen for t in n.input]
@@ -73,7 +75,7 @@ def _local_copies(qdq_model, fp32_model, groups) -> tuple[object, dict[str, tupl
             extra.append(p)
             inside |= set(p.output)
             frontier += list(p.input)
-        out = qnodes[grp.nodes[-1]].output[0]
+        out = chosen[-1].output[0]
         tail = [c for c in readers.get(out, []) if c.op_type == "QuantizeLinear"][:1]
         if tail:
             dq = [c for c in readers.get(tail[0].output[0], []) if c.op_type == "DequantizeLinear"][:1]

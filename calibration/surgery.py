@@ -127,11 +127,14 @@ def _prune(model) -> None:
     g.initializer.extend(keep)
 
 
-def strip_qdq_on(model, tensors) -> None:
-    """No Q/DQ on `tensors` (ones calibration found no range for): their readers take them in float."""
+def strip_qdq_on(model, tensors, fp32_model=None) -> None:
+    """No Q/DQ on `tensors` (ones calibration found no range for): their readers take them in
+    float (with `fp32_model`, a ReLU that a removed quantizer stood in for comes back)."""
     tensors = set(tensors)
     for q in [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in tensors]:
         remove_qdq(model.graph, q)
+    if fp32_model is not None:
+        restore_folded_relus(model.graph, fp32_model)
     _prune(model)
 
 
@@ -147,6 +150,7 @@ def keep_float(qdq_model, fp32_model, node_names) -> object:
             for c in list(consumers(g).get(t, [])):
                 if c.op_type == "QuantizeLinear":
                     remove_qdq(g, c)
+    restore_folded_relus(g, fp32_model)
     _prune(m)
     return m
 
@@ -156,7 +160,47 @@ def read_float_inputs(model, fp32_model, node_names) -> None:
     DequantizeLinear before them; ORT's nodes_to_exclude leaves those on inputs and weights
     shared with quantized nodes). Q/DQ on their outputs stay for readers that want them."""
     _read_float_inputs(model.graph, fp32_model, set(node_names))
+    restore_folded_relus(model.graph, fp32_model)
     _prune(model)
+
+
+def restore_folded_relus(g, fp32_model) -> None:
+    """Put back the ReLUs ORT's quantizer folded into a quantizer where something now reads
+    their output in float.
+
+    With uint8 activations (zero-point 0) ORT drops a ReLU and lets its producer write the
+    ReLU's output name: the QuantizeLinear's clamp at 0 does the ReLU. A node that reads that
+    tensor without the Q/DQ (a group kept in float, or the readers of a stripped Q/DQ) would
+    get the pre-ReLU values, negatives included. Here the producer writes the ReLU's input
+    name again, QuantizeLinear readers keep reading it (their clamp is unchanged, so ORT's
+    QLinear fusion is too), and the FP32 ReLU gives every other reader its output."""
+    fp32_tensors = {t for n in fp32_model.graph.node for t in n.output}
+    here = {n.name for n in g.node}
+    prod = producers(g)
+    cons = consumers(g)
+    outputs = {o.name for o in g.output}
+    for relu in fp32_model.graph.node:
+        if relu.op_type != "Relu" or relu.name in here:
+            continue
+        pre, post = relu.input[0], relu.output[0]
+        p = prod.get(post)
+        if p is None or pre in prod or pre not in fp32_tensors:
+            continue
+        float_readers = [c for c in cons.get(post, []) if c.op_type != "QuantizeLinear"]
+        if not float_readers and post not in outputs:
+            continue
+        for i, t in enumerate(p.output):
+            if t == post:
+                p.output[i] = pre
+        for c in cons.get(post, []):
+            if c.op_type == "QuantizeLinear":
+                for i, t in enumerate(c.input):
+                    if t == post:
+                        c.input[i] = pre
+        at = list(g.node).index(p) + 1
+        g.node.insert(at, copy.deepcopy(relu))
+        prod = producers(g)
+        cons = consumers(g)
 
 
 def _read_float_inputs(g, fp32_model, names: set) -> None:
