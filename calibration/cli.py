@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from fakedet.click_params import parsed_by
 from fakedet.runtime.tensorrt_version import cache_tag_number
 
 from .ranges import METHODS
@@ -14,11 +15,7 @@ from .tensorrt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
 from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES
 
 
-def _trt_version(ctx, param, value):
-    try:
-        return cache_tag_number(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
+_trt_version = parsed_by(cache_tag_number)
 
 
 @click.command(

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedet.atomic import sha256_file
-from fakedet.errors import FakedetError, PackageError
-from fakedet.onnx_graph import consumers, name_nodes
+from fakedet.errors import FakedetError
+from fakedet.onnx_graph import name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
 from fakedet.tempdirs import owned_tempdir
 
@@ -35,8 +34,8 @@ from .qdq import nonfinite_constant_readers, quantize_qdq
 from .report import calibration_report, ort_version, score_figure
 from .surgery import strip_qdq_on
 from .tensorrt_cache import DEFAULT_TRT_VERSION, format_cache
-from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES, quantized_nodes, text_tower_nodes
-from .wrap import smoke_test, wrap_onnx
+from .source import Source, existing_package, open_source
+from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES, TEXT_TOWER_WHY, TextTower, text_tower_of
 
 log = logging.getLogger("fakedet.calibration")
 
@@ -89,43 +88,6 @@ def _key(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
-def _open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path) -> _Source:
-    """The model to calibrate, where its result goes, and (caption-aware packages) its captions' tokenizer."""
-    if input_spec is not None:
-        import onnx
-
-        if source.suffix.lower() != ".onnx" or not source.is_file():
-            raise PackageError(source, "--input-spec wraps a bare .onnx file; this is not one")
-        model, manifest, notes = wrap_onnx(
-            source, input_spec, architecture="unknown",
-            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"})
-        for note in notes:
-            log.warning("note: %s", note)
-        fp32 = work / FP32_FILE
-        onnx.save(model, str(fp32))
-        smoke_test(fp32, manifest)
-        return _Source(manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet"))
-    pkg = ModelPackage.open(source)
-    art = pkg.manifest.artifact("onnx-fp32")
-    if art is None:
-        raise PackageError(source, "has no onnx-fp32 artifact to calibrate (fakedet export writes one)")
-    fp32 = pkg.path_of(art)  # verifies its sha256: the recorded one is the file's
-    if out is None:
-        if not pkg.source.is_dir():
-            raise PackageError(source, "is not a package directory; give -o NAME.fdet for the calibrated package")
-        out = pkg.source
-    from fakedet.runtime.captions import CaptionInput
-
-    return _Source(pkg.manifest, fp32, art.sha256, pkg, out, CaptionInput.of(pkg))
-
-
-def _existing(dest: Path) -> ModelPackage | None:
-    try:
-        return ModelPackage.open(dest) if dest.is_dir() else None
-    except FakedetError:
-        return None
-
-
 def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> tuple[dict | None, dict]:
     """(ranges, their notes) from the package's report when its ranges key matches, else (None, {})."""
     if pkg is None:
@@ -158,45 +120,6 @@ class _Ranges:
 
 
 @dataclass
-class _Source:
-    manifest: object  # fakedet.manifest.Manifest
-    fp32: Path
-    sha256: str
-    base: ModelPackage | None
-    dest: Path
-    captions: object = None  # fakedet.runtime.captions.CaptionInput of a caption-aware package
-
-    def tokenizer_sha256(self) -> str | None:
-        return self.manifest.tokenizer_artifact().sha256 if self.captions is not None else None
-
-
-@dataclass
-class _TextTower:
-    """A caption-aware graph's text-tower nodes and whether they are quantized."""
-
-    precision: str
-    nodes: list[str]
-
-    @property
-    def float_nodes(self) -> list[str]:
-        return self.nodes if self.precision == "fp32" else []
-
-    def float_tensors(self, named) -> set[str]:
-        """Tensors a float text tower computes for itself (its output, the text features the
-        INT8 head reads, is not one of them)."""
-        inside = set(self.float_nodes)
-        readers = consumers(named.graph)
-        return {t for n in named.graph.node if n.name in inside for t in n.output
-                if t and all(r.name in inside for r in readers.get(t, []))}
-
-    def record(self, model) -> dict:
-        """What the report and the artifact attrs say about it in the final QDQ `model`."""
-        q = len(quantized_nodes(model, self.nodes))
-        return {"precision": self.precision, "nodes": len(self.nodes), "quantized_nodes": q,
-                "float_nodes": len(self.nodes) - q}  # fmt: skip
-
-
-@dataclass
 class _GuardSet:
     batches: list
     labels: np.ndarray | None  # held-out labels (None: no --eval-data)
@@ -211,18 +134,18 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
     if opts.text_tower not in TEXT_TOWER_CHOICES:
         raise ValueError(f"unknown text tower precision '{opts.text_tower}' (known: {', '.join(TEXT_TOWER_CHOICES)})")
     with owned_tempdir("fakedet-calibrate-") as work:  # removes those of killed runs first
-        src = _open_source(source, Path(input_spec) if input_spec else None, Path(out) if out else None, work)
+        src = open_source(source, Path(input_spec) if input_spec else None, Path(out) if out else None, work)
         manifest, fp32_path, model_sha, base, dest = src.manifest, src.fp32, src.sha256, src.base, src.dest
         calib, eval_set = _load_data(opts, manifest, src.captions)
         params = ranges_mod.method_params(opts.method, opts.num_bins, opts.percentile)
         ranges_key, key = _keys(opts, src, calib, eval_set, params)
         # in place: the destination is the package already open (and its model.onnx verified)
-        existing = base if base is not None and base.source.is_dir() and dest == base.source else _existing(dest)
+        existing = base if base is not None and base.source.is_dir() and dest == base.source else existing_package(dest)
         if _up_to_date(existing, key, opts):
             existing.verify()
             return Result(dest, key, True, {"key": key})
         rng = _ranges(fp32_path, work, existing, ranges_key, calib, opts, params)
-        tower = _text_tower(rng.named, manifest, opts)
+        tower = text_tower_of(rng.named, manifest, opts.text_tower)
         _warn_no_range(rng, tower)
         gs = _guard_set(calib, eval_set, opts)
         l32 = logits_of(rng.path, gs.batches, manifest.output)
@@ -258,7 +181,7 @@ def _load_data(opts: Options, manifest, captions=None):
     return calib, eval_set
 
 
-def _keys(opts: Options, src: _Source, calib, eval_set, params: dict) -> tuple[str, str]:
+def _keys(opts: Options, src: Source, calib, eval_set, params: dict) -> tuple[str, str]:
     """(ranges key, whole-result key): a change of anything they cover recalibrates."""
     manifest = src.manifest
     # caption-aware only (image-only keys stay as they were): the captions' tokens are data too
@@ -321,7 +244,7 @@ def _ranges(fp32_path: Path, work: Path, existing, ranges_key: str, calib, opts:
     return _Ranges(named, named_path, amax, notes, reused)
 
 
-def _warn_no_range(rng: _Ranges, tower: _TextTower | None) -> None:
+def _warn_no_range(rng: _Ranges, tower: TextTower | None) -> None:
     """Name the tensors kept in float for want of a range (those of a float text tower go unsaid)."""
     quiet = tower.float_tensors(rng.named) if tower else set()
     said = {t: why for t, why in rng.no_range.items() if t not in quiet}
@@ -329,22 +252,6 @@ def _warn_no_range(rng: _Ranges, tower: _TextTower | None) -> None:
         shown = ", ".join(f"{t} ({why})" for t, why in list(said.items())[:3])
         log.warning("%d tensor(s) cannot be calibrated and stay in float: %s%s (all in %s)", len(said), shown,
                     ", ..." if len(said) > 3 else "", REPORT_FILE)  # fmt: skip
-
-
-TEXT_TOWER_WHY = {
-    "fp32": "kept in float (--text-tower fp32): the caption's features are FP32's exactly; it runs once per caption, "
-            "is small next to a large image tower, and its path from the token ids is integer indexing",
-    "int8": "quantized like the image tower and the head (--text-tower int8)",
-}
-
-
-def _text_tower(named, manifest, opts: Options) -> _TextTower | None:
-    """The text tower of a caption-aware graph (None for an image-only one)."""
-    if manifest.text_input is None:
-        if opts.text_tower != DEFAULT_TEXT_TOWER:
-            log.warning("--text-tower %s: this package reads images only; there is no text tower", opts.text_tower)
-        return None
-    return _TextTower(opts.text_tower, text_tower_nodes(named, manifest.text_input.name))
 
 
 def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
@@ -357,7 +264,7 @@ def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
 
 
 def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, gs: _GuardSet, l32, manifest,
-                  opts: Options, work: Path, tower: _TextTower | None = None) -> dict:
+                  opts: Options, work: Path, tower: TextTower | None = None) -> dict:
     """One QDQ model from the shared ranges, guarded (with the mixed-precision fallback) on held-out data."""
     thr = manifest.threshold.value
     # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
@@ -418,7 +325,7 @@ def _cpu_facts(cpu: dict, batches) -> dict:
     return cpu_record()
 
 
-def _float_tensors(named, guard: dict, tower: _TextTower | None = None) -> set[str]:
+def _float_tensors(named, guard: dict, tower: TextTower | None = None) -> set[str]:
     """Outputs of the layer groups the TensorRT artifact keeps in float, and a float text
     tower's own tensors (left out of the cache)."""
     float_nodes = {n for g in guard["kept_float"] for n in g["nodes"]}

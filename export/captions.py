@@ -9,8 +9,6 @@ import numpy as np
 from fakedet.errors import FakedetError
 from fakedet.manifest import TextInputSpec
 
-TOKENIZER_FILE = "tokenizer.json"
-
 PARITY_CAPTIONS = (
     "",
     "a photo",
@@ -34,17 +32,12 @@ def tokenizer_json() -> str:
     return build_clip_tokenizer_json(open_clip_vocab_path())
 
 
-def reference_tokens(model, captions, context_length: int) -> np.ndarray:
-    """open_clip's token ids (the training side) as the int32 array the package takes."""
-    return model.token_ids(list(captions), context_length)
-
-
 def check_tokenizer(text: str, model, context_length: int, captions=PARITY_CAPTIONS) -> dict:
     """The runtime's tokenizer against open_clip's on `captions`: identical ids or an error."""
     from fakedet.runtime.caption_tokenizer import CaptionTokenizer
 
     ours = CaptionTokenizer.from_json(text, context_length).encode(list(captions))
-    ref = reference_tokens(model, captions, context_length)
+    ref = model.token_ids(list(captions), context_length)
     differ = [i for i in range(len(captions)) if not np.array_equal(ours[i], ref[i])]
     if differ:
         raise FakedetError(f"the runtime tokenizer differs from open_clip's on caption(s) {differ} "

@@ -76,7 +76,7 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         text = manifest.text_input = captions.text_input_spec(model, opts.empty_caption)
         model = CaptionAwareGraph(model).eval()
         tokenizer = captions.tokenizer_json()
-        tokens = captions.reference_tokens(model.detector, captions.PARITY_CAPTIONS, text.context_length)
+        tokens = model.detector.token_ids(captions.PARITY_CAPTIONS, text.context_length)  # open_clip's ids
         _say(f"caption-aware model: inputs '{spec.name}' and '{text.name}' "
              f"({text.context_length} CLIP BPE token ids, empty caption: {text.empty_caption})", echo)
 

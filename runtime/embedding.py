@@ -145,10 +145,8 @@ class EmbeddingAPI:
         if self.captions is not None:
             caps = self.captions.align(captions, len(tensors))
             for i in list(ready):
-                try:
-                    self.captions.check(caps[i])
-                except Exception as e:  # CaptionRefused: that item only
-                    preds[i].error = str(e)
+                preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
+                if preds[i].error:
                     del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)
         return preds

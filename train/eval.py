@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedet.atomic import atomic_output, atomic_write_text
+from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError, FakedetError, ImageError, PackageError
 from fakedet.manifest import InputSpec
 from fakedet.runtime import metrics
@@ -26,6 +26,7 @@ from fakedet.runtime.imageio import load_image
 from fakedet.runtime.preprocess import preprocess_image
 from fakedet.runtime.scoring import sigmoid
 
+from .eval_plots import plot_roc, plot_robustness
 from .robustness import CLEAN, Condition
 
 FIRST_NAMES = 10  # unreadable images listed by name in the report
@@ -304,8 +305,8 @@ def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_scores(out / "scores.csv", samples, clean)
-    extra = {SHUFFLED_LABEL: caption_control["curve"]} if caption_control else {}
-    plot_roc(out / "roc.png", (fpr, tpr), {**gen_curves, **extra}, overall["auc"], scorer.info)
+    dashed = {SHUFFLED_LABEL: caption_control["curve"]} if caption_control else {}
+    plot_roc(out / "roc.png", (fpr, tpr), gen_curves, overall["auc"], scorer.info, dashed)
     if robustness:
         plot_robustness(out / "robustness.png", overall, robustness)
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
@@ -358,54 +359,3 @@ def _write_scores(path: Path, samples: list[Sample], run: ScoreRun) -> None:
     for i, s in enumerate(samples):
         w.writerow([str(s.path), s.label, s.generator, f"{run.scores[i]:.8g}" if i in run.scores else ""])
     atomic_write_text(path, buf.getvalue())
-
-
-# ------------------------------------------------------------ figures ----
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_roc(path: Path, overall, per_generator: dict, auc: float, info: dict) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5.5), dpi=120)
-    for g, (f, t, _) in per_generator.items():
-        area = float(np.sum(np.diff(f) * (t[1:] + t[:-1]) / 2))
-        ax.plot(f, t, lw=1, alpha=0.7, label=f"{g} (AUC {area:.4f})")
-    ax.plot(*overall, lw=2, color="black", label=f"all (AUC {auc:.4f})")
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-    ax.set(xlabel="false-positive rate (reals called fake)", ylabel="true-positive rate (fakes caught)",
-           xlim=(0, 1), ylim=(0, 1.01), title=f"ROC: {info.get('name') or info.get('arch', '')} ({info['kind']})")
-    ax.legend(loc="lower right", fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def plot_robustness(path: Path, overall: dict, rows: list[dict]) -> None:
-    plt = _pyplot()
-    fams = list(dict.fromkeys(r["family"] for r in rows))
-    fig, axes = plt.subplots(1, len(fams), figsize=(3.2 * len(fams), 3.2), dpi=120, squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        rs = [r for r in rows if r["family"] == fam]
-        x = [r["value"] for r in rs]
-        for key, style in (("auc", "o-"), ("ap", "s--"), ("accuracy", "^:")):
-            ax.plot(x, [r[key] for r in rs], style, label=key)
-            ax.axhline(overall[key], color=ax.lines[-1].get_color(), lw=0.6, alpha=0.5)
-        ax.set(title=fam, xlabel={"downscale": "scale factor", "jpeg": "quality", "webp": "quality",
-                                  "blur": "sigma (px)"}.get(fam, fam), ylim=(0, 1.02))
-        if fam in ("downscale", "jpeg", "webp"):
-            ax.invert_xaxis()  # stronger degradation to the right
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.suptitle("robustness (thin lines: clean)", fontsize=9)
-    fig.tight_layout()
-    with atomic_output(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from fakedet.click_params import parsed_by
 from fakedet.errors import FakedetError
 
 from ..selection import BACKENDS, PRECISIONS
+from .config import parse_size
 
 SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
 
@@ -21,13 +23,7 @@ def require_serve_extra() -> None:
         raise FakedetError(f"'fakedet serve' needs {', '.join(missing)}: pip install 'fakedet[serve]'")
 
 
-def _size(ctx, param, value):
-    from .config import parse_size
-
-    try:
-        return parse_size(value)
-    except FakedetError as e:
-        raise click.BadParameter(str(e)) from None
+_size = parsed_by(parse_size, FakedetError)
 
 
 @click.command(

@@ -140,15 +140,18 @@ class CLIPDetector(nn.Module):
 
     def caption_tokenizer(self):
         """open_clip's tokenizer for this CLIP, refused unless it is CLIP's BPE (the one a
-        package's runtime reproduces without torch)."""
-        import open_clip
+        package's runtime reproduces without torch). Built once per model: open_clip reads its
+        vocabulary file each time it makes one."""
+        if getattr(self, "_tokenizer", None) is None:
+            import open_clip
 
-        name = self.rebuild_kwargs["clip_model"]
-        tokenizer = open_clip.get_tokenizer(name)
-        if type(tokenizer).__name__ != "SimpleTokenizer":
-            raise FakedetError(f"{name} tokenizes captions with {type(tokenizer).__name__}; caption-aware packages "
-                               "support CLIP's BPE tokenizer (open_clip SimpleTokenizer) only")
-        return tokenizer
+            name = self.rebuild_kwargs["clip_model"]
+            tokenizer = open_clip.get_tokenizer(name)
+            if type(tokenizer).__name__ != "SimpleTokenizer":
+                raise FakedetError(f"{name} tokenizes captions with {type(tokenizer).__name__}; caption-aware "
+                                   "packages support CLIP's BPE tokenizer (open_clip SimpleTokenizer) only")
+            self._tokenizer = tokenizer
+        return self._tokenizer
 
     def token_ids(self, captions, context_length: int | None = None):
         """Captions (None: no caption, read as "") -> int32 numpy token ids, as a package takes them."""

@@ -1,0 +1,67 @@
+"""What a calibration starts from: the package's FP32 model (or a bare ONNX wrapped with an
+input spec), where the result goes, and a caption-aware package's captions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakedet.atomic import sha256_file
+from fakedet.errors import FakedetError, PackageError
+from fakedet.package import ModelPackage
+
+from .files import FP32_FILE
+from .wrap import smoke_test, wrap_onnx
+
+log = logging.getLogger("fakedet.calibration")
+
+
+@dataclass
+class Source:
+    manifest: object  # fakedet.manifest.Manifest
+    fp32: Path
+    sha256: str
+    base: ModelPackage | None
+    dest: Path
+    captions: object = None  # fakedet.runtime.captions.CaptionInput of a caption-aware package
+
+    def tokenizer_sha256(self) -> str | None:
+        return self.manifest.tokenizer_artifact().sha256 if self.captions is not None else None
+
+
+def open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path) -> Source:
+    """The model to calibrate, where its result goes, and (caption-aware packages) its captions' tokenizer."""
+    if input_spec is not None:
+        import onnx
+
+        if source.suffix.lower() != ".onnx" or not source.is_file():
+            raise PackageError(source, "--input-spec wraps a bare .onnx file; this is not one")
+        model, manifest, notes = wrap_onnx(
+            source, input_spec, architecture="unknown",
+            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"})
+        for note in notes:
+            log.warning("note: %s", note)
+        fp32 = work / FP32_FILE
+        onnx.save(model, str(fp32))
+        smoke_test(fp32, manifest)
+        return Source(manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet"))
+    pkg = ModelPackage.open(source)
+    art = pkg.manifest.artifact("onnx-fp32")
+    if art is None:
+        raise PackageError(source, "has no onnx-fp32 artifact to calibrate (fakedet export writes one)")
+    fp32 = pkg.path_of(art)  # verifies its sha256: the recorded one is the file's
+    if out is None:
+        if not pkg.source.is_dir():
+            raise PackageError(source, "is not a package directory; give -o NAME.fdet for the calibrated package")
+        out = pkg.source
+    from fakedet.runtime.captions import CaptionInput
+
+    return Source(pkg.manifest, fp32, art.sha256, pkg, out, CaptionInput.of(pkg))
+
+
+def existing_package(dest: Path) -> ModelPackage | None:
+    try:
+        return ModelPackage.open(dest) if dest.is_dir() else None
+    except FakedetError:
+        return None
