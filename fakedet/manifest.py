@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import ManifestError
+from .evidence_spec import EvidenceSpec
 from .inputs import (  # noqa: F401  (the input contract, re-exported: most code imports it from here)
     CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, PIXEL_LIMIT, POLICIES, SMALL_IMAGE_RULES,
     InputSpec, Preprocess, TextInputSpec,
@@ -22,8 +23,9 @@ from .manifest_fields import _FlatRecord, _choice, _int, _need, _no_unknown, _nu
 from .safe_json import MAX_JSON_DEPTH, depth, parse_json
 
 # 2: the optional `text_input` (caption-aware models). Version 1 packages (image only) open unchanged.
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+# 3: the optional `evidence` (a second output, the per-region evidence map); 1 and 2 open unchanged.
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 OUTPUT_KINDS = ("logit", "two-class-logits")
 ARTIFACT_KINDS = (
     "onnx-fp32",
@@ -130,6 +132,7 @@ class Manifest:
     artifacts: list[Artifact] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     text_input: TextInputSpec | None = None  # caption-aware models only (schema 2)
+    evidence: EvidenceSpec | None = None  # an exported evidence map (schema 3)
 
     @property
     def takes_captions(self) -> bool:
@@ -164,6 +167,7 @@ class Manifest:
             "input": self.input.to_dict(),
             **({"text_input": self.text_input.to_dict()} if self.text_input is not None else {}),
             "output": self.output.to_dict(),
+            **({"evidence": self.evidence.to_dict()} if self.evidence is not None else {}),
             "threshold": self.threshold.to_dict(),
             "provenance": self.provenance,
         }
@@ -194,7 +198,11 @@ class Manifest:
         if text is not None and version < 2:
             raise ManifestError(f"{where}: text_input needs schema_version 2 or later, the manifest says {version}")
         text_input = TextInputSpec.from_dict(text, f"{where}.text_input") if text is not None else None
+        evidence = d.get("evidence")
+        if evidence is not None and version < 3:
+            raise ManifestError(f"{where}: evidence needs schema_version 3 or later, the manifest says {version}")
         return cls(
+            evidence=EvidenceSpec.from_dict(evidence, f"{where}.evidence") if evidence is not None else None,
             text_input=text_input,
             name=_str(_need(d, "name", where), where, "name"),
             architecture=_str(d.get("architecture", "unknown"), where, "architecture"),

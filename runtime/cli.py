@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from fakedet.errors import BackendUnavailable, FakedetError, PackageError, printable
+from fakedet.errors import BackendUnavailable, FakedetError, PackageError, first_line, printable
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
@@ -28,6 +28,13 @@ Examples:
   fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
   fakedet predict clip-text.fdet post.jpg --caption "sunset over the harbour"
   fakedet predict clip-text.fdet uploads/ --captions captions.csv   # path,caption
+  fakedet predict model.fdet photos/ --explain maps/ --json   # where: overlays + maps
+\b
+--explain DIR writes, per image, DIR/NNNNN-NAME.overlay.png (the image with the
+evidence map as a heat layer, regions over the threshold outlined) and the raw map
+(per-region logits) as DIR/NNNNN-NAME.evidence.npy; --json then carries a grid of
+at most 16x16 probabilities, the share of the area over the threshold and the
+`partial` verdict (docs/evidence-maps.md).
 \b
 A caption-aware package (exported from clip-mlp with use_text=true) scores each
 image with its caption: --caption for a single image, --captions for many (a CSV
@@ -53,9 +60,11 @@ or package errors.""",
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
+@click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each image's evidence overlay (PNG) and map (.npy) into this folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 def predict(package, paths, backend, precision, batch_size, threshold, threads, captions_csv, caption_text,
-            as_json, quiet) -> int:
+            as_json, explain_dir, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -80,7 +89,9 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             caps = [caption_of(p) for p in chunk] if caption_of is not None else None
-            for p in det.predict(chunk, captions=caps):
+            for k, p in enumerate(det.predict(chunk, captions=caps, explain=explain_dir is not None)):
+                if p.ok and p.evidence is not None:
+                    write_overlay(explain_dir, chunk[k], start + k, p, det)
                 if p.ok:
                     scored += 1
                     fakes += int(bool(p.is_fake))
@@ -89,7 +100,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
                 if as_json:
                     click.echo(json_line(p))
                 elif p.ok:
-                    click.echo(f"{p.score:8.4f}  {'FAKE' if p.is_fake else 'real':<7}  {printable(p.source)}")
+                    verdict = "FAKE" if p.is_fake else ("partial" if p.partial else "real")
+                    click.echo(f"{p.score:8.4f}  {verdict:<7}  {printable(p.source)}")
                 else:
                     click.echo(f"{'-':>8}  {'ERROR':<7}  {printable(p.source)}: {printable(p.error)}")
             sys.stdout.flush()
@@ -102,6 +114,16 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
             err=True,
         )
     return 1 if failed else 0
+
+
+def write_overlay(out_dir: Path, item, index: int, p, det) -> None:
+    """The overlay PNG and the .npy of one prediction; a failure costs that item's files only."""
+    from .overlay import base_pixels, safe_stem, write_evidence
+
+    try:
+        write_evidence(out_dir, safe_stem(p.source, index), base_pixels(item, p.evidence, det.manifest.input), p.evidence)
+    except (OSError, FakedetError) as e:
+        p.error = f"cannot write its evidence overlay: {first_line(e)}"
 
 
 def _caption_source(captions_csv, caption_text, items):

@@ -11,6 +11,7 @@ from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
 from .embedding import EmbeddingAPI, serialized
+from .evidence import EvidenceMap
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
 from .backends.registry import split_options
@@ -27,13 +28,21 @@ class Prediction:
     logit: float | None = None
     is_fake: bool | None = None
     error: str | None = None
+    partial: bool | None = None  # with explain: some regions over threshold, the whole image not
+    evidence: EvidenceMap | None = None  # with explain: the map (runtime.evidence)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for key in ("partial", "evidence"):
+            if d[key] is None:
+                del d[key]
+        if self.evidence is not None:
+            d["evidence"] = self.evidence.summary()
+        return d
 
 
 class Detector(EmbeddingAPI):
@@ -92,7 +101,15 @@ class Detector(EmbeddingAPI):
         img = load_image(item, self.manifest.input.preprocess.max_pixels)
         return preprocess_image(img, self.manifest.input, name)
 
-    def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
+    def explainer(self):
+        """How this detector makes evidence maps (runtime.explain.Explainer), made once."""
+        if getattr(self, "_explainer", None) is None:
+            from .explain import Explainer
+
+            self._explainer = Explainer(self)
+        return self._explainer
+
+    def predict(self, items, batch_size: int | None = None, captions=None, explain: bool = False) -> list[Prediction]:
         """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
         its error in its Prediction; the others are scored. Items are decoded, preprocessed
         and scored one batch-sized window at a time, so memory follows the batch size, not
@@ -100,7 +117,10 @@ class Detector(EmbeddingAPI):
 
         `captions`: one per image (str, or None for none), read by a caption-aware model
         (`takes_captions`); an image without one fails unless the package says an empty
-        caption is valid. An image-only model ignores them."""
+        caption is valid. An image-only model ignores them.
+
+        `explain`: each prediction also gets its evidence map and the `partial` verdict
+        (runtime.evidence; the exported output costs nothing, a tile map one forward per tile)."""
         items = list(items)
         caps = self.captions.align(captions, len(items)) if self.captions is not None else None
         preds = [Prediction(source=source_name(it)) for it in items]
@@ -118,7 +138,9 @@ class Detector(EmbeddingAPI):
                     preds[i].error = str(e)
                 except Exception as e:  # whatever decoding or preprocessing raises costs its item only
                     preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
-            self._score(tensors, preds, window, caps)
+            self._score(tensors, preds, window, caps, explain)
+            if explain and not self.explainer().exported:
+                self._explain_tiles(items, preds, range(start, min(start + window, len(items))), caps)
             del tensors
         return preds
 
@@ -133,7 +155,17 @@ class Detector(EmbeddingAPI):
             feed = self.captions.feed(self.manifest.input.name, batch, caps)
         return sigmoid(fake_logits(self.backend.infer(feed), self.manifest.output))
 
-    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None) -> None:
+    def _explain_tiles(self, items, preds: list[Prediction], indices, caps) -> None:
+        for i in indices:
+            if preds[i].ok:
+                try:
+                    self.explainer().attach(preds[i], self.explainer().tiles(items[i], caps[i] if caps else None))
+                except FakedetError as e:
+                    preds[i].error = f"evidence map failed: {first_line(e)}"
+
+    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None,
+               explain: bool = False) -> None:
+        exported = explain and self.explainer().exported
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
             by_shape.setdefault(t.shape, []).append(i)
@@ -143,8 +175,13 @@ class Detector(EmbeddingAPI):
                 batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
                 if caps is not None:
                     batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
+                maps = None
                 try:
-                    logits = fake_logits(self.backend.infer(batch), self.manifest.output)
+                    if exported:
+                        out, maps = self.explainer().infer(batch)
+                    else:
+                        out = self.backend.infer(batch)
+                    logits = fake_logits(out, self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run
                     for i in chunk:
                         preds[i].error = f"inference failed: {first_line(e)}"
@@ -157,6 +194,10 @@ class Detector(EmbeddingAPI):
                     preds[i].logit = float(lg)
                     preds[i].score = float(p)
                     preds[i].is_fake = bool(p >= self.threshold)
+                if maps is not None:
+                    for i, ev in zip(chunk, maps):
+                        if preds[i].ok:
+                            self.explainer().attach(preds[i], ev)
 
     def describe(self) -> str:
         return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"

@@ -40,6 +40,10 @@ class SerializedBackend:
         with self._lock:
             return self._backend.infer_timed(batch)
 
+    def infer_outputs(self, batch, names):
+        with self._lock:
+            return self._backend.infer_outputs(batch, names)
+
     def close(self) -> None:
         with self._lock:
             self._backend.close()
