@@ -136,7 +136,7 @@ class EmbeddingAPI:
         input tensor. Raises fakedet.errors.ImageError for a bad image."""
         return self._prepare(item)
 
-    def predict_prepared(self, tensors: list, names: list | None = None, captions=None) -> list:
+    def predict_prepared(self, tensors: list, names: list | None = None, captions=None, explain: bool = False) -> list:
         """Score already prepared tensors (from `prepare`) in as few inference calls as
         their shapes allow; one Prediction per tensor, a failing batch costs only its rows.
         `captions` as for `predict` (a caption-aware model: an item without one fails)."""
@@ -152,5 +152,5 @@ class EmbeddingAPI:
                 preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
                 if preds[i].error:
                     del ready[i]
-        self._score(ready, preds, max(1, len(tensors)), caps)
+        self._score(ready, preds, max(1, len(tensors)), caps, explain and self.explainer().exported)
         return preds

@@ -11,6 +11,7 @@ import time
 from importlib import resources
 
 from .body import BadBody, BodyTooLarge, CaptionTooLarge, read_upload
+from .evidence import wants_explain
 from .openapi import docs_html, openapi_document
 from .service import Service
 
@@ -121,8 +122,9 @@ class Handlers:
             return self.error(503, "overloaded", f"overloaded: {e}; retry later", self._retry())
         try:
             remaining = timeout - (time.perf_counter() - t0)
+            explain = wants_explain(request.query_params.get("explain"))
             results = await asyncio.wait_for(
-                asyncio.gather(*(self.s.score_one(p.name, p.data, c) for p, c in zip(upload.images, captions))),
+                asyncio.gather(*(self.s.score_one(p.name, p.data, c, explain) for p, c in zip(upload.images, captions))),
                 max(remaining, 0.0))
         except asyncio.TimeoutError:
             return self.error(504, "timeout", f"not answered within {timeout:g} s (--timeout-s or ?timeout_s=)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 
+from .evidence import OPENAPI_PARAM
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "kind": {"type": "string"}, "message": {"type": "string"}}}}}
 _RESULT = {
@@ -76,6 +78,7 @@ def openapi_document(service) -> dict:
              "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": True,
              "description": "caption(s), percent-encoded UTF-8, mainly for a raw-body image; the same count "
                             "rule as 'caption' form parts, and not together with them"},
+            OPENAPI_PARAM,
         ],
         "requestBody": {"required": True, "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},

@@ -15,6 +15,7 @@ from fakedet.errors import FakedetError, ImageError, first_line
 from ..captions import CaptionRefused
 from .batcher import Batcher, Scored
 from .config import ServeConfig
+from .evidence import batch_scorer, evidence_fields
 from .metrics import ServiceMetrics
 
 
@@ -44,7 +45,7 @@ class Service:
         self.draining = False
         self.warmup_s: float | None = None
         self.startup_error: str | None = None
-        self.batcher = Batcher(detector.predict_prepared, config.max_batch, config.max_delay_ms / 1e3,
+        self.batcher = Batcher(batch_scorer(detector), config.max_batch, config.max_delay_ms / 1e3,
                                config.max_queue, on_batch=self._on_batch, executor=infer_executor)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
@@ -124,7 +125,7 @@ class Service:
         known before decoding, so a refused image costs no decode and no queue slot."""
         return self.detector.captions.problem(caption) if self.takes_captions else None
 
-    async def score_one(self, name: str, data: bytes, caption: str | None = None) -> dict:
+    async def score_one(self, name: str, data: bytes, caption: str | None = None, explain: bool = False) -> dict:
         """One image (and, for a caption-aware model, its caption; an image-only model
         ignores it) -> its result."""
         timings = {"queue": None, "decode": None, "infer": None}
@@ -154,6 +155,8 @@ class Service:
                 out["error"] = pred.error
             else:
                 out.update(score=pred.score, logit=pred.logit, decision="fake" if pred.is_fake else "real")
+                if explain:
+                    out.update(evidence_fields(pred))
         if out["error"] is None:
             self.metrics.images.labels("scored").inc()
         else:
