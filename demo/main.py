@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import generate, link_or_copy, photo_of, write_crops
+from .evidence import evidence_stage
 from .photos import photos
 from .report import FLAT_DIFF, auc_table, below_target, bench_rows, psnr_pairs, read_scores
 from .stages import Runner
@@ -57,7 +58,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
     out.mkdir(parents=True, exist_ok=True)
     vae = Path(vae or AUTOENCODER)
     clip = arch.startswith("clip")
-    r = Runner(out, total=12)
+    r = Runner(out, total=14)
     t0 = time.perf_counter()
     r.say(f"fakedet demo: {'quick, ' if quick else ''}{arch} on photographs bundled in installed wheels; outputs in {out}")
     crops, held, pkg = out / "crops", out / "heldout", out / "detector.fdet"
@@ -124,6 +125,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
         few = _predict_set(out, held, ho, gen)
         r.command("predict held-out photos and fakes", ["predict", pkg, *few, "--json", "--quiet"],
                   artifact=out / "logs", figure=lambda _: f"{len(few)} images scored (table below)")
+        evidence_stage(r, out, held, pkg, gen, figs)  # where: spliced crops, localisation figures, 6 overlays
 
     summary = _summarize(out, r, figs, few, time.perf_counter() - t0, quick, arch)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -213,6 +215,7 @@ def _summarize(out: Path, r: Runner, figs: dict, few: list[Path], seconds: float
         "stages": [{"title": x.title, "seconds": round(x.seconds, 1), "figure": x.figure, "artifact": x.artifact}
                    for x in r.results],
         "predictions": preds,
+        "evidence": figs.get("evidence"),
     }
 
 
