@@ -8,7 +8,7 @@ import numpy as np
 from fakedet.runtime.scoring import sigmoid
 
 from .feeds import feed
-from .guard import session
+from .ort_run import session
 
 
 def _has(sess, name: str) -> bool:

@@ -1,0 +1,33 @@
+"""One image's verdict: what `Detector.predict` returns per item."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .evidence import EvidenceMap
+
+NON_FINITE = "model produced a non-finite score (NaN or infinity)"
+
+
+@dataclass
+class Prediction:
+    source: str
+    score: float | None = None  # P(fake)
+    logit: float | None = None
+    is_fake: bool | None = None
+    error: str | None = None
+    partial: bool | None = None  # with explain: some regions over threshold, the whole image not
+    evidence: EvidenceMap | None = None  # with explain: the map (runtime.evidence)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("partial", "evidence"):
+            if d[key] is None:
+                del d[key]
+        if self.evidence is not None:
+            d["evidence"] = self.evidence.summary()
+        return d
