@@ -9,7 +9,6 @@ from PIL import Image
 pytest.importorskip("torch")
 import onnxruntime as ort  # noqa: E402
 
-from evidence_helpers import tiny_evidence_package  # noqa: E402
 
 
 def _images(root, n, seed):
@@ -21,12 +20,14 @@ def _images(root, n, seed):
             Image.fromarray(arr).save(root / label / f"{i}.png")
 
 
-def test_int8_artifacts_carry_the_map_and_the_guard_measures_it(tmp_path):
+def test_int8_artifacts_carry_the_map_and_the_guard_measures_it(tmp_path, evidence_packages):
+    import shutil
+
     from fakedet.calibration.pipeline import Options, calibrate
     from fakedet.runtime.detector import Detector
     from fakedet.runtime.scoring import sigmoid
 
-    pkg = tiny_evidence_package(tmp_path)
+    pkg = shutil.copytree(evidence_packages[0], tmp_path / "tiny.fdet")
     _images(tmp_path / "calib", 8, 1)
     _images(tmp_path / "held", 8, 2)
     calibrate(pkg, Options(data=tmp_path / "calib", eval_data=tmp_path / "held", method="minmax", samples=16,

@@ -50,17 +50,9 @@ def test_models_without_an_exact_map_are_refused():
         EvidenceGraph(model)
 
 
-@pytest.fixture(scope="module")
-def tiny_package(tmp_path_factory):
-    from fakedet.train.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("evidence")
-    model = _spread(create_model("resnet-tiny-nodown", pretrained="none"))
-    ck = save_checkpoint(root / "ck", model, {"arch": "resnet-tiny-nodown", "model_kwargs": {}, "threshold": 0.5,
-                                              "metrics": {"auc": 0.5}, "data_digest": "d" * 16})
-    pkg = root / "tiny.fdet"
-    assert main(["export", str(ck), "-o", str(pkg), "--precision", "both", "--sample-size", "48"]) == 0
-    return pkg
+@pytest.fixture
+def tiny_package(evidence_packages):
+    return evidence_packages[0]
 
 
 @pytest.mark.parametrize("file", ["model.onnx", "model.fp16.onnx"])
@@ -89,10 +81,8 @@ def test_manifest_declares_it_and_older_schemas_still_read(tiny_package):
         Manifest.from_dict({**d, "evidence": {**d["evidence"], "partial_threshold": 2.0}})
 
 
-def test_no_evidence_flag_exports_one_output(tiny_package, tmp_path):
-    ck = tiny_package.parent / "ck"
-    pkg = tmp_path / "plain.fdet"
-    assert main(["export", str(ck), "-o", str(pkg), "--precision", "fp32", "--sample-size", "48", "--no-evidence"]) == 0
+def test_no_evidence_flag_exports_one_output(evidence_packages):
+    pkg = evidence_packages[1]
     sess = ort.InferenceSession(str(pkg / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [o.name for o in sess.get_outputs()] == ["logit"]
     assert ModelPackage.open(pkg).manifest.evidence is None

@@ -11,7 +11,6 @@ from fakedet.manifest import InputSpec, Preprocess
 from fakedet.runtime.evidence import EvidenceMap, block_mean, is_partial, tile_layout, tile_map
 from fakedet.runtime.scoring import sigmoid
 
-from evidence_helpers import tiny_evidence_package
 
 
 def _images(tmp_path, n=3):
@@ -24,11 +23,9 @@ def _images(tmp_path, n=3):
     return paths
 
 
-@pytest.fixture(scope="module")
-def packages(tmp_path_factory):
-    pytest.importorskip("torch")
-    root = tmp_path_factory.mktemp("evrt")
-    return tiny_evidence_package(root), tiny_evidence_package(root, evidence=False)
+@pytest.fixture
+def packages(evidence_packages):
+    return evidence_packages
 
 
 def test_block_mean_against_a_loop():

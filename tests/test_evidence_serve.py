@@ -12,7 +12,6 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("torch")
 
 from appliance_helpers import ServerProcess, build_brightness_package, request  # noqa: E402
-from evidence_helpers import tiny_evidence_package  # noqa: E402
 
 
 def _png(seed: int) -> bytes:
@@ -23,9 +22,9 @@ def _png(seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def servers(tmp_path_factory, evidence_packages):
     tmp = tmp_path_factory.mktemp("evserve")
-    pkg = tiny_evidence_package(tmp)
+    pkg = evidence_packages[0]
     plain = build_brightness_package(tmp / "bright")
     a = ServerProcess(pkg, tmp / "a.log", "--max-batch", 4).start()
     b = ServerProcess(plain, tmp / "b.log").start()

@@ -11,7 +11,6 @@ from fakedet.runtime.evidence import EvidenceMap
 from fakedet.runtime.metrics import roc_auc
 from fakedet.train.splice import false_partial_threshold, make_splices, splice_mask, splice_report
 
-from evidence_helpers import tiny_evidence_package
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -78,11 +77,12 @@ def test_splice_report_against_a_direct_computation():
     assert rep["partial_caught_of_missed"] == 1.0 and rep["false_partial_on_real"] == 0.0
 
 
-def test_eval_splice_writes_figures_and_grid(tmp_path):
-    pytest.importorskip("torch")
+def test_eval_splice_writes_figures_and_grid(tmp_path, evidence_packages):
+    import shutil
+
     from fakedet.cli import main
 
-    pkg = tiny_evidence_package(tmp_path)
+    pkg = shutil.copytree(evidence_packages[0], tmp_path / "tiny.fdet")
     data = tmp_path / "data"
     rng = np.random.default_rng(0)
     for folder, blur in (("0_real", False), ("recon/1_fake", True)):
