@@ -1,5 +1,5 @@
 """What does an evidence map cost? Throughput of Detector scoring with explain vs without,
-in the same run, interleaved (none, exported, none, exported, ...), batch 8, ONNX Runtime CPU.
+in the same run, interleaved (none, exported, none, exported, ...), batch 8, ONNX Runtime CPU, FP32.
 
 Models: the `fakedet demo` detector (resnet-tiny-nodown on its 96 px crops; --demo DIR)
 and resnet50-nodown (random weights, exported here; --r50-side px images, default 128:
@@ -52,7 +52,7 @@ def measure(pkg: Path, images: list, modes: list[str], repeats: int, seconds: fl
     from fakedet.runtime.detector import Detector
     from fakedet.runtime.evidence import tile_layout
 
-    with Detector.open(pkg, backend="ort-cpu", threads=threads, batch_size=BATCH) as det:
+    with Detector.open(pkg, backend="ort-cpu", precision="fp32", threads=threads, batch_size=BATCH) as det:
         tensors = {"images": images, "tensors": [det.prepare(im) for im in images]}
         for m in modes:  # warm-up
             _throughput(det, tensors, m, 0.2)
@@ -98,7 +98,7 @@ def main() -> int:
     from PIL import Image
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--demo", type=Path, required=True, help="a `fakedet demo` output folder")
+    ap.add_argument("--demo", type=Path, default=None, help="a `fakedet demo` output folder (left out: ResNet-50 only)")
     ap.add_argument("--r50-side", type=int, default=128)
     ap.add_argument("--no-r50", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
@@ -107,8 +107,6 @@ def main() -> int:
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
-    crops = sorted((a.demo / "heldout" / "0_real").glob("*.png"))[:BATCH]
-    images = [Image.open(p).convert("RGB") for p in crops]
     report = {"batch": BATCH, "backend": "ort-cpu", "threads": a.threads, "repeats": a.repeats, "seconds": a.seconds,
               "cpu": platform.processor() or platform.machine(), "load_before": os.getloadavg(),
               "models": {}, "clip_224_tiles_per_image": clip_tiles()}
@@ -116,8 +114,11 @@ def main() -> int:
         report["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    report["models"]["demo resnet-tiny-nodown"] = measure(a.demo / "detector.fdet", images, ["none", "exported", "tiles"],
-                                                          a.repeats, a.seconds, a.threads)
+    if a.demo is not None:
+        crops = sorted((a.demo / "heldout" / "0_real").glob("*.png"))[:BATCH]
+        images = [Image.open(p).convert("RGB") for p in crops]
+        report["models"]["demo resnet-tiny-nodown"] = measure(a.demo / "detector.fdet", images,
+                                                              ["none", "exported", "tiles"], a.repeats, a.seconds, a.threads)
     if not a.no_r50:
         rng = np.random.default_rng(0)
         big = [Image.fromarray(rng.integers(0, 256, (a.r50_side, a.r50_side, 3), dtype=np.uint8)) for _ in range(BATCH)]
