@@ -28,7 +28,7 @@ from .cpu_tier import describe, int8_cpu_verdict
 log = logging.getLogger("fakedet.runtime")
 
 BACKENDS = registry.artifact_backends()  # chosen here from the package's artifacts
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = tuple(PRECISION_OF_KIND.values())  # fp32, fp16, int8: the ONNX kinds in the artifact-kind table
 
 
 @dataclass
@@ -161,7 +161,7 @@ def choose(
                         log.warning("fakedet: INT8 on a CPU tier its accuracy guard did not validate: %s", tier[1])
                 return c
         else:
-            why_not = f"ONNX Runtime here has no {rec.needs_provider} (pip install onnxruntime-gpu)"
+            why_not = f"ONNX Runtime here has no {rec.needs_provider} ({rec.provider_install})"
             considered.append(f"{rec.name}: {why_not}")
         if backend == rec.name:  # a missing provider is this machine's to fix, not the package's
             refuse(rec.name, why_not, package_can_fix=has_provider)
