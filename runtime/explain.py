@@ -45,9 +45,7 @@ class Explainer:
         img = load_image(item, d.manifest.input.preprocess.max_pixels)
 
         def score(tensors):
-            feed = tensors
-            if d.captions is not None:
-                feed = d.captions.feed(d.manifest.input.name, tensors, [caption] * len(tensors))
+            feed = d.captions.feed(d.manifest.input.name, tensors, [caption] * len(tensors))
             return fake_logits(d.backend.infer(feed), d.manifest.output)
 
         return tile_map(img, d.manifest.input, score, d.threshold, batch=d.batch_size)
