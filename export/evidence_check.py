@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from fakedet.artifact_kinds import ONNX_FP16
 from fakedet.evidence_spec import EvidenceSpec
 from fakedet.train.models.evidence import EVIDENCE_OUTPUT
 
@@ -32,7 +33,7 @@ def check_evidence(protos: dict, inputs: ParityInputs, atol: float, atol_fp16: f
 
     details = {}
     for kind, (proto, _) in protos.items():
-        fp16 = kind == "onnx-fp16"
+        fp16 = kind == ONNX_FP16
         sess = cpu_session(proto.SerializeToString(), disabled_optimizers=ORT_CPU_DISABLED_OPTIMIZERS if fp16 else ())
         name = sess.get_inputs()[0].name
         gaps, shape = [], None
