@@ -10,8 +10,9 @@ from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
+from .decode_pool import DEFAULT_DECODE_SECONDS, DecodePool
 from .embedding import EmbeddingAPI, serialized
-from .imageio import load_image, source_name
+from .imageio import source_name
 from .preprocess import preprocess_image
 from .backends.registry import split_options
 from .scoring import check_output, fake_logits, sigmoid
@@ -55,6 +56,14 @@ class Detector(EmbeddingAPI):
         self.batch_size = max(1, int(batch_size))
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
         self.captions = CaptionInput.of(package)  # None for an image-only model
+        self.decoder = DecodePool(DEFAULT_DECODE_SECONDS, 1)  # paths and bytes decode in an abandonable worker
+
+    def set_decode_budget(self, seconds: float = DEFAULT_DECODE_SECONDS, workers: int = 1) -> None:
+        """Each image (path or bytes) decodes within `seconds` or fails with "decode took longer
+        than N s"; up to `workers` decode at once (one per thread that calls `prepare`); 0:
+        in the calling thread, without a budget (trusted images only)."""
+        old, self.decoder = self.decoder, DecodePool(seconds, workers)
+        old.close()
 
     @property
     def takes_captions(self) -> bool:
@@ -87,9 +96,9 @@ class Detector(EmbeddingAPI):
         return cls(pkg, choice, runner, batch_size, threshold)
 
     # ---- prediction -------------------------------------------------------
-    def _prepare(self, item) -> np.ndarray:
+    def _prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         name = source_name(item)
-        img = load_image(item, self.manifest.input.preprocess.max_pixels)
+        img = self.decoder.load(item, self.manifest.input.preprocess.max_pixels, deadline, cancelled)
         return preprocess_image(img, self.manifest.input, name)
 
     def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
@@ -162,6 +171,7 @@ class Detector(EmbeddingAPI):
         return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"
 
     def close(self) -> None:
+        self.decoder.close()
         self.backend.close()
         self.package.close()
 

@@ -127,10 +127,11 @@ class EmbeddingAPI:
         return time.perf_counter() - t0
 
     # ---- pieces for hosts that batch across callers (fakedet serve) ----------
-    def prepare(self, item) -> np.ndarray:
+    def prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         """Decode + preprocess one image (path, bytes, RGB array, PIL image) to the model's
-        input tensor. Raises fakedet.errors.ImageError for a bad image."""
-        return self._prepare(item)
+        input tensor. Raises fakedet.errors.ImageError for a bad image, or one whose decode
+        outlives the budget, `deadline` (time.monotonic()) or `cancelled` (threading.Event)."""
+        return self._prepare(item, deadline, cancelled)
 
     def predict_prepared(self, tensors: list, names: list | None = None, captions=None) -> list:
         """Score already prepared tensors (from `prepare`) in as few inference calls as

@@ -76,6 +76,8 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Longest caption, in UTF-8 bytes (413 beyond it).")
 @click.option("--timeout-s", default=10.0, show_default=True, type=click.FloatRange(0.001, 3600),
               help="Per-request time limit, body included (504 / 408 past it).")
+@click.option("--decode-timeout-s", default=5.0, show_default=True, type=click.FloatRange(0.001, 3600),
+              help="Per-image decode budget: the decoding process is killed past it and the image fails.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
@@ -83,9 +85,16 @@ image-only model ignores them; a caption-aware one fails an image that has none
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Threads decoding images (0: one per core).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name this service answers (repeatable); default: the --host address and "
+                   "localhost (any name when bound to 0.0.0.0 or ::). Others get 400: no DNS rebinding.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="An origin (https://app.example) whose pages may call this service and read the "
+                   "answers (repeatable); default: none, no CORS headers.")
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
-          max_caption_bytes, timeout_s, token_file, threshold, threads, decode_workers, access_log) -> int:
+          max_caption_bytes, timeout_s, decode_timeout_s, token_file, threshold, threads, decode_workers,
+          allowed_hosts, cors_origins, access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -95,9 +104,10 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
 
     config = ServeConfig(host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
                          max_queue=max_queue, max_bytes=max_bytes, max_caption_bytes=max_caption_bytes,
-                         timeout_s=timeout_s,
+                         timeout_s=timeout_s, decode_timeout_s=decode_timeout_s,
                          token=read_token(token_file) if token_file else None, decode_workers=decode_workers,
-                         access_log=access_log)
+                         access_log=access_log, allowed_hosts=tuple(allowed_hosts),
+                         cors_origins=tuple(cors_origins))
     warning = config.exposure_warning()
     if warning:
         click.echo(f"fakedet serve: WARNING: {warning}", err=True)

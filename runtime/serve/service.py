@@ -48,6 +48,8 @@ class Service:
                                config.max_queue, on_batch=self._on_batch, executor=infer_executor)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
+        # each decode thread hands its image to a worker process that a deadline can kill
+        detector.set_decode_budget(config.decode_timeout_s, config.decode_workers)
         art = detector.choice.artifact
         m = detector.manifest
         self.model = {"name": m.name, "sha256": art.sha256, "artifact": art.file}
@@ -100,12 +102,15 @@ class Service:
         self.metrics.batch.observe(size)
         self.metrics.latency.labels("infer").observe(infer_s)
 
-    def _prepare_timed(self, data: bytes, caption=None):
+    def _prepare_timed(self, data: bytes, caption=None, deadline: float | None = None, cancelled=None):
         """(tensor, error, seconds, token ids) in a decode worker: the image decoded and, for a
-        caption-aware model, its (checked) caption tokenized, off the inference thread."""
+        caption-aware model, its (checked) caption tokenized, off the inference thread. The
+        decode ends at `deadline` (time.monotonic()) or when `cancelled` is set."""
         t0 = time.perf_counter()
+        if (cancelled is not None and cancelled.is_set()) or (deadline is not None and time.monotonic() > deadline):
+            return None, "not decoded: the request was answered or timed out first", 0.0, None
         try:
-            tensor = self.detector.prepare(data)
+            tensor = self.detector.prepare(data, deadline, cancelled)
             ids = self.detector.captions.prepare(caption) if self.takes_captions else None
             return tensor, None, time.perf_counter() - t0, ids
         except ImageError as e:
@@ -124,9 +129,11 @@ class Service:
         known before decoding, so a refused image costs no decode and no queue slot."""
         return self.detector.captions.problem(caption) if self.takes_captions else None
 
-    async def score_one(self, name: str, data: bytes, caption: str | None = None) -> dict:
+    async def score_one(self, name: str, data: bytes, caption: str | None = None, deadline: float | None = None,
+                        cancelled=None) -> dict:
         """One image (and, for a caption-aware model, its caption; an image-only model
-        ignores it) -> its result."""
+        ignores it) -> its result. Past `deadline` (time.monotonic()) or once `cancelled`
+        (a threading.Event) is set, its decode stops and it never reaches the model."""
         timings = {"queue": None, "decode": None, "infer": None}
         out = {"name": name, "score": None, "logit": None, "decision": "error",
                "threshold": self.detector.threshold, "error": None, "model": self.model,
@@ -138,7 +145,11 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
-        tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data, caption)
+        tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data, caption,
+                                                                  deadline, cancelled)
+        if tensor is not None and ((cancelled is not None and cancelled.is_set())
+                                   or (deadline is not None and time.monotonic() > deadline)):
+            tensor, error = None, "not scored: the request timed out before its turn"
         self.metrics.latency.labels("decode").observe(decode_s)
         timings["decode"] = round(decode_s * 1e3, 3)
         out["error"] = error
@@ -181,7 +192,8 @@ class Service:
             "service": {"max_batch": self.config.max_batch, "max_delay_ms": self.config.max_delay_ms,
                         "max_queue": self.config.max_queue, "max_bytes": self.config.max_bytes,
                         "max_caption_bytes": self.config.max_caption_bytes,
-                        "timeout_s": self.config.timeout_s, "decode_workers": self.config.decode_workers,
+                        "timeout_s": self.config.timeout_s, "decode_timeout_s": self.config.decode_timeout_s,
+                        "decode_workers": self.config.decode_workers,
                         "warmup_s": self.warmup_s},
         }
 
