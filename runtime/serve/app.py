@@ -12,7 +12,7 @@ import time
 from importlib import resources
 
 from .body import BadBody, BodyTooLarge, CaptionTooLarge, read_upload
-from .hosts import HostPolicy
+from .hosts import PROBES, HostPolicy
 from .openapi import docs_html, openapi_document
 from .service import Service
 
@@ -201,6 +201,7 @@ class Observe:
 
     def __init__(self, app, handlers: Handlers, known_paths, hosts: HostPolicy):
         self.app, self.h, self.known, self.hosts = app, handlers, set(known_paths), hosts
+        self.in_progress = 0  # requests other than the probes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -208,6 +209,7 @@ class Observe:
         path = scope.get("path", "")
         endpoint = path if path in self.known else "other"
         status = {"code": 500, "started": False}
+        counted = False
         t0 = time.perf_counter()
 
         async def send_wrapper(message):
@@ -220,8 +222,14 @@ class Observe:
 
             refused = self.hosts.refusal(path, Headers(scope=scope))
             if refused:
-                return await self.h.error(*refused[:1], "bad_host", refused[1],
+                return await self.h.error(refused[0], "bad_host", refused[1],
                                           {"Connection": "close"})(scope, receive, send_wrapper)
+            if path not in PROBES:
+                if self.in_progress >= self.h.cfg.max_requests:
+                    return await self.h.error(503, "overloaded", f"overloaded: {self.in_progress} requests in "
+                                              "progress; retry later", self.h._retry())(scope, receive, send_wrapper)
+                self.in_progress += 1
+                counted = True
             if path in PROTECTED:
                 from starlette.requests import Request
 
@@ -239,6 +247,8 @@ class Observe:
                     resp = self.h.error(500, "internal", f"internal error: {type(e).__name__}")
                     await resp(scope, receive, send_wrapper)
         finally:
+            if counted:
+                self.in_progress -= 1
             m = self.h.s.metrics
             m.requests.labels(endpoint, str(status["code"])).inc()
             if endpoint == "/v1/detect":

@@ -78,6 +78,10 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Per-request time limit, body included (504 / 408 past it).")
 @click.option("--decode-timeout-s", default=5.0, show_default=True, type=click.FloatRange(0.001, 3600),
               help="Per-image decode budget: the decoding process is killed past it and the image fails.")
+@click.option("--header-timeout-s", default=10.0, show_default=True, type=click.FloatRange(0.001, 3600),
+              help="A connection whose request headers are not complete within this is closed.")
+@click.option("--keep-alive-s", default=5.0, show_default=True, type=click.FloatRange(0.001, 3600),
+              help="An idle kept-alive connection is closed after this.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
@@ -93,8 +97,8 @@ image-only model ignores them; a caption-aware one fails an image that has none
                    "answers (repeatable); default: none, no CORS headers.")
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
-          max_caption_bytes, timeout_s, decode_timeout_s, token_file, threshold, threads, decode_workers,
-          allowed_hosts, cors_origins, access_log) -> int:
+          max_caption_bytes, timeout_s, decode_timeout_s, header_timeout_s, keep_alive_s, token_file, threshold,
+          threads, decode_workers, allowed_hosts, cors_origins, access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -105,6 +109,7 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     config = ServeConfig(host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
                          max_queue=max_queue, max_bytes=max_bytes, max_caption_bytes=max_caption_bytes,
                          timeout_s=timeout_s, decode_timeout_s=decode_timeout_s,
+                         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s,
                          token=read_token(token_file) if token_file else None, decode_workers=decode_workers,
                          access_log=access_log, allowed_hosts=tuple(allowed_hosts),
                          cors_origins=tuple(cors_origins))

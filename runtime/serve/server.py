@@ -9,6 +9,7 @@ import signal
 
 from .app import create_app
 from .config import ServeConfig
+from .connections import guarded_h11_protocol
 from .service import Service
 
 
@@ -41,9 +42,10 @@ def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> N
         app, host=config.host, port=config.port, lifespan="on", log_level="info",
         access_log=config.access_log, server_header=False, proxy_headers=False,
         timeout_graceful_shutdown=int(config.timeout_s) + 5,
-        # Each open request may hold up to --max-bytes in memory: bound how many there are
-        # (uvicorn answers 503 beyond it).
-        limit_concurrency=2 * config.max_queue + 32,
+        # Idle connections are closed (keep-alive, headers); requests in progress are bounded
+        # by the app (app.Observe), where /healthz and /readyz are exempt: uvicorn's own
+        # limit_concurrency counts idle connections too, and answered probes 503 under a flood.
+        http=guarded_h11_protocol(config.header_timeout_s), timeout_keep_alive=config.keep_alive_s,
     )
     server = _draining_server_class()(ucfg)
     server.service = service
