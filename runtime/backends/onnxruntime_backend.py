@@ -18,6 +18,7 @@ from fakedet.errors import BackendUnavailable, PackageError, first_line
 
 
 from ..ort_session import session_options
+from ..stoppable import call_stoppably, ort_run_options
 from .base import Backend, TensorSpec
 
 PROVIDERS = {
@@ -156,8 +157,12 @@ class OnnxRuntimeBackend(Backend):
         """On the CPU there is no H2D/D2H: the base times the whole run as compute. With IO
         binding each step is timed on the host around ORT's synchronous copy / run / copy."""
         feed = batch if isinstance(batch, dict) else {self._in.name: batch}
-        if not self._bind_device:
-            return self.session.run([self._out.name], feed)[0]
+        with ort_run_options() as ro:
+            if not self._bind_device:
+                return call_stoppably(self.session.run, [self._out.name], feed, ro)[0]
+            return self._run_bound(feed, ro)
+
+    def _run_bound(self, feed: dict, ro):
         import onnxruntime as ort
 
         t0 = time.perf_counter()
@@ -167,7 +172,7 @@ class OnnxRuntimeBackend(Backend):
         for k, x in xs.items():
             binding.bind_ortvalue_input(k, x)
         binding.bind_output(self._out.name, self._bind_device, self._device_id)
-        self.session.run_with_iobinding(binding)
+        call_stoppably(self.session.run_with_iobinding, binding, ro)
         t2 = time.perf_counter()
         out = binding.get_outputs()[0].numpy()
         t3 = time.perf_counter()

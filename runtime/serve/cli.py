@@ -82,6 +82,8 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="A connection whose request headers are not complete within this is closed.")
 @click.option("--keep-alive-s", default=5.0, show_default=True, type=click.FloatRange(0.001, 3600),
               help="An idle kept-alive connection is closed after this.")
+@click.option("--warmup-timeout-s", default=120.0, show_default=True, type=click.FloatRange(0.001, 86400),
+              help="A model whose warm-up takes longer fails the service (exit 2, with the reason).")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
@@ -97,8 +99,8 @@ image-only model ignores them; a caption-aware one fails an image that has none
                    "answers (repeatable); default: none, no CORS headers.")
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
-          max_caption_bytes, timeout_s, decode_timeout_s, header_timeout_s, keep_alive_s, token_file, threshold,
-          threads, decode_workers, allowed_hosts, cors_origins, access_log) -> int:
+          max_caption_bytes, timeout_s, decode_timeout_s, header_timeout_s, keep_alive_s, warmup_timeout_s,
+          token_file, threshold, threads, decode_workers, allowed_hosts, cors_origins, access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -110,6 +112,7 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
                          max_queue=max_queue, max_bytes=max_bytes, max_caption_bytes=max_caption_bytes,
                          timeout_s=timeout_s, decode_timeout_s=decode_timeout_s,
                          header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s,
+                         warmup_timeout_s=warmup_timeout_s,
                          token=read_token(token_file) if token_file else None, decode_workers=decode_workers,
                          access_log=access_log, allowed_hosts=tuple(allowed_hosts),
                          cors_origins=tuple(cors_origins))

@@ -64,6 +64,8 @@ class ServeConfig:
     decode_timeout_s: float = 5.0  # per image, in a worker process killed past it
     header_timeout_s: float = 10.0  # a request's headers, from its connection's opening or first byte
     keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after it
+    warmup_timeout_s: float = 120.0  # a model whose warm-up outlasts it fails the service
+    drain_s: float = 3.0  # after SIGTERM, model runs still going this much later are stopped
     token: str | None = None
     decode_workers: int = 0  # 0: one per core
     retry_after_s: int = 1
@@ -75,9 +77,9 @@ class ServeConfig:
         if self.max_batch < 1 or self.max_queue < 1:
             raise FakedetError("--max-batch and --max-queue must be at least 1")
         if self.max_delay_ms < 0 or min(self.timeout_s, self.decode_timeout_s, self.header_timeout_s,
-                                        self.keep_alive_s) <= 0:
+                                        self.keep_alive_s, self.warmup_timeout_s) <= 0:
             raise FakedetError("--max-delay-ms must be >= 0; --timeout-s, --decode-timeout-s, --header-timeout-s "
-                               "and --keep-alive-s > 0")
+                               "--keep-alive-s and --warmup-timeout-s > 0")
         if self.decode_workers <= 0:
             self.decode_workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                       else (os.cpu_count() or 1))

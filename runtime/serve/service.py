@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
+from ..stoppable import terminate_all
 from .batcher import Batcher, Scored
 from .config import ServeConfig
 from .metrics import ServiceMetrics
@@ -45,7 +46,8 @@ class Service:
         self.warmup_s: float | None = None
         self.startup_error: str | None = None
         self.batcher = Batcher(detector.predict_prepared, config.max_batch, config.max_delay_ms / 1e3,
-                               config.max_queue, on_batch=self._on_batch, executor=infer_executor)
+                               config.max_queue, on_batch=self._on_batch, executor=infer_executor,
+                               on_abandoned=terminate_all)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
         # each decode thread hands its image to a worker process that a deadline can kill
@@ -55,6 +57,7 @@ class Service:
         self.model = {"name": m.name, "sha256": art.sha256, "artifact": art.file}
         self.backend = detector.choice.backend
         self._warm_task: asyncio.Task | None = None
+        self.on_fatal = lambda reason: None  # the server stops and reports `reason` (server.py)
 
     # ---- lifecycle -------------------------------------------------------------
     async def startup(self) -> None:
@@ -68,9 +71,15 @@ class Service:
             t0 = time.perf_counter()
             # Decode one small image too: Pillow loads its format plugins on first use.
             await loop.run_in_executor(self.decode_pool, self.detector.prepare, _tiny_png())
-            await loop.run_in_executor(self.batcher.executor, functools.partial(self.detector.warmup, sizes))
+            warm = loop.run_in_executor(self.batcher.executor, functools.partial(self.detector.warmup, sizes))
+            await asyncio.wait_for(asyncio.shield(warm), self.config.warmup_timeout_s)
             self.warmup_s = time.perf_counter() - t0
             self.ready = True
+        except asyncio.TimeoutError:  # a model that may never finish: stop it, and the service
+            terminate_all()
+            self.startup_error = (f"warm-up did not finish within {self.config.warmup_timeout_s:g} s "
+                                  "(--warmup-timeout-s): the model runs too long or never ends")
+            self.on_fatal(self.startup_error)
         except Exception as e:  # the service stays alive (healthz) and says why it is not ready
             self.startup_error = f"warm-up failed: {type(e).__name__}: {first_line(e, 300)}"
 
@@ -82,6 +91,7 @@ class Service:
     async def shutdown(self) -> None:
         if self._warm_task is not None and not self._warm_task.done():
             self._warm_task.cancel()
+            terminate_all()  # a warm-up still running would hold the inference thread
         await self.batcher.stop()
         self.decode_pool.shutdown(wait=True)
         # Closed on the thread that ran it (and, from the CLI, opened it).
