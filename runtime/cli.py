@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from fakedet.errors import BackendUnavailable, FakedetError, PackageError, printable
+from fakedet.errors import BackendUnavailable, FakedetError, PackageError, first_line, printable
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
@@ -130,17 +130,45 @@ def json_line(p) -> str:
     return json.dumps(d, allow_nan=False)
 
 
-def _backend_lines(pkg: ModelPackage) -> list[str]:
-    lines = []
+def _cannot_open(pkg: ModelPackage, choice) -> str | None:
+    """Why `choice` fails when opened the way `predict` opens it (a custom op, an output
+    the manifest cannot read), or None when it opens."""
+    from .scoring import check_output
+    from .selection import make_backend
+
+    try:
+        runner = make_backend(choice, pkg).open()
+    except FakedetError as e:
+        return str(e)
+    except Exception as e:
+        return f"{type(e).__name__}: {first_line(e)}"
+    try:
+        check_output(runner.output_spec, pkg.manifest.output, choice.artifact.file)
+    except FakedetError as e:
+        return str(e)
+    finally:
+        runner.close()
+    return None
+
+
+def _backend_lines(pkg: ModelPackage, problems: list) -> list[str]:
+    lines, failed = [], {}
     try:
         c = choose(pkg, "auto")
-        lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
+        why_not = _cannot_open(pkg, c)
+        if why_not:
+            lines.append(f"auto -> {c.backend} with {c.artifact.file} cannot run: {why_not}")
+            problems.append(f"{c.backend} cannot run {c.artifact.file}: {why_not}")
+            failed[(c.backend, c.artifact.file)] = why_not
+        else:
+            lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
     except BackendUnavailable as e:
         lines.append(f"auto -> nothing can run it here: {e}")
     for b in BACKENDS:
         try:
             c = choose(pkg, b)
-            lines.append(f"{b:<9} yes: {c.artifact.file} ({c.precision})")
+            why_not = failed.get((c.backend, c.artifact.file))
+            lines.append(f"{b:<9} no: {why_not}" if why_not else f"{b:<9} yes: {c.artifact.file} ({c.precision})")
         except BackendUnavailable as e:
             lines.append(f"{b:<9} no: {str(e).split('; the package has')[0]}")
     lines.extend(explain(pkg))  # plan-by-plan reasoning
@@ -159,7 +187,8 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and checks as JSON.")
 @click.option("--no-verify", is_flag=True, help="Skip re-hashing the artifacts.")
 def info(package, as_json, no_verify) -> int:
-    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here."""
+    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here
+    (the automatic choice is opened as `predict` opens it)."""
     pkg = ModelPackage.open(package)
     problems = []
     checks = {}
@@ -173,7 +202,7 @@ def info(package, as_json, no_verify) -> int:
         except PackageError as e:
             checks[art.file] = "HASH MISMATCH"
             problems.append(str(e))
-    backends = _backend_lines(pkg)
+    backends = _backend_lines(pkg, problems)
     m = pkg.manifest
     if as_json:
         click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))

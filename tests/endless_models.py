@@ -60,13 +60,21 @@ def loop_package(tmp: Path, trips_per_unit: int | None = None) -> Path:
     out = tmp / "loop.fdet"
     assert main(["package", str(onnx_path), "--input-spec", str(spec), "-o", str(out)]) == 0
     if trips_per_unit is None:  # swap in the endless model: `package` itself would never finish
-        import hashlib
-        import json
-
-        loop_onnx(out / "model.onnx")
-        manifest = json.loads((out / "manifest.json").read_text())
-        for art in manifest["artifacts"]:
-            if art["file"] == "model.onnx":
-                art["sha256"] = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
-        (out / "manifest.json").write_text(json.dumps(manifest))
+        swap_model(out, lambda path: loop_onnx(path))
     return out
+
+
+def swap_model(pkg: Path, write) -> Path:
+    """Replace a package's model.onnx with what `write(path)` writes, re-hashed in the
+    manifest: a package `fakedet package` would have refused to make."""
+    import hashlib
+    import json
+
+    onnx_path = pkg / "model.onnx"
+    write(onnx_path)
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    for art in manifest["artifacts"]:
+        if art["file"] == "model.onnx":
+            art.update(sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(), size=onnx_path.stat().st_size)
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
+    return pkg
