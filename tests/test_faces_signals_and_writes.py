@@ -4,6 +4,7 @@ reconnection; a full disk or a closed pipe is one line and exit 2 in `predict` a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,14 +45,12 @@ def test_watch_prints_its_summary_on_sigterm(package, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fakedet", "watch", str(package), "--source", stream.url,
                              "--batch", "4", "--out", str(out), "--threads", "1"], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, cwd=REPO, env=ENV, text=True)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stream.stop)
+        cleanup.callback(lambda: proc.poll() is None and proc.kill())
         wait_until(lambda: sum(e["event"] == "frame" for e in _events(out)) >= 6)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stream.stop()
+        err = proc.communicate(timeout=30)[1]
     assert proc.returncode == 143, err
     last = _events(out)[-1]
     assert last["event"] == "summary" and last["ended"] == "terminated" and last["frames_scored"] >= 6
