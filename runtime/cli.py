@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 
+from fakedet.click_params import parsed_by
 from fakedet.errors import BackendUnavailable, FakedetError, PackageError, first_line, printable
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
 from .selection import BACKENDS, PRECISIONS, choose, explain
+from .serve.config import parse_size
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -49,13 +51,15 @@ or package errors.""",
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
+@click.option("--max-memory", default="4GB", show_default=True, callback=parsed_by(parse_size, FakedetError),
+              help="Memory this run may use: images larger than it allows the model are refused, one by one.")
 @click.option("--captions", "captions_csv", type=click.Path(path_type=Path), default=None,
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, captions_csv, caption_text,
-            as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, threads, max_memory, captions_csv,
+            caption_text, as_json, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -69,6 +73,7 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
     caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
     det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    det.set_memory_budget(max_memory, "--max-memory")
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
         if caption_of is not None and not det.takes_captions:

@@ -78,6 +78,8 @@ class DecodePool:
         self._idle: list[_Worker] = []
         self._slots = threading.BoundedSemaphore(self.size)
         self._lock = threading.Lock()
+        self._idle_ready = threading.Condition(self._lock)
+        self._starting = 0  # replacements of killed workers still starting
         self._closed = False
 
     # ---- workers -----------------------------------------------------------------
@@ -85,13 +87,18 @@ class DecodePool:
         self._slots.acquire()
         try:
             with self._lock:
-                if self._closed:
-                    raise RuntimeError("the decode pool is closed")
-                while self._idle:
-                    w = self._idle.pop()
-                    if w.alive():
-                        return w
-                    w.kill()
+                while True:
+                    if self._closed:
+                        raise RuntimeError("the decode pool is closed")
+                    while self._idle:
+                        w = self._idle.pop()
+                        if w.alive():
+                            return w
+                        w.kill()
+                    if not self._starting:
+                        break
+                    self._idle_ready.wait(STARTUP_S)  # a replacement is on its way: a second one would
+                    # only slow both down
             return _Worker()
         except BaseException:
             self._slots.release()
@@ -104,28 +111,30 @@ class DecodePool:
                     w.kill()
                 else:
                     self._idle.append(w)
+                    self._idle_ready.notify()
         self._slots.release()
 
     # ---- decoding ------------------------------------------------------------------
     def load(self, source, max_pixels: int, deadline: float | None = None,
-             cancelled: threading.Event | None = None) -> Image.Image:
+             cancelled: threading.Event | None = None, limit_why: str = "decompression-bomb guard") -> Image.Image:
         """Decode `source` (a path or bytes; anything else is decoded here) to RGB. `deadline`
         (time.monotonic()) and `cancelled` end the decode earlier than the budget."""
         if self.in_process or not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
-            return load_image(source, max_pixels)
+            return load_image(source, max_pixels, limit_why=limit_why)
         name = source_name(source)
         w = self._checkout()
         try:
             if isinstance(source, (str, os.PathLike)):
-                w.conn.send(("path", str(Path(source)), int(max_pixels)))
+                w.conn.send(("path", str(Path(source)), int(max_pixels), limit_why))
             else:
-                w.conn.send(("bytes", None, int(max_pixels)))
+                w.conn.send(("bytes", None, int(max_pixels), limit_why))
                 w.conn.send_bytes(source)
             limit = time.monotonic() + self.seconds
             stop = min(limit, deadline) if deadline is not None else limit
             if not self._wait(w, stop, cancelled):
                 w.kill()
                 w = None
+                self._start_spare()
                 if cancelled is not None and cancelled.is_set():
                     raise ImageError(name, "decode cancelled (the request was answered or timed out)")
                 if deadline is not None and deadline < limit:
@@ -142,6 +151,32 @@ class DecodePool:
             raise ImageError(name, "the decoder crashed on this image") from None
         finally:
             self._checkin(w)
+
+    def prestart(self) -> None:
+        """Start the workers now, in the background, and one spare: after a decode is killed,
+        the next image takes the spare instead of waiting for an interpreter to start."""
+        with self._lock:
+            missing = self.size + 1 - len(self._idle) - self._starting
+        for _ in range(max(0, missing)):
+            self._start_spare()
+
+    def _start_spare(self) -> None:
+        with self._lock:
+            self._starting += 1
+        threading.Thread(target=self._add_worker, daemon=True).start()
+
+    def _add_worker(self) -> None:
+        try:
+            w = _Worker()
+        except OSError:
+            w = None
+        with self._lock:
+            self._starting -= 1
+            if w is not None and (self._closed or len(self._idle) > self.size):
+                w.kill()
+            elif w is not None:
+                self._idle.append(w)
+            self._idle_ready.notify_all()
 
     @staticmethod
     def _wait(w: _Worker, stop: float, cancelled) -> bool:

@@ -15,12 +15,12 @@ def _worker_main(conn) -> None:
     conn.send("ready")
     while True:
         try:
-            kind, arg, max_pixels = conn.recv()
+            kind, arg, max_pixels, limit_why = conn.recv()
             source = conn.recv_bytes() if kind == "bytes" else arg
         except (EOFError, OSError):
             return
         try:
-            img = load_image(source, max_pixels)
+            img = load_image(source, max_pixels, limit_why=limit_why)
             reply, pixels = ("ok", img.size), img.tobytes()
         except ImageError as e:
             reply, pixels = ("error", e.problem), None

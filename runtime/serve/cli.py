@@ -84,6 +84,8 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="An idle kept-alive connection is closed after this.")
 @click.option("--warmup-timeout-s", default=120.0, show_default=True, type=click.FloatRange(0.001, 86400),
               help="A model whose warm-up takes longer fails the service (exit 2, with the reason).")
+@click.option("--max-memory", default="4GB", show_default=True, callback=_size,
+              help="Memory the service may use: images larger than it allows the model get 422, one by one.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
@@ -100,7 +102,7 @@ image-only model ignores them; a caption-aware one fails an image that has none
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
           max_caption_bytes, timeout_s, decode_timeout_s, header_timeout_s, keep_alive_s, warmup_timeout_s,
-          token_file, threshold, threads, decode_workers, allowed_hosts, cors_origins, access_log) -> int:
+          max_memory, token_file, threshold, threads, decode_workers, allowed_hosts, cors_origins, access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -123,5 +125,6 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     infer = inference_thread()  # the model is opened, run and closed on this one thread
     det = infer.submit(Detector.open, package, backend=backend, precision=precision, batch_size=max_batch,
                        threshold=threshold, **options).result()
+    infer.submit(det.set_memory_budget, max_memory, "--max-memory").result()
     run(det, config, announce=lambda msg: click.echo(msg, err=True), infer_executor=infer)
     return 0

@@ -61,6 +61,7 @@ class Service:
 
     # ---- lifecycle -------------------------------------------------------------
     async def startup(self) -> None:
+        self.detector.decoder.prestart()
         self.batcher.start()
         self._warm_task = asyncio.get_running_loop().create_task(self._warm())
 
