@@ -11,6 +11,7 @@ from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
 from .decode_pool import DEFAULT_DECODE_SECONDS, DecodePool
+from .memory_budget import any_large, give_back_heap
 from .embedding import EmbeddingAPI, serialized
 from .imageio import source_name
 from .preprocess import preprocess_image
@@ -146,7 +147,10 @@ class Detector(EmbeddingAPI):
                 except Exception as e:  # whatever decoding or preprocessing raises costs its item only
                     preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
             self._score(tensors, preds, window, caps)
+            large = any_large(tensors.values())
             del tensors
+            if large:
+                give_back_heap()
         return preds
 
     def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:

@@ -150,4 +150,8 @@ class EmbeddingAPI:
                 if preds[i].error:
                     del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)
+        from .memory_budget import any_large, give_back_heap
+
+        if any_large(tensors):  # the activations are freed; the caller still holds the inputs
+            give_back_heap()
         return preds

@@ -92,7 +92,7 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Decision threshold on P(fake) (default: the package's).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
-              help="Threads decoding images (0: one per core).")
+              help="Images decoded at once, each in a worker process of its own (0: one per core).")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
               help="A Host name this service answers (repeatable); default: the --host address and "
                    "localhost (any name when bound to 0.0.0.0 or ::). Others get 400: no DNS rebinding.")
