@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from PIL import Image
@@ -38,8 +39,10 @@ class _Worker:
         parent, child = socket.socketpair()
         try:
             self.process = subprocess.Popen([sys.executable, "-m", "fakedet.runtime.decode_worker", str(child.fileno())],
-                                            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                                            )
+                                            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+        except (OSError, ValueError) as e:  # no process here (a sandbox; pass_fds off POSIX)
+            parent.close()
+            raise OSError(f"cannot start a decode worker: {e}") from None
         finally:
             child.close()
         self.conn = Connection(parent.detach())
@@ -81,6 +84,7 @@ class DecodePool:
         self._idle_ready = threading.Condition(self._lock)
         self._starting = 0  # replacements of killed workers still starting
         self._closed = False
+        self._warned = False
 
     # ---- workers -----------------------------------------------------------------
     def _checkout(self) -> _Worker:
@@ -122,7 +126,13 @@ class DecodePool:
         if self.in_process or not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
             return load_image(source, max_pixels, limit_why=limit_why)
         name = source_name(source)
-        w = self._checkout()
+        try:
+            w = self._checkout()
+        except OSError as e:  # where no worker can run, decode here rather than fail every image
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"{e}; decoding in this process, without a time budget", RuntimeWarning, stacklevel=2)
+            return load_image(source, max_pixels, limit_why=limit_why)
         try:
             if isinstance(source, (str, os.PathLike)):
                 w.conn.send(("path", str(Path(source)), int(max_pixels), limit_why))
