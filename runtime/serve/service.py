@@ -16,6 +16,7 @@ from ..captions import CaptionRefused
 from ..stoppable import terminate_all
 from .batcher import Batcher, Scored
 from .config import ServeConfig
+from .decode_order import CheapestFirst, decode_cost
 from .metrics import ServiceMetrics
 
 
@@ -50,6 +51,7 @@ class Service:
                                on_abandoned=terminate_all)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
+        self.decode_order = CheapestFirst(config.decode_workers)
         # each decode thread hands its image to a worker process that a deadline can kill
         detector.set_decode_budget(config.decode_timeout_s, config.decode_workers)
         art = detector.choice.artifact
@@ -156,8 +158,9 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
-        tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data, caption,
-                                                                  deadline, cancelled)
+        async with self.decode_order.slot(decode_cost(data)):  # cheap images first: see decode_order
+            tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data,
+                                                                      caption, deadline, cancelled)
         if tensor is not None and ((cancelled is not None and cancelled.is_set())
                                    or (deadline is not None and time.monotonic() > deadline)):
             tensor, error = None, "not scored: the request timed out before its turn"
