@@ -1,0 +1,83 @@
+"""Which package a scan ran, and how it reaches Ray workers.
+
+The package's identity is one sha256: of the file's bytes for a zipped package or a bare
+.onnx, of manifest.json for a package folder (the manifest lists every artifact's sha256,
+which the runtime checks when it opens an artifact). A worker recomputes it and refuses
+a package that differs from the driver's.
+
+Shipping: by path (the package lies on storage every node sees at the same path) or as
+bytes through Ray's object store (a zipped package or a bare .onnx: one file)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fakedet.atomic import sha256_file
+from fakedet.errors import FakedetError
+from fakedet.package_zip import MANIFEST_FILE
+
+SHIP_MODES = ("auto", "path", "bytes")
+
+
+def package_sha256(path) -> str:
+    p = Path(path)
+    if p.is_dir():
+        mf = p / MANIFEST_FILE
+        if not mf.is_file():
+            raise FakedetError(f"{p}: no {MANIFEST_FILE}: not a fakedet package folder")
+        return sha256_file(mf)
+    return sha256_file(p)
+
+
+@dataclass
+class ShippedPackage:
+    """What the driver hands every scoring actor: a path, or a reference to the bytes."""
+
+    sha256: str
+    path: str | None = None
+    blob: object = None  # {"ref": ObjectRef} (wrapped so Ray hands the reference, not the bytes)
+    suffix: str = ""
+
+    def materialize(self) -> tuple[str, str | None]:
+        """On a worker: (a local path to open, a temporary file to delete afterwards or None),
+        after checking the sha256."""
+        if self.path is not None:
+            got = package_sha256(self.path)
+            if got != self.sha256:
+                raise FakedetError(f"{self.path}: this worker sees package sha256 {got[:12]}..., the driver "
+                                   f"{self.sha256[:12]}...: the nodes do not share the same package")
+            return self.path, None
+        import ray
+
+        data = ray.get(self.blob["ref"])
+        got = hashlib.sha256(data).hexdigest()
+        if got != self.sha256:
+            raise FakedetError(f"package bytes from the object store have sha256 {got[:12]}..., "
+                               f"expected {self.sha256[:12]}...")
+        fd, tmp = tempfile.mkstemp(prefix="fakedet-scan-pkg-", suffix=self.suffix)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return tmp, tmp
+
+
+def ship(path, mode: str = "auto") -> ShippedPackage:
+    """On the driver (Ray initialised): auto sends a package file as bytes and a folder by path."""
+    p = Path(path).resolve()
+    if mode not in SHIP_MODES:
+        raise FakedetError(f"--ship {mode}: expected one of {', '.join(SHIP_MODES)}")
+    sha = package_sha256(p)
+    if mode == "path" or (mode == "auto" and p.is_dir()):
+        return ShippedPackage(sha256=sha, path=str(p))
+    if p.is_dir():
+        raise FakedetError(f"{p}: a package folder travels by path (--ship path); to send bytes, zip it "
+                           "(a zipped package is one file)")
+    import ray
+
+    data = p.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise FakedetError(f"{p}: changed while it was read")
+    return ShippedPackage(sha256=sha, blob={"ref": ray.put(data)}, suffix=p.suffix)
