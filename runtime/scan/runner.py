@@ -51,9 +51,12 @@ class ShardWriter:
         self.seen = set(already)
         self.buffer: list[dict] = []
         self.rows = self.failed = self.duplicates = 0
-        self.kinds: Counter = Counter()
+        self.first_at: float | None = None  # when the first rows came back
+        self.first_rows = 0
 
     def emit(self, rows: list[dict]) -> None:
+        if self.first_at is None:
+            self.first_at, self.first_rows = time.perf_counter(), len(rows)
         fresh = []
         for r in rows:
             if r["path"] in self.seen:  # a retried task's rows: already written
@@ -102,7 +105,7 @@ def run_scan(opts: ScanOptions) -> dict:
     progress.close()
     t_end = time.perf_counter()
     summary = summarize(store, opts, paths, len(paths) - len(pending), writer, identity,
-                        startup=t_engine - t_start, seconds=t_end - t_engine)
+                        startup=t_engine - t_start, seconds=t_end - t_engine, t_end=t_end)
     store.write_summary(summary)
     return summary
 
@@ -119,23 +122,28 @@ def _model_name(package) -> str:
 
 def _run_local(opts: ScanOptions, pkg_sha: str, pending: list[str], writer: ShardWriter):
     from ..detector import Detector
-    from .local import scan_local
+    from .local import decode_pool, scan_local
     from .rows import ModelIdentity
 
     options = {"threads": opts.threads} if opts.threads else {}
     workers = (os.cpu_count() or 1) if opts.workers is None else opts.workers
-    det = Detector.open(opts.package, backend=opts.backend, precision=opts.precision,
-                        batch_size=opts.batch_size, threshold=opts.threshold, **options)
+    pool = decode_pool(workers)
     try:
-        identity = ModelIdentity.of(det, pkg_sha)
-        scan_local(pending, det, identity, writer.emit, opts.batch_size, workers)
+        det = Detector.open(opts.package, backend=opts.backend, precision=opts.precision,
+                            batch_size=opts.batch_size, threshold=opts.threshold, **options)
+        try:
+            identity = ModelIdentity.of(det, pkg_sha)
+            scan_local(pending, det, identity, writer.emit, opts.batch_size, pool, workers)
+        finally:
+            det.close()
     finally:
-        det.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return identity
 
 
 def summarize(store: ResultStore, opts: ScanOptions, paths: list[str], skipped: int, writer: ShardWriter,
-              identity, startup: float, seconds: float) -> dict:
+              identity, startup: float, seconds: float, t_end: float) -> dict:
     table = store.table(columns=("decision", "error"))
     errors = [e for e in table.column("error").to_pylist() if e is not None]
     decisions = Counter(d for d in table.column("decision").to_pylist() if d is not None)
@@ -158,4 +166,13 @@ def summarize(store: ResultStore, opts: ScanOptions, paths: list[str], skipped: 
         "startup_seconds": round(startup, 3),
         "seconds": round(seconds, 3),
         "images_per_second": round(writer.rows / seconds, 2) if seconds > 0 and writer.rows else 0.0,
+        # the engine's start-up (worker processes, a Ray runtime, actors, model loading) apart:
+        "seconds_to_first_rows": round(writer.first_at - (t_end - seconds), 3) if writer.first_at else None,
+        "images_per_second_after_first_rows": _after_first(writer, t_end),
     }
+
+
+def _after_first(writer: ShardWriter, t_end: float) -> float | None:
+    if writer.first_at is None or t_end <= writer.first_at or writer.rows <= writer.first_rows:
+        return None
+    return round((writer.rows - writer.first_rows) / (t_end - writer.first_at), 2)
