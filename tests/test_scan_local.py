@@ -165,3 +165,26 @@ def test_the_runtime_and_the_cli_do_not_import_pyarrow_or_ray():
             "print(sorted(m for m in ('pyarrow', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_worker_refuses_a_package_that_differs_from_the_drivers(tmp_path, tiny_package):
+    from fakedet.errors import FakedetError
+    from fakedet.runtime.scan.package_ship import ShippedPackage, package_sha256
+
+    pkg, _ = tiny_package
+    good = ShippedPackage(sha256=package_sha256(pkg), path=str(pkg))
+    assert good.materialize() == (str(pkg), None)
+    with pytest.raises(FakedetError, match="do not share the same package"):
+        ShippedPackage(sha256="0" * 64, path=str(pkg)).materialize()
+
+
+def test_source_and_package_errors_are_one_line_and_exit_2(tmp_path, tiny_package, capsys):
+    pkg, _ = tiny_package
+    assert scan(tmp_path / "nowhere", "--package", pkg, "--out", tmp_path / "r") == 2
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
+    (tmp_path / "list.csv").write_text("id,uri\n1,a.png\n")
+    assert scan(tmp_path / "list.csv", "--package", pkg, "--out", tmp_path / "r", "--path-column", "path") == 2
+    assert "no column 'path'" in capsys.readouterr().err
+    make_archive(tmp_path / "a", good=3)
+    assert scan(tmp_path / "a", "--package", tmp_path / "missing.fdet", "--out", tmp_path / "r") == 2
+    assert "missing.fdet: no such file or directory" in capsys.readouterr().err

@@ -25,12 +25,11 @@ SHIP_MODES = ("auto", "path", "bytes")
 
 def package_sha256(path) -> str:
     p = Path(path)
-    if p.is_dir():
-        mf = p / MANIFEST_FILE
-        if not mf.is_file():
-            raise FakedetError(f"{p}: no {MANIFEST_FILE}: not a fakedet package folder")
-        return sha256_file(mf)
-    return sha256_file(p)
+    target = p / MANIFEST_FILE if p.is_dir() else p
+    try:
+        return sha256_file(target)
+    except OSError as e:
+        raise FakedetError(f"{p}: cannot hash the package ({e.strerror or e})") from None
 
 
 @dataclass

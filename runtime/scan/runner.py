@@ -84,8 +84,8 @@ def run_scan(opts: ScanOptions) -> dict:
         raise FakedetError(f"--engine {opts.engine}: expected one of {', '.join(ENGINES)}")
     t_start = time.perf_counter()
     paths = read_source(opts.source, opts.path_column)
+    model_name = _model_name(opts.package)  # opening it first: a missing or broken package is its error
     pkg_sha = package_sha256(opts.package)
-    model_name = _model_name(opts.package)
     store = ResultStore(opts.out, model_name, pkg_sha, rescore=opts.rescore)
     done = store.done_paths()
     pending = [p for p in paths if p not in done]
