@@ -19,7 +19,7 @@ from fakedet.manifest import Manifest, TextInputSpec
 from fakedet.package import ModelPackage
 from fakedet.runtime import Detector
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SCHEMA1_SCORE = 0.5282784542393163  # tests/data/schema1.fdet on the image below, computed by fakedet before schema 2
 
 
