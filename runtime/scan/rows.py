@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..detector import NON_FINITE
+from ..prediction import NON_FINITE
 
 COLUMNS = ("path", "size", "sha256", "p_fake", "decision", "threshold", "error",
            "model", "package_sha256", "backend", "precision", "seconds")
