@@ -76,20 +76,59 @@ class ScoreBatch:
                 pass
 
 
-def connect(address: str | None, num_cpus: int | None) -> bool:
-    """Initialise Ray; True when this call started it (so the scan shuts it down)."""
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def connect(address: str | None, num_cpus: int | None):
+    """Initialise Ray; returns the undo to call at the end when this call started a runtime
+    (ray.shutdown and the loopback switch restored), None when Ray was already running."""
     try:
         import ray
     except ImportError:
         raise FakedetError("--engine ray needs Ray Data: pip install 'fakedet[ray]'") from None
     if ray.is_initialized():
-        return False
+        return None
     if address:
         ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        return ray.shutdown
+    restore = _loopback_only()
+    try:
+        # address="local": a runtime of our own, never a cluster found through RAY_ADDRESS or the
+        # address file that `ray start` leaves behind
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  object_store_memory=LOCAL_OBJECT_STORE_BYTES)
-    return True
+    except BaseException:
+        restore()
+        raise
+
+    def undo():
+        try:
+            ray.shutdown()
+        finally:
+            restore()
+
+    return undo
+
+
+def _loopback_only():
+    """On Linux Ray turns 127.0.0.1 into the machine's address and binds its servers to every
+    interface; its single-machine mode (the switch below, Ray's default on macOS and Windows)
+    keeps the GCS, raylet and workers on 127.0.0.1. The switch is read from the environment by
+    the processes Ray starts, and from ray_constants by this one. Returns the undo."""
+    import ray._private.ray_constants as constants
+
+    before_env, before_const = os.environ.get(LOOPBACK_SWITCH), constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH] = "0"
+    constants.ENABLE_RAY_CLUSTER = False
+
+    def restore():
+        constants.ENABLE_RAY_CLUSTER = before_const
+        if before_env is None:
+            os.environ.pop(LOOPBACK_SWITCH, None)
+        else:
+            os.environ[LOOPBACK_SWITCH] = before_env
+
+    return restore
 
 
 def build_dataset(opts, shipped, paths: list[str], input_spec):
@@ -114,13 +153,11 @@ def build_dataset(opts, shipped, paths: list[str], input_spec):
 
 def scan_ray(opts, pkg_sha: str, paths: list[str], emit) -> ModelIdentity | None:
     """Score `paths` on Ray Data; `emit(rows)` gets the rows as they come back."""
-    import ray
-
     from fakedet.package import ModelPackage
 
     with ModelPackage.open(opts.package) as pkg:
         input_spec = pkg.manifest.input
-    started = connect(opts.address, opts.num_cpus)
+    undo = connect(opts.address, opts.num_cpus)
     try:
         shipped = ship(opts.package, opts.ship)
         if shipped.sha256 != pkg_sha:
@@ -137,5 +174,5 @@ def scan_ray(opts, pkg_sha: str, paths: list[str], emit) -> ModelIdentity | None
             emit(rows)
         return identity
     finally:
-        if started:
-            ray.shutdown()
+        if undo is not None:
+            undo()

@@ -18,6 +18,7 @@ ray = pytest.importorskip("ray", reason="Ray Data is not installed: pip install 
 
 from scan_helpers import by_path, make_archive, rows_of  # noqa: E402
 
+from fakedet.runtime.scan.ray_engine import connect  # noqa: E402
 from fakedet.runtime.scan.runner import ScanOptions, run_scan  # noqa: E402
 
 ACTOR_TITLE = b"MapBatches(ScoreBatch)"
@@ -25,10 +26,10 @@ ACTOR_TITLE = b"MapBatches(ScoreBatch)"
 
 @pytest.fixture(scope="module")
 def ray_runtime():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             object_store_memory=256 * 1024 * 1024, log_to_driver=False)
+    undo = connect(None, num_cpus=2)  # the engine's own local runtime, which the scans then join
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
     yield
-    ray.shutdown()
+    undo()
 
 
 def _zip(pkg: Path, dest: Path) -> Path:
