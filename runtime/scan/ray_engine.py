@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from fakedet.errors import FakedetError
+from fakedet.errors import FakedetError, first_line
 
 from .decode import Prepared, prepare_path
 from .package_ship import ship
@@ -89,7 +89,13 @@ def connect(address: str | None, num_cpus: int | None):
     if ray.is_initialized():
         return None
     if address:
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise FakedetError(
+                f"--address {address}: cannot join the Ray cluster ({first_line(e)}); is `ray start --head` "
+                "running there? With an explicit address, Ray's token authentication needs RAY_AUTH_MODE=token "
+                "(and the cluster's token in ~/.ray/auth_token)") from None
         return ray.shutdown
     restore = _loopback_only()
     try:
