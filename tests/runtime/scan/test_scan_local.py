@@ -188,3 +188,24 @@ def test_source_and_package_errors_are_one_line_and_exit_2(tmp_path, tiny_packag
     make_archive(tmp_path / "a", good=3)
     assert scan(tmp_path / "a", "--package", tmp_path / "missing.fdet", "--out", tmp_path / "r") == 2
     assert "missing.fdet: no such file or directory" in capsys.readouterr().err
+
+
+def test_a_shard_left_unlisted_by_a_kill_is_rewritten_not_read(tmp_path, tiny_package):
+    """A kill between a shard's rename and the manifest's update leaves a whole file that
+    the manifest does not list: the next run neither skips its images nor keeps its rows."""
+    import pyarrow.parquet as pq
+
+    pkg, _ = tiny_package
+    make_archive(tmp_path / "a", good=5)
+    out = tmp_path / "r"
+    scan(tmp_path / "a", "--package", pkg, "--out", out, "--workers", "0", "--shard-size", "4")
+    manifest = json.loads((out / "scan-manifest.json").read_text())
+    last = manifest["shards"].pop()
+    (out / "scan-manifest.json").write_text(json.dumps(manifest))
+    listed = {p for s in manifest["shards"] for p in pq.read_table(out / s["file"]).column("path").to_pylist()}
+    (out / last["file"]).write_bytes(b"not parquet: what a kill mid-write would never leave, yet it is ignored")
+    scan(tmp_path / "a", "--package", pkg, "--out", out, "--workers", "0", "--shard-size", "4")
+    s = json.loads((out / "summary.json").read_text())
+    assert s["skipped_already_done"] == len(listed) and s["totals"]["rows"] == 10
+    rows = rows_of(out)
+    assert len(rows) == len({r["path"] for r in rows}) == 10
