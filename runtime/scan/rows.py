@@ -29,6 +29,8 @@ FAILURE_KINDS = (
     ("not an image", "not-an-image"),
     ("truncated", "truncated"),
     ("decompression-bomb", "too-many-pixels"),
+    ("decode-cost bomb", "too-many-scans"),
+    ("took longer than", "decode-budget"),
     ("exceeds", "too-large"),
     ("inference failed", "inference"),
     (NON_FINITE, "non-finite"),

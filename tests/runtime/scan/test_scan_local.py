@@ -209,3 +209,17 @@ def test_a_shard_left_unlisted_by_a_kill_is_rewritten_not_read(tmp_path, tiny_pa
     assert s["skipped_already_done"] == len(listed) and s["totals"]["rows"] == 10
     rows = rows_of(out)
     assert len(rows) == len({r["path"] for r in rows}) == 10
+
+
+@pytest.mark.parametrize("error, kind", [
+    ("no such file", "missing"), ("is a directory, not an image", "not-a-file"),
+    ("empty input (0 bytes)", "empty"), ("cannot decode: truncated file (image file is truncated)", "truncated"),
+    ("not an image in an accepted format (JPEG, PNG)", "not-an-image"),
+    ("9000x9000 = 81000000 pixels exceeds the limit of 89478485 (decompression-bomb guard)", "too-many-pixels"),
+    ("progressive JPEG with 300 scans, limit 100 (a decode-cost bomb)", "too-many-scans"),
+    ("decode took longer than 10 s", "decode-budget"), ("inference failed: bad shape", "inference"),
+    ("cannot decode: broken data stream", "decode")])
+def test_failure_kinds_in_the_summary(error, kind):
+    from fakedet.runtime.scan.rows import failure_kind
+
+    assert failure_kind(error) == kind
