@@ -11,14 +11,13 @@ bytes through Ray's object store (a zipped package or a bare .onnx: one file).""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError
 from fakedet.package_zip import MANIFEST_FILE
+from fakedet.tempdirs import owned_dir
 
 SHIP_MODES = ("auto", "path", "bytes")
 
@@ -42,8 +41,9 @@ class ShippedPackage:
     suffix: str = ""
 
     def materialize(self) -> tuple[str, str | None]:
-        """On a worker: (a local path to open, a temporary file to delete afterwards or None),
-        after checking the sha256."""
+        """On a worker: (a local path to open, a temporary folder to remove afterwards or None),
+        after checking the sha256. The folder names its process, so one left by a killed actor
+        is removed by the next actor that starts on that node."""
         if self.path is not None:
             got = package_sha256(self.path)
             if got != self.sha256:
@@ -57,10 +57,10 @@ class ShippedPackage:
         if got != self.sha256:
             raise FakedetError(f"package bytes from the object store have sha256 {got[:12]}..., "
                                f"expected {self.sha256[:12]}...")
-        fd, tmp = tempfile.mkstemp(prefix="fakedet-scan-pkg-", suffix=self.suffix)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return tmp, tmp
+        folder = owned_dir("fakedet-scan-pkg-")
+        path = folder / f"package{self.suffix}"
+        path.write_bytes(data)
+        return str(path), str(folder)
 
 
 def ship(path, mode: str = "auto") -> ShippedPackage:

@@ -10,6 +10,7 @@ already written), and a shard is written only whole."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 
@@ -70,10 +71,7 @@ class ScoreBatch:
     def __del__(self):
         tmp = getattr(self, "_tmp", None)
         if tmp:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
