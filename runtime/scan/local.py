@@ -5,6 +5,9 @@ follows the number of workers, not the size of the archive)."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
@@ -13,6 +16,7 @@ from .rows import ModelIdentity, score_prepared
 
 PATHS_PER_TASK = 8
 TASKS_AHEAD_PER_WORKER = 4
+PARENT_CHECK_SECONDS = 0.5
 
 
 def _chunks(seq, n):
@@ -27,7 +31,8 @@ def decode_pool(workers: int) -> ProcessPoolExecutor | None:
     if workers <= 0:
         return None
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
     for f in [pool.submit(_ready) for _ in range(workers)]:
         f.result()
     return pool
@@ -35,6 +40,18 @@ def decode_pool(workers: int) -> ProcessPoolExecutor | None:
 
 def _ready() -> bool:
     return True
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a decode worker: exit when the scan is gone. A scan killed with SIGKILL runs no
+    cleanup, and a forked worker holds both ends of its task pipe, so it would wait forever."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="fakedet-scan-parent-watch", daemon=True).start()
 
 
 def prepared_stream(paths: list[str], input_spec, pool: ProcessPoolExecutor | None, workers: int):

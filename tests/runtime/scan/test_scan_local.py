@@ -131,6 +131,25 @@ def test_sources_csv_text_and_parquet_name_the_same_rows(tmp_path, tiny_package)
     assert results["list.csv"][str(tmp_path / "missing.png")] == (None, "no such file")
 
 
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in os.listdir(f"/proc/{pid}/task"):  # a child belongs to the thread that forked it
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_killed_scan_resumes_to_the_rows_of_one_uninterrupted_scan(tmp_path, tiny_package):
     pkg, _ = tiny_package
     make_archive(tmp_path / "a", good=300)
@@ -144,8 +163,14 @@ def test_killed_scan_resumes_to_the_rows_of_one_uninterrupted_scan(tmp_path, tin
         if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 3:
             break
         time.sleep(0.005)
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: what is on disk must be whole
     proc.wait()
+    assert workers, "the scan had a decode worker"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a decode worker outlived its killed scan"
     done_before = len(rows_of(resumed))
     assert 0 < done_before < 305 and not (resumed / "summary.json").exists(), "the kill must land mid-scan"
     assert subprocess.run(args + ["--out", str(resumed), "--workers", "0", "--shard-size", "64"]).returncode == 1

@@ -105,3 +105,55 @@ def test_a_scoring_actor_killed_mid_scan_costs_no_row(tmp_path, tiny_package, ra
     rows = rows_of(out)
     assert len(rows) == len({r["path"] for r in rows}) == arch["total"] == s["totals"]["rows"]
     assert s["totals"]["failed"] == 3  # the three bad images, nothing lost to the kill
+
+
+@pytest.mark.slow
+def test_a_scan_joins_a_cluster_started_with_ray_start(tmp_path, tiny_package):
+    """`ray start --head` on 127.0.0.1 (a one-node cluster), then `fakedet scan --address`:
+    the rows of the local engine. Slow: a second Ray runtime starts and stops."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    pkg, _ = tiny_package
+    arch = make_archive(tmp_path / "a", good=10)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                             "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+                             "--disable-usage-stats", "--block"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        local = run_scan(ScanOptions(tmp_path / "a", pkg, tmp_path / "local", workers=0, progress=False))
+        cmd = [sys.executable, "-m", "fakedet", "scan", str(tmp_path / "a"), "--package", str(pkg),
+               "--out", str(tmp_path / "cluster"), "--engine", "ray", "--address", f"127.0.0.1:{port}", "-q"]
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a while to accept drivers
+            done = subprocess.run(cmd, env=dict(env, RAY_AUTH_MODE="token"), capture_output=True, text=True,
+                                  timeout=150)
+            if done.returncode == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert done.returncode == 1, done.stderr[-2000:]  # 1: the three bad images
+        s = json.loads((tmp_path / "cluster" / "summary.json").read_text())
+        assert s["engine"] == "ray" and s["totals"]["rows"] == arch["total"] == local["totals"]["rows"]
+        got, want = by_path(rows_of(tmp_path / "cluster")), by_path(rows_of(tmp_path / "local"))
+        assert got.keys() == want.keys()
+        for path, w in want.items():
+            assert got[path]["error"] == w["error"]
+            assert (w["p_fake"] is None) == (got[path]["p_fake"] is None)
+            assert w["p_fake"] is None or abs(got[path]["p_fake"] - w["p_fake"]) <= 1e-6
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # the head and the processes it started
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        address_file = Path("/tmp/ray/ray_current_cluster")  # what `ray start` leaves behind
+        if address_file.is_file() and address_file.read_text().strip() == f"127.0.0.1:{port}":
+            address_file.unlink()
