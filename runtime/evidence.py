@@ -46,6 +46,9 @@ class EvidenceMap:
     def max_region(self) -> float:
         return float(self.probs.max())
 
+    def max_logit(self) -> float:
+        return float(self.logits.max())
+
     def grid(self, max_side: int = GRID_MAX_SIDE) -> list[list[float]]:
         """Probabilities on at most max_side x max_side cells (block means of the regions)."""
         return [[round(float(v), 4) for v in row] for row in block_mean(self.probs, max_side)]
@@ -72,9 +75,20 @@ def block_mean(a: np.ndarray, max_side: int) -> np.ndarray:
                      for i in range(len(ys) - 1)], dtype=np.float32)
 
 
-def is_partial(ev: EvidenceMap, whole_image_fake: bool, partial_threshold: float) -> bool:
-    """Some regions over the partial threshold while the whole-image score is under its own."""
-    return (not whole_image_fake) and ev.max_region() >= partial_threshold
+def is_partial(ev: EvidenceMap, whole_image_fake: bool, partial_logit: float) -> bool:
+    """Some region's logit at or over the partial threshold while the whole-image score is under its own."""
+    return (not whole_image_fake) and ev.max_logit() >= partial_logit
+
+
+def logit_of(p: float) -> float:
+    """The logit of a probability (+-inf at 1 and 0)."""
+    import math
+
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))
 
 
 # ---- tiles ------------------------------------------------------------------

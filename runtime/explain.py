@@ -7,7 +7,7 @@ import numpy as np
 
 from fakedet.errors import FakedetError
 
-from .evidence import EvidenceMap, exported_map, is_partial, tile_map
+from .evidence import EvidenceMap, exported_map, is_partial, logit_of, tile_map
 from .imageio import load_image
 from .scoring import fake_logits
 
@@ -18,8 +18,8 @@ class Explainer:
         m = detector.manifest
         self.name = m.evidence.name if m.evidence is not None else None
         self.exported = self.name is not None and self._backend_has(self.name)
-        chosen = m.evidence.partial_threshold if m.evidence is not None else None
-        self.partial_threshold = float(chosen) if chosen is not None else detector.threshold
+        chosen = m.evidence.partial_logit if m.evidence is not None else None
+        self.partial_logit = float(chosen) if chosen is not None else logit_of(detector.threshold)
 
     def _backend_has(self, name: str) -> bool:
         try:
@@ -52,4 +52,4 @@ class Explainer:
 
     def attach(self, pred, ev: EvidenceMap) -> None:
         pred.evidence = ev
-        pred.partial = is_partial(ev, bool(pred.is_fake), self.partial_threshold)
+        pred.partial = is_partial(ev, bool(pred.is_fake), self.partial_logit)

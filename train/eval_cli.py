@@ -131,7 +131,7 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
         click.echo(f"splice: pixel AUC {sp['pixel_auc']:.4f} ({sp['source']} map); whole-image score misses "
                    f"{sp['whole_image_missed']}/{sp['images']['spliced']}; partial catches "
                    f"{'-' if caught is None else f'{caught:.1%}'} of those at {sp['false_partial_on_real']:.1%} "
-                   f"false partials (threshold {sp['partial_threshold']:.4f}); {out / 'splice.png'}", err=True)
+                   f"false partials (region logit >= {sp['partial_logit']:.2f}); {out / 'splice.png'}", err=True)
     bad = report["data"]["unreadable"]
     if bad["count"]:
         names = ", ".join(Path(f["path"]).name for f in bad["first"])

@@ -21,6 +21,7 @@ import numpy as np
 from fakedet.errors import DataError
 from fakedet.runtime.imageio import load_image
 from fakedet.runtime.metrics import roc_auc
+from fakedet.runtime.scoring import sigmoid
 
 SPLICE_KINDS = ("left-half", "right-half", "rectangle")
 TARGET_FALSE_PARTIAL = 0.05
@@ -107,13 +108,13 @@ def splice_report(real_preds, splice_preds, splices: list[Splice], target: float
         scores.append(probs.reshape(-1))
         per_image.append(roc_auc(s.mask.reshape(-1), probs.reshape(-1)))
     pooled = roc_auc(np.concatenate(labels), np.concatenate(scores))
-    real_max = np.array([p.evidence.max_region() for p in reals])
+    real_max = np.array([p.evidence.max_logit() for p in reals])  # logits: probabilities saturate at 1
     real_fake = np.array([bool(p.is_fake) for p in reals])
     fit, test = np.arange(len(reals)) % 2 == 0, np.arange(len(reals)) % 2 == 1
     threshold = false_partial_threshold(real_max[fit], real_fake[fit], target)
     false_partial = float(np.mean(~real_fake[test] & (real_max[test] >= threshold)))
     sp_fake = np.array([bool(p.is_fake) for p, _ in ok])
-    sp_max = np.array([p.evidence.max_region() for p, _ in ok])
+    sp_max = np.array([p.evidence.max_logit() for p, _ in ok])
     missed = ~sp_fake
     caught = missed & (sp_max >= threshold)
     by_kind = {}
@@ -130,7 +131,8 @@ def splice_report(real_preds, splice_preds, splices: list[Splice], target: float
         "mean_pixel_auc_per_image": float(np.nanmean(per_image)),
         "whole_image_missed": int(missed.sum()),
         "whole_image_missed_share": float(missed.mean()),
-        "partial_threshold": threshold,
+        "partial_logit": threshold,
+        "partial_threshold": float(sigmoid(np.array([threshold]))[0]),
         "partial_threshold_chosen_on": f"{int(fit.sum())} untouched real images (even positions), "
                                        f"at most {target:.0%} false partials",
         "partial_caught_of_missed": float(caught.sum() / missed.sum()) if missed.any() else None,

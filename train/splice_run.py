@@ -45,7 +45,7 @@ def run_splice(model: Path, data: Path, recon_dir: Path, out: Path, backend: str
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metrics["splice"] = report
     atomic_write_text(metrics_file, json.dumps(metrics, indent=2) + "\n")
-    atomic_write_bytes(out / "splice.png", example_grid(splices, splice_preds, report["partial_threshold"]))
+    atomic_write_bytes(out / "splice.png", example_grid(splices, splice_preds, report["partial_logit"]))
     if set_partial:
         write_partial_threshold(Path(model), report)
     return report
@@ -63,8 +63,8 @@ def write_partial_threshold(model: Path, report: dict) -> None:
         if ev is None:
             raise DataError(f"{model}: the package has no exported evidence output; its tile maps use the "
                             "decision threshold (export again to get one)")
-        ev.partial_threshold = report["partial_threshold"]
-        ev.details["partial"] = {k: report[k] for k in ("partial_threshold_chosen_on", "false_partial_on_real",
+        ev.partial_logit = report["partial_logit"]
+        ev.details["partial"] = {k: report[k] for k in ("partial_threshold", "partial_threshold_chosen_on", "false_partial_on_real",
                                                         "partial_caught_of_missed", "pixel_auc")}
         with PackageWriter(model, manifest, base=pkg):
             pass
@@ -76,7 +76,7 @@ def _overlay(pixels: np.ndarray, probs: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def example_grid(splices: list[Splice], preds, partial_threshold: float, rows: int = GRID_ROWS) -> bytes:
+def example_grid(splices: list[Splice], preds, partial_logit: float, rows: int = GRID_ROWS) -> bytes:
     """PNG: per row, the spliced image with the true region outlined, its overlay, and the verdict."""
     from .splice import pixel_probs
 
@@ -97,7 +97,7 @@ def example_grid(splices: list[Splice], preds, partial_threshold: float, rows: i
         y = pad + r * (side + pad)
         sheet.paste(left, (pad, y))
         sheet.paste(_overlay(s.pixels, probs).resize((side, side), Image.Resampling.NEAREST), (2 * pad + side, y))
-        verdict = "FAKE" if p.is_fake else ("partial" if p.evidence.max_region() >= partial_threshold else "real")
+        verdict = "FAKE" if p.is_fake else ("partial" if p.evidence.max_logit() >= partial_logit else "real")
         draw.text((3 * pad + 2 * side, y + 8), f"{s.kind}\nP(fake) {p.score:.3f}\nmax region "
                   f"{p.evidence.max_region():.3f}\n-> {verdict}", fill="black")
     buf = io.BytesIO()

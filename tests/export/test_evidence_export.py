@@ -77,8 +77,8 @@ def test_manifest_declares_it_and_older_schemas_still_read(tiny_package):
         assert Manifest.from_dict({**old, "schema_version": version, "artifacts": []}).evidence is None
     with pytest.raises(ManifestError, match="evidence needs schema_version 3"):
         Manifest.from_dict({**d, "schema_version": 2})
-    with pytest.raises(ManifestError, match="partial_threshold"):
-        Manifest.from_dict({**d, "evidence": {**d["evidence"], "partial_threshold": 2.0}})
+    with pytest.raises(ManifestError, match="partial_logit"):
+        Manifest.from_dict({**d, "evidence": {**d["evidence"], "partial_logit": "high"}})
 
 
 def test_no_evidence_flag_exports_one_output(evidence_packages):

@@ -40,9 +40,10 @@ def test_block_mean_against_a_loop():
 def test_partial_needs_a_region_over_while_the_image_is_under():
     ev = EvidenceMap(np.array([[-3.0, 2.0], [-3.0, -3.0]], np.float32), "exported", "input", (8, 8), 0.5)
     assert ev.area_over() == 0.25 and abs(ev.max_region() - float(sigmoid(np.array([2.0]))[0])) < 1e-6
-    assert is_partial(ev, whole_image_fake=False, partial_threshold=0.8)
-    assert not is_partial(ev, whole_image_fake=True, partial_threshold=0.8)  # already a fake: not "partial"
-    assert not is_partial(ev, whole_image_fake=False, partial_threshold=0.9)
+    assert ev.max_logit() == 2.0
+    assert is_partial(ev, whole_image_fake=False, partial_logit=1.5)
+    assert not is_partial(ev, whole_image_fake=True, partial_logit=1.5)  # already a fake: not "partial"
+    assert not is_partial(ev, whole_image_fake=False, partial_logit=2.5)
 
 
 def test_tile_layout_covers_the_image_with_half_overlaps():

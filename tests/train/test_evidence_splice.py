@@ -101,4 +101,4 @@ def test_eval_splice_writes_figures_and_grid(tmp_path, evidence_packages):
     from fakedet.package import ModelPackage
 
     with ModelPackage.open(pkg) as p:
-        assert p.manifest.evidence.partial_threshold == pytest.approx(sp["partial_threshold"])
+        assert p.manifest.evidence.partial_logit == pytest.approx(sp["partial_logit"])
