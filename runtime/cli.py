@@ -14,6 +14,7 @@ from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
 from .selection import BACKENDS, PRECISIONS, choose, explain
+from .verdict import verdict_lines, verdict_summary
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -26,6 +27,7 @@ Examples:
   fakedet predict model.fdet photos/ uploads/ --batch 16
   fakedet predict model.fdet photos/ --json > scores.jsonl
   fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
+  fakedet predict model.fdet uploads/ --operating-point fpr-1% --json
   fakedet predict clip-text.fdet post.jpg --caption "sunset over the harbour"
   fakedet predict clip-text.fdet uploads/ --captions captions.csv   # path,caption
 \b
@@ -48,14 +50,16 @@ or package errors.""",
               help="Which artifact precision to run.")
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
+@click.option("--operating-point", default=None, metavar="NAME",
+              help="Decide at this named operating point of the package (`fakedet info` lists them).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--captions", "captions_csv", type=click.Path(path_type=Path), default=None,
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, captions_csv, caption_text,
-            as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, operating_point, threads, captions_csv,
+            caption_text, as_json, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -68,7 +72,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         raise FakedetError(f"no images found in {', '.join(map(str, paths))}")
     caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
-    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold,
+                        operating_point=operating_point, **options)
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
         if caption_of is not None and not det.takes_captions:
@@ -97,7 +102,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         det.close()
     if not quiet:
         click.echo(
-            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}), {failed} failed, "
+            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}"
+            f"{f', operating point {det.operating_point}' if det.operating_point else ''}), {failed} failed, "
             f"{len(items)} total",
             err=True,
         )
@@ -176,7 +182,8 @@ def info(package, as_json, no_verify) -> int:
     backends = _backend_lines(pkg)
     m = pkg.manifest
     if as_json:
-        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))
+        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends,
+                               "verdict": verdict_summary(m)}, indent=2))
     else:
         def echo(line: str) -> None:  # manifest strings are the package author's: no raw escapes
             click.echo(printable(line))
@@ -195,6 +202,8 @@ def info(package, as_json, no_verify) -> int:
                  f"{tx.tokenizer}), truncation {tx.truncation}, empty caption: {tx.empty_caption}")
         echo(f"output       {m.output.name} ({m.output.kind})")
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
+        for line in verdict_lines(m):
+            echo(line)
         for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
             if key in m.provenance:
                 val = m.provenance[key]

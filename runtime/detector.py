@@ -14,7 +14,8 @@ from .embedding import EmbeddingAPI, serialized
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
 from .backends.registry import split_options
-from .scoring import check_output, fake_logits, sigmoid
+from .scoring import check_output, fake_logits
+from .verdict import calibrated_probability, decision_threshold
 from .selection import Choice, choose, make_backend
 
 NON_FINITE = "model produced a non-finite score (NaN or infinity)"
@@ -23,10 +24,12 @@ NON_FINITE = "model produced a non-finite score (NaN or infinity)"
 @dataclass
 class Prediction:
     source: str
-    score: float | None = None  # P(fake)
-    logit: float | None = None
+    score: float | None = None  # P(fake), calibrated where the package has a calibration
+    logit: float | None = None  # the model's raw logit
     is_fake: bool | None = None
     error: str | None = None
+    operating_point: str | None = None  # the named point whose threshold decided is_fake
+    provenance: dict | None = None  # declared origin (C2PA, XMP, EXIF), beside the score; predict(provenance=True)
 
     @property
     def ok(self) -> bool:
@@ -47,13 +50,15 @@ class Detector(EmbeddingAPI):
     EmbeddingAPI for the guarantee, apredict, predict_frames and warmup.
     """
 
-    def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None):
+    def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None,
+                 operating_point: str | None = None):
         self.package = package
         self.manifest = package.manifest
         self.choice = choice
         self.backend = serialized(backend)  # thread safety: one inference call at a time
         self.batch_size = max(1, int(batch_size))
-        self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
+        self.threshold, self.operating_point = decision_threshold(self.manifest, threshold, operating_point)
+        self.calibration = self.manifest.calibration  # None: P(fake) = sigmoid(logit)
         self.captions = CaptionInput.of(package)  # None for an image-only model
 
     @property
@@ -69,12 +74,15 @@ class Detector(EmbeddingAPI):
         precision: str = "auto",
         batch_size: int = 8,
         threshold: float | None = None,
+        operating_point: str | None = None,
         **backend_options,
     ) -> "Detector":
-        """`backend_options` go to the backend (e.g. threads=4 for ONNX Runtime); unknown ones
+        """`operating_point`: a named point of the package (its threshold decides is_fake;
+        refused with `threshold`). `backend_options` go to the backend (e.g. threads=4 for ONNX Runtime); unknown ones
         are refused. With backend="auto", an option the chosen backend does not take (threads
         on TensorRT) is left out."""
         pkg = path_or_package if isinstance(path_or_package, ModelPackage) else ModelPackage.open(path_or_package)
+        decision_threshold(pkg.manifest, threshold, operating_point)  # an unknown point fails before the backend opens
         choice = choose(pkg, backend, precision)
         if backend == "auto":
             backend_options, _ = split_options(choice.backend, backend_options)
@@ -84,7 +92,7 @@ class Detector(EmbeddingAPI):
         except FakedetError:
             runner.close()
             raise
-        return cls(pkg, choice, runner, batch_size, threshold)
+        return cls(pkg, choice, runner, batch_size, threshold, operating_point)
 
     # ---- prediction -------------------------------------------------------
     def _prepare(self, item) -> np.ndarray:
@@ -124,14 +132,18 @@ class Detector(EmbeddingAPI):
 
     def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
         """Preprocessed float32 batch (and, for a caption-aware model, a caption per row) ->
-        P(fake) per row."""
+        P(fake) per row (calibrated where the package has a calibration)."""
+        return calibrated_probability(self.logits_tensors(batch, captions), self.calibration)
+
+    def logits_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
+        """The model's raw logit per row of a preprocessed batch (what a calibration is fitted on)."""
         feed = batch
         if self.captions is not None:
             caps = self.captions.align(captions, len(batch))
             for c in caps:
                 self.captions.check(c)
             feed = self.captions.feed(self.manifest.input.name, batch, caps)
-        return sigmoid(fake_logits(self.backend.infer(feed), self.manifest.output))
+        return fake_logits(self.backend.infer(feed), self.manifest.output)
 
     def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None) -> None:
         by_shape: dict[tuple, list[int]] = {}
@@ -149,7 +161,7 @@ class Detector(EmbeddingAPI):
                     for i in chunk:
                         preds[i].error = f"inference failed: {first_line(e)}"
                     continue
-                probs = sigmoid(logits)
+                probs = calibrated_probability(logits, self.calibration)
                 for i, lg, p in zip(chunk, logits, probs):
                     if not np.isfinite(lg):  # NaN/inf is no verdict (NaN std, fp16 overflow, inf - inf)
                         preds[i].error = NON_FINITE
@@ -157,6 +169,7 @@ class Detector(EmbeddingAPI):
                     preds[i].logit = float(lg)
                     preds[i].score = float(p)
                     preds[i].is_fake = bool(p >= self.threshold)
+                    preds[i].operating_point = self.operating_point
 
     def describe(self) -> str:
         return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"

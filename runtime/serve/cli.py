@@ -80,12 +80,15 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
+@click.option("--operating-point", default=None, metavar="NAME",
+              help="Decide at this named operating point of the package (`fakedet info` lists them).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Threads decoding images (0: one per core).")
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
-          max_caption_bytes, timeout_s, token_file, threshold, threads, decode_workers, access_log) -> int:
+          max_caption_bytes, timeout_s, token_file, threshold, operating_point, threads, decode_workers,
+          access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -104,6 +107,6 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     options = {"threads": threads} if threads else {}
     infer = inference_thread()  # the model is opened, run and closed on this one thread
     det = infer.submit(Detector.open, package, backend=backend, precision=precision, batch_size=max_batch,
-                       threshold=threshold, **options).result()
+                       threshold=threshold, operating_point=operating_point, **options).result()
     run(det, config, announce=lambda msg: click.echo(msg, err=True), infer_executor=infer)
     return 0

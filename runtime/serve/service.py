@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
+from ..verdict import verdict_summary
 from .batcher import Batcher, Scored
 from .config import ServeConfig
 from .metrics import ServiceMetrics
@@ -129,7 +130,7 @@ class Service:
         ignores it) -> its result."""
         timings = {"queue": None, "decode": None, "infer": None}
         out = {"name": name, "score": None, "logit": None, "decision": "error",
-               "threshold": self.detector.threshold, "error": None, "model": self.model,
+               "threshold": self.detector.threshold, "operating_point": self.detector.operating_point, "error": None, "model": self.model,
                "backend": self.backend, "timings_ms": timings}
         refused = self._caption_refused(caption)
         if refused is not None:
@@ -172,7 +173,8 @@ class Service:
                       "policy": pre.policy, "size": list(pre.size) if pre.size else None,
                       "max_pixels": pre.max_pixels},
             "output": {"name": m.output.name, "kind": m.output.kind},
-            "threshold": {"value": det.threshold, "method": m.threshold.method},
+            "threshold": {"value": det.threshold, "method": m.threshold.method, "operating_point": det.operating_point},
+            "verdict": verdict_summary(m),
             "artifact": {"file": det.choice.artifact.file, "kind": det.choice.artifact.kind,
                          "sha256": det.choice.artifact.sha256, "precision": det.choice.precision},
             "backend": {"name": det.choice.backend, "device": det.backend.describe(), "reason": det.choice.reason},
