@@ -57,9 +57,11 @@ or package errors.""",
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
+@click.option("--provenance/--no-provenance", default=True, show_default=True,
+              help="With --json: each image's declared origin (C2PA, XMP, EXIF/PNG text) beside its score.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
 def predict(package, paths, backend, precision, batch_size, threshold, operating_point, threads, captions_csv,
-            caption_text, as_json, quiet) -> int:
+            caption_text, as_json, provenance, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -85,7 +87,7 @@ def predict(package, paths, backend, precision, batch_size, threshold, operating
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             caps = [caption_of(p) for p in chunk] if caption_of is not None else None
-            for p in det.predict(chunk, captions=caps):
+            for p in det.predict(chunk, captions=caps, provenance=as_json and provenance):
                 if p.ok:
                     scored += 1
                     fakes += int(bool(p.is_fake))

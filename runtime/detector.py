@@ -13,6 +13,7 @@ from .captions import CaptionInput
 from .embedding import EmbeddingAPI, serialized
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
+from .provenance import read_provenance
 from .backends.registry import split_options
 from .scoring import check_output, fake_logits
 from .verdict import calibrated_probability, decision_threshold
@@ -100,7 +101,7 @@ class Detector(EmbeddingAPI):
         img = load_image(item, self.manifest.input.preprocess.max_pixels)
         return preprocess_image(img, self.manifest.input, name)
 
-    def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
+    def predict(self, items, batch_size: int | None = None, captions=None, provenance: bool = False) -> list[Prediction]:
         """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
         its error in its Prediction; the others are scored. Items are decoded, preprocessed
         and scored one batch-sized window at a time, so memory follows the batch size, not
@@ -108,7 +109,10 @@ class Detector(EmbeddingAPI):
 
         `captions`: one per image (str, or None for none), read by a caption-aware model
         (`takes_captions`); an image without one fails unless the package says an empty
-        caption is valid. An image-only model ignores them."""
+        caption is valid. An image-only model ignores them.
+
+        `provenance`: also read what each path or encoded image declares about its origin
+        (C2PA, XMP, EXIF / PNG text) into Prediction.provenance; the score is untouched."""
         items = list(items)
         caps = self.captions.align(captions, len(items)) if self.captions is not None else None
         preds = [Prediction(source=source_name(it)) for it in items]
@@ -116,6 +120,8 @@ class Detector(EmbeddingAPI):
         for start in range(0, len(items), window):
             tensors: dict[int, np.ndarray] = {}
             for i in range(start, min(start + window, len(items))):
+                if provenance:
+                    preds[i].provenance = read_provenance(items[i])  # bounded; never raises
                 try:
                     if caps is not None:
                         self.captions.check(caps[i])

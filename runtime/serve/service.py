@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
+from ..provenance import read_provenance
 from ..verdict import verdict_summary
 from .batcher import Batcher, Scored
 from .config import ServeConfig
@@ -139,7 +140,9 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
+        declared = loop.run_in_executor(self.decode_pool, read_provenance, data)  # beside the score, bounded
         tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data, caption)
+        out["provenance"] = await declared
         self.metrics.latency.labels("decode").observe(decode_s)
         timings["decode"] = round(decode_s * 1e3, 3)
         out["error"] = error
