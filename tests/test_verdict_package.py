@@ -139,3 +139,20 @@ def test_serve_answers_with_the_named_operating_point(fitted):
     assert res["score"] == pytest.approx(expit(res["logit"] / ModelPackage.open(pkg).manifest.calibration.temperature))
     assert summary["threshold"]["operating_point"] == "balanced"
     assert [p["name"] for p in summary["verdict"]["operating_points"]] == ["fpr-1%", "fpr-5%", "balanced"]
+
+
+def test_watch_decides_at_the_named_operating_point(fitted):
+    pytest.importorskip("cv2")
+    from appliance_helpers import write_video
+
+    pkg, tmp = fitted["pkg"], fitted["tmp"]
+    point = ModelPackage.open(pkg).manifest.operating_point("balanced")
+    video = write_video(tmp / "clip.avi", [130 + 8 * i for i in range(16)])
+    out = tmp / "watch.jsonl"
+    assert main(["watch", str(pkg), "--source", str(video), "--every", "1", "--out", str(out), "-q",
+                 "--operating-point", "balanced"]) == 0
+    events = [json.loads(x) for x in out.read_text().splitlines()]
+    frames = [e for e in events if e["event"] == "frame"]
+    assert len(frames) == 16 and all(e["is_fake"] == (e["score"] >= point.threshold) for e in frames)
+    assert 0 < sum(e["is_fake"] for e in frames) < 16  # the point splits this sweep of brightness
+    assert events[-1]["event"] == "summary" and events[-1]["operating_point"] == "balanced"
