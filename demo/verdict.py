@@ -38,7 +38,9 @@ def _figure(report: Path) -> str:
     rep = json.loads(report.read_text())
     h = rep["held_out"]
     pts = ", ".join(f"{p['name']} TPR {p['tpr']:.3f} at FPR {p['fpr']:.3f}" for p in rep["operating_points"])
-    return (f"T {rep['calibration']['temperature']:.3g}: ECE {h['ece_before']:.3f} -> {h['ece_after']:.3f}, "
+    cal = rep["calibration"]
+    how = f"T {cal['temperature']:.3g}" + (f", bias {cal['bias']:+.3g}" if "bias" in cal else "")
+    return (f"{cal['method']} {how}: ECE {h['ece_before']:.3f} -> {h['ece_after']:.3f}, "
             f"AUC {h['auc_before']:.4f} -> {h['auc_after']:.4f}; {pts}")
 
 

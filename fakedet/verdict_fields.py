@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import ManifestError
 from .manifest_fields import _choice, _int, _need, _no_unknown, _num, _object, _str
 
-CALIBRATION_METHODS = ("temperature", "isotonic")
+CALIBRATION_METHODS = ("temperature", "platt", "isotonic")
 MAX_KNOTS = 4096
 MAX_POINTS = 64
 POINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.%+-]{0,63}$")
@@ -28,11 +28,13 @@ def _data(d, where: str) -> dict:
 
 @dataclass
 class ProbabilityCalibration:
-    """temperature: P(fake) = sigmoid(logit / temperature). isotonic: P(fake) =
+    """temperature: P(fake) = sigmoid(logit / temperature). platt: sigmoid(logit / temperature
+    + bias) (temperature scaling with a shift: it also corrects a class prior). isotonic: P(fake) =
     interp(sigmoid(logit), x, y), a non-decreasing piecewise-linear map (clipped at the ends)."""
 
     method: str
     temperature: float = 1.0
+    bias: float = 0.0
     x: list = field(default_factory=list)
     y: list = field(default_factory=list)
     data: dict = field(default_factory=dict)  # count, list_sha256, source
@@ -41,6 +43,7 @@ class ProbabilityCalibration:
     def validate(self, where: str = "calibration") -> "ProbabilityCalibration":
         _choice(self.method, where, "method", CALIBRATION_METHODS)
         self.temperature = _num(self.temperature, where, "temperature", 1e-3, 1e3)
+        self.bias = _num(self.bias, where, "bias", -100.0, 100.0)
         if not isinstance(self.x, list) or not isinstance(self.y, list) or len(self.x) != len(self.y):
             raise ManifestError(f"{where}: x and y must be lists of the same length")
         if len(self.x) > MAX_KNOTS:
@@ -64,8 +67,10 @@ class ProbabilityCalibration:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if self.method == "temperature":
+        if self.method != "isotonic":
             d.pop("x"), d.pop("y")
+        if self.method != "platt":
+            d.pop("bias")
         return d
 
 

@@ -18,8 +18,8 @@ def calibrated_probability(logits, calibration: ProbabilityCalibration | None) -
     z = np.asarray(logits, dtype=np.float64)
     if calibration is None:
         return sigmoid(z)
-    if calibration.method == "temperature":
-        return sigmoid(z / calibration.temperature)
+    if calibration.method in ("temperature", "platt"):
+        return sigmoid(z / calibration.temperature + calibration.bias)
     return np.interp(sigmoid(z), np.asarray(calibration.x, np.float64), np.asarray(calibration.y, np.float64))
 
 
@@ -40,7 +40,8 @@ def verdict_summary(manifest: Manifest) -> dict:
     cal = manifest.calibration
     return {
         "calibration": None if cal is None else {"method": cal.method, "temperature": cal.temperature
-                                                 if cal.method == "temperature" else None,
+                                                 if cal.method != "isotonic" else None,
+                                                 "bias": cal.bias if cal.method == "platt" else None,
                                                  "fitted_on": cal.data, "metrics": cal.metrics},
         "operating_points": [p.to_dict() for p in manifest.operating_points],
     }
@@ -51,7 +52,9 @@ def verdict_lines(manifest: Manifest) -> list[str]:
     cal = manifest.calibration
     lines = []
     if cal is not None:
-        how = f"temperature {cal.temperature:.4g}" if cal.method == "temperature" else f"isotonic, {len(cal.x)} knots"
+        how = {"temperature": f"temperature {cal.temperature:.4g}",
+               "platt": f"platt, temperature {cal.temperature:.4g}, bias {cal.bias:+.4g}"}.get(
+            cal.method, f"isotonic, {len(cal.x)} knots")
         ece = cal.metrics
         lines.append(f"calibration  {how}, fitted on {cal.data.get('count')} images"
                      + (f"; ECE {ece['ece_before']:.4f} -> {ece['ece_after']:.4f} held out" if "ece_after" in ece else ""))

@@ -57,6 +57,41 @@ def fit_temperature(logits, labels, iterations: int = 100) -> float:
     return float(np.clip(1.0 / a, 1e-3, 1e3))
 
 
+def fit_platt(logits, labels, iterations: int = 100) -> tuple[float, float]:
+    """(temperature, bias) minimising the NLL of sigmoid(logit / T + b): Newton's method on
+    (a = 1/T, b) (convex), with step halving; a kept positive so the map stays increasing."""
+    z = np.asarray(logits, np.float64).reshape(-1)
+    y = np.asarray(labels, np.float64).reshape(-1)
+    x = np.stack([z, np.ones_like(z)], 1)
+
+    def nll(w):
+        s = x @ w
+        return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+    w = np.array([1.0, 0.0])
+    f = nll(w)
+    for _ in range(iterations):
+        p = sigmoid(x @ w)
+        g = x.T @ (p - y) / len(y)
+        h = (x * (p * (1 - p))[:, None]).T @ x / len(y) + 1e-12 * np.eye(2)
+        step = np.linalg.solve(h, g)
+        t = 1.0
+        while t > 1e-8:
+            cand = w - t * step
+            cand[0] = max(cand[0], 1e-3)
+            fc = nll(cand)
+            if fc <= f:
+                break
+            t /= 2
+        else:
+            break
+        done = np.abs(cand - w).max() < 1e-12
+        w, f = cand, fc
+        if done:
+            break
+    return float(1.0 / w[0]), float(np.clip(w[1], -100.0, 100.0))
+
+
 def fit_isotonic(probs, labels) -> tuple[list, list]:
     """Knots (x, y) of the least-squares non-decreasing fit of labels on probs (pool adjacent
     violators over ties-merged points), read back by linear interpolation between knots."""
@@ -83,11 +118,14 @@ def fit_isotonic(probs, labels) -> tuple[list, list]:
 def fit_calibration(logits, labels, method: str = "temperature", data: dict | None = None) -> ProbabilityCalibration:
     if method == "temperature":
         cal = ProbabilityCalibration("temperature", temperature=fit_temperature(logits, labels))
+    elif method == "platt":
+        t, b = fit_platt(logits, labels)
+        cal = ProbabilityCalibration("platt", temperature=t, bias=b)
     elif method == "isotonic":
         kx, ky = fit_isotonic(sigmoid(np.asarray(logits, np.float64)), labels)
         cal = ProbabilityCalibration("isotonic", x=kx, y=ky)
     else:
-        raise ValueError(f"unknown calibration method '{method}' (known: temperature, isotonic)")
+        raise ValueError(f"unknown calibration method '{method}' (known: temperature, platt, isotonic)")
     cal.data = data or {"count": int(np.size(labels)), "list_sha256": "0" * 64}
     return cal.validate()
 

@@ -47,6 +47,22 @@ def test_temperature_is_the_nll_minimiser_scipy_finds():
     assert 3.0 < t < 5.5  # the data were made 4x too sharp
 
 
+def test_platt_is_scikit_learns_unregularised_logistic_regression_on_the_logit():
+    from sklearn.linear_model import LogisticRegression
+
+    from fakedet.runtime.verdict_fit import fit_platt
+
+    z, y = overconfident(seed=5)
+    y = np.where(np.random.default_rng(6).random(y.size) < 0.3, 1, y)  # a prior the model never saw
+    t, b = fit_platt(z, y)
+    ref = LogisticRegression(C=1e12, tol=1e-12, max_iter=10_000).fit(z[:, None], y)
+    assert 1 / t == pytest.approx(ref.coef_[0, 0], rel=1e-5) and b == pytest.approx(ref.intercept_[0], abs=1e-5)
+    cal = fit_calibration(z, y, "platt", {"count": len(y), "list_sha256": SHA})
+    assert np.allclose(calibrated_probability(z, cal), ref.predict_proba(z[:, None])[:, 1], atol=1e-6)
+    m = Manifest.from_json(Manifest(name="m", calibration=cal).to_json()).calibration
+    assert (m.method, m.temperature, m.bias) == ("platt", cal.temperature, cal.bias)
+
+
 def test_isotonic_matches_scikit_learn_everywhere():
     z, y = overconfident(300, seed=1)
     p = 1 / (1 + np.exp(-z))

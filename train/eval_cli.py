@@ -88,8 +88,9 @@ Examples:
 @click.option("--fit-calibration", "calibration_data", default=None, type=click.Path(exists=True),
               help="Packages: fit a probability calibration on this held-out labelled set, measure the operating "
                    "points on --data, and write both into the package (see below).")
-@click.option("--calibration-method", type=click.Choice(["temperature", "isotonic"]), default="temperature",
-              show_default=True, help="With --fit-calibration: the map from logit to calibrated P(fake).")
+@click.option("--calibration-method", type=click.Choice(["temperature", "platt", "isotonic"]), default="temperature",
+              show_default=True, help="With --fit-calibration: the map from logit to calibrated P(fake) "
+                                      "(platt: temperature plus a shift, for a class prior unlike training's).")
 @click.option("--save-to", type=click.Path(path_type=Path), default=None,
               help="With --fit-calibration: write the calibrated package here (default: update it in place).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
