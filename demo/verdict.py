@@ -13,6 +13,10 @@ from fakedet.runtime.dataset_index import index_dataset
 from .data import photo_of
 from .stages import Runner
 
+# Platt, not plain temperature: the detector trains on balanced pairs and the held-out set holds
+# two fakes per real crop; a temperature alone keeps P = 0.5 at logit 0 and cannot move the prior.
+METHOD = "platt"
+
 
 def split_heldout(held: Path, out: Path) -> tuple[Path, Path]:
     """Two disjoint CSV lists of the held-out set: crops alternate between them within each
@@ -50,5 +54,5 @@ def verdict_stage(r: Runner, out: Path, pkg: Path, held: Path) -> None:
     calibration, thresholds = split_heldout(held, out)
     r.command("calibrate P(fake), operating points", [
         "eval", pkg, "--data", thresholds, "--fit-calibration", calibration, "--out", out / "eval-verdict",
-        "--backend", "ort-cpu", "--precision", "fp32", "--quiet"],
+        "--backend", "ort-cpu", "--precision", "fp32", "--quiet", "--calibration-method", METHOD],
         artifact=out / "eval-verdict" / "calibration.png", figure=lambda _: _figure(out / "eval-verdict" / "calibration.json"))

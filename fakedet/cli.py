@@ -27,6 +27,7 @@ COMMANDS = {
     "import": ("fakedet.train.importers.cli", "import_", "Import a published detector checkpoint (CNNDetection, ...)."),
     "serve": ("fakedet.runtime.serve.cli", "serve", "HTTP service: batched scoring, limits, metrics, console."),
     "watch": ("fakedet.runtime.watch_cli", "watch", "Score video, stream or camera frames; alert on fakes."),
+    "scan": ("fakedet.runtime.scan.cli", "scan", "Score an archive into resumable Parquet shards (local or Ray Data)."),
     "demo": ("fakedet.demo.cli", "demo", "Every stage on real photographs bundled in wheels, offline, in minutes."),
 }
 
@@ -77,6 +78,7 @@ Examples:
   fakedet bench r50.fdet --backend ort-cpu --precision fp32,int8 --batch 1,8
   fakedet serve r50.fdet --port 8000
   fakedet watch r50.fdet --source rtsp://cam/stream --fps 2 --alert-frames 3
+  fakedet scan archive/ --package r50.fdet --out results/
 
 Exit codes: 0 all went well, 1 some items failed, 2 usage or input errors.""",
 )

@@ -65,12 +65,12 @@ class Detector:
         self.batch_size = max(1, int(batch_size))
         self.threshold, self.operating_point = decision_threshold(self.manifest, threshold, operating_point)
         self.calibration = self.manifest.calibration  # None: P(fake) = sigmoid(logit)
-        self.captions = CaptionInput.of(package)  # None for an image-only model
+        self.captions = CaptionInput.for_package(package)  # ImageOnly (the null object) for an image-only model
 
     @property
     def takes_captions(self) -> bool:
         """True for a caption-aware model: each image is scored with its caption."""
-        return self.captions is not None
+        return self.captions.takes_captions
 
     @classmethod
     def open(
@@ -119,7 +119,7 @@ class Detector:
         `provenance`: also read what each path or encoded image declares about its origin
         (C2PA, XMP, EXIF / PNG text) into Prediction.provenance; the score is untouched."""
         items = list(items)
-        caps = self.captions.align(captions, len(items)) if self.captions is not None else None
+        caps = self.captions.align(captions, len(items))
         preds = [Prediction(source=source_name(it)) for it in items]
         window = self.backend.input_spec.fixed_batch() or batch_size or self.batch_size
         for start in range(0, len(items), window):
@@ -128,8 +128,7 @@ class Detector:
                 if provenance:
                     preds[i].provenance = read_provenance(items[i])  # bounded; never raises
                 try:
-                    if caps is not None:
-                        self.captions.check(caps[i])
+                    self.captions.check(caps[i])
                     tensors[i] = self._prepare(items[i])
                 except ImageError as e:
                     preds[i].error = e.problem
@@ -148,15 +147,13 @@ class Detector:
 
     def logits_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
         """The model's raw logit per row of a preprocessed batch (what a calibration is fitted on)."""
-        feed = batch
-        if self.captions is not None:
-            caps = self.captions.align(captions, len(batch))
-            for c in caps:
-                self.captions.check(c)
-            feed = self.captions.feed(self.manifest.input.name, batch, caps)
+        caps = self.captions.align(captions, len(batch))
+        for c in caps:
+            self.captions.check(c)
+        feed = self.captions.feed(self.manifest.input.name, batch, caps)
         return fake_logits(self.backend.infer(feed), self.manifest.output)
 
-    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None) -> None:
+    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps: list) -> None:
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
             by_shape.setdefault(t.shape, []).append(i)
@@ -164,8 +161,7 @@ class Detector:
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
-                if caps is not None:
-                    batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
+                batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run
@@ -213,9 +209,8 @@ class Detector:
         sizes = [fixed] if fixed else sorted({max(1, int(b)) for b in batch_sizes})
         t0 = time.perf_counter()
         for b in sizes:
-            x = np.zeros((b,) + tuple(shape), dtype=np.float32)
-            if self.captions is not None:  # a caption-aware model: an empty caption beside each image
-                x = self.captions.feed(self.manifest.input.name, x, [""] * b)
+            # a caption-aware model: an empty caption beside each image
+            x = self.captions.feed(self.manifest.input.name, np.zeros((b,) + tuple(shape), dtype=np.float32), [""] * b)
             for _ in range(max(1, rounds)):
                 self.backend.infer(x)
         return time.perf_counter() - t0
@@ -233,13 +228,11 @@ class Detector:
         names = names or [f"<tensor:{i}>" for i in range(len(tensors))]
         preds = [Prediction(source=n) for n in names]
         ready = dict(enumerate(tensors))
-        caps = None
-        if self.captions is not None:
-            caps = self.captions.align(captions, len(tensors))
-            for i in list(ready):
-                preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
-                if preds[i].error:
-                    del ready[i]
+        caps = self.captions.align(captions, len(tensors))
+        for i in list(ready):
+            preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
+            if preds[i].error:
+                del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)
         return preds
 

@@ -156,7 +156,8 @@ def test_quick_demo_runs_every_stage(tmp_path):
     assert abs(sm["auc"]["fp32"]["all fakes"]["all"] - sm["auc"]["int8"]["all fakes"]["all"]) <= 0.005
     verdict = json.loads((tmp_path / "d" / "eval-verdict" / "calibration.json").read_text())["held_out"]
     assert verdict["auc_after"] == verdict["auc_before"] and sm["predictions"][0]["operating_point"] is None
-    for f in ("eval-checkpoint/roc.png", "bench.png", "eval-verdict/calibration.png", "detector.fdet/model.int8.onnx", "detector.fdet/calibration.json"):
+    for f in ("eval-checkpoint/roc.png", "bench.png", "eval-verdict/calibration.png", "detector.fdet/model.int8.onnx",
+              "detector.fdet/calibration.json"):
         assert (tmp_path / "d" / f).is_file(), f
 
 
