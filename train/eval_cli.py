@@ -44,7 +44,8 @@ torchrun training wrote (<out>/best) with one plain `fakedet eval` afterwards.
 
 \b
 Verdicts (packages): --fit-calibration CAL fits temperature scaling (or, with
---calibration-method isotonic, an isotonic map) on the labelled set CAL, then measures the
+--calibration-method, Platt scaling: temperature plus a shift, or an isotonic map) on the
+labelled set CAL, then measures the
 operating points fpr-1%, fpr-5% and balanced on --data (a separate held-out set: sharing an
 image is refused) with the calibrated P(fake), and writes both into the package's manifest
 (--save-to for a new package). --out gets calibration.json (ECE and AUC before/after) and
