@@ -18,6 +18,7 @@ from .imageio import expand_paths
 from .selection import BACKENDS, PRECISIONS, choose, explain
 from .serve.config import parse_size
 from .verdict import verdict_lines, verdict_summary
+from .verdict_cli import operating_point_option
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -53,8 +54,7 @@ or package errors.""",
               help="Which artifact precision to run.")
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
-@click.option("--operating-point", default=None, metavar="NAME",
-              help="Decide at this named operating point of the package (`fakedet info` lists them).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--max-memory", default="4GB", show_default=True, callback=parsed_by(parse_size, FakedetError),
               help="Memory this run may use: images larger than it allows the model are refused, one by one.")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .selection import BACKENDS, PRECISIONS
+from .verdict_cli import operating_point_option
 
 
 @click.command(
@@ -51,8 +52,7 @@ cannot be written (full disk, closed pipe), 130 Ctrl-C, 143 SIGTERM.""",
               help="Which artifact precision to run.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
-@click.option("--operating-point", default=None, metavar="NAME",
-              help="Decide at this named operating point of the package (`fakedet info` lists them).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr except alerts and the summary.")
 def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch, reconnects, reconnect_delay,

@@ -10,6 +10,7 @@ from fakedet.click_params import parsed_by
 from fakedet.errors import FakedetError
 
 from ..selection import BACKENDS, PRECISIONS
+from ..verdict_cli import operating_point_option
 from .config import parse_size
 
 SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
@@ -90,8 +91,7 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
-@click.option("--operating-point", default=None, metavar="NAME",
-              help="Decide at this named operating point of the package (`fakedet info` lists them).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Images decoded at once, each in a worker process of its own (0: one per core).")
