@@ -35,6 +35,7 @@ ARTIFACT_KINDS = (
     "parity-report",
     "onnx-external-data",  # tensors of an ONNX artifact kept beside it (models over 2 GB); attrs: of
     "tokenizer",  # a caption-aware model's tokenizer (HF tokenizers JSON); attrs: tokenizer kind
+    "onnx-source",  # the ONNX file as the user brought it, before graph normalisation (package --keep-original)
 )
 ONNX_KINDS = ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq")
 
