@@ -100,6 +100,15 @@ def _same_io(a, b) -> bool:
         [o.name for o in a.graph.output] == [o.name for o in b.graph.output]  # fmt: skip
 
 
+def _drop_unused_domains(model) -> None:
+    """ONNX Runtime's optimiser declares all its own operator domains; keep the used ones
+    (and the default), so other consumers (TensorRT's parser) see the graph's real needs."""
+    used = {n.domain for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+
+
 def normalise(model, batch: np.ndarray, method: str = DEFAULT_METHOD):
     """(model to use, record for the manifest's provenance). Runs on a copy in a temp dir;
     any failure or a parity miss keeps `model` and says why in the record."""
@@ -136,6 +145,7 @@ def normalise(model, batch: np.ndarray, method: str = DEFAULT_METHOD):
         record["why_not"] = f"its logits differ from the original's by {diff:.3g} (> {tol:.3g})"
         return model, record
     record["applied"] = True
+    _drop_unused_domains(out)
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
     return out, record

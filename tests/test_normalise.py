@@ -96,6 +96,7 @@ def test_package_folds_identity_fed_biases_and_records_parity(exported, tmp_path
         assert not [n for n in g.node if n.op_type == "Identity"]
         assert all(n.input[2] in inits for n in g.node if n.op_type == "Conv")
         assert rec["applied"] and rec["after"]["identity_fed_initializers"] == 0
+        assert {o.domain for o in onnx.load(str(packaged)).opset_import} == {""}  # none of ORT's own domains
         assert rec["before"]["identity_fed_initializers"] == census(onnx.load(str(model)))["identity_fed_initializers"]
         # parity, computed independently of the module on other inputs
         x = np.random.default_rng(7).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)
