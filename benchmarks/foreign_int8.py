@@ -147,7 +147,8 @@ def packaged_and_calibrated(raw: Path, spec: Path, calib: Path, heldout: Path, o
         try:
             calibrate(pkg, Options(data=calib, samples=n, eval_data=heldout, progress=False))
         except GuardFailed as e:
-            return {"package": pkg, "refused": str(e), "calibrate_s": time.time() - t0}
+            return {"package": pkg, "refused": str(e), "calibrate_s": time.time() - t0, "normalisation":
+                    json.loads((pkg / "manifest.json").read_text())["provenance"]["graph_normalisation"]}
     rep = json.loads((pkg / "calibration.json").read_text())
     cpu = next(f for f, a in rep["artifacts"].items() if a["target"] == "ort-cpu")
     return {"package": pkg, "int8": pkg / cpu, "calibrate_s": time.time() - t0, "cpu_check": rep["cpu_speed"],
@@ -252,6 +253,12 @@ def run_model(name: str, args, work: Path, calib: Path, pool: Path) -> dict:
     return row
 
 
+def _public(argv: list[str]) -> list[str]:
+    """The command line without the local --work folder's path."""
+    return ["WORK" if i and argv[i - 1] == "--work" else a.split("=")[0] + "=WORK" if a.startswith("--work=") else a
+            for i, a in enumerate(argv)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
@@ -279,7 +286,7 @@ def main() -> None:
         rows[name] = run_model(name, args, work, calib, pool)
         res = {"cpu": cpu, "features": features, "threads": os.cpu_count(), "batch": BATCH,
                "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-               "command": "python benchmarks/foreign_int8.py " + " ".join(sys.argv[1:]),
+               "command": "python benchmarks/foreign_int8.py " + " ".join(_public(sys.argv[1:])),
                "rows": [rows[m] for m in MODELS if m in rows]}  # fmt: skip
         out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str) + "\n")
         out.with_suffix(".md").write_text(markdown(res))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 FP32 = "ort fp32"
@@ -15,8 +16,11 @@ def _ratio(row: dict, key: str) -> str:
 
 
 def _agree(rec: dict | None) -> str:
+    if rec and "refused" in rec:
+        drop = re.search(r"AUC drop ([0-9.]+)", rec["refused"])
+        return f"guard refused INT8 (AUC drop {drop.group(1) if drop else '?'} after the fallback)"
     if not rec or "heldout" not in rec:
-        return (rec or {}).get("error", (rec or {}).get("refused", "-"))[:60]
+        return (rec or {}).get("error", "-")[:60]
     h = rec["heldout"]
     return f"{h['auc_on_fp32_ranking']:.3f} / {h['max_dlogit_over_fp32_std']:.3f}"
 
@@ -32,7 +36,8 @@ def markdown(res: dict) -> str:
         "",
         f"CPU: {res['cpu']} ({res['threads']} threads; {', '.join(res['features'])}); batch {res['batch']}; "
         f"img/s = median of interleaved repeats; load at the end: `{res['uptime']}`.",
-        f"Command: `{res['command']}`",
+        f"Command (the latest run; rows of other models come from earlier runs on the same --work folder, each "
+        f"row's load average in the JSON): `{res['command']}`",
         "",
         "Speed, as a ratio to ONNX Runtime FP32 on the ONNX file as exported (img/s in brackets):",
         "",
