@@ -12,7 +12,7 @@ import numpy as np
 from fakedet.runtime.cpu_tier import cpu_record
 
 from .feeds import batch_rows, feed
-from .guard import session
+from .ort_run import session
 
 
 INT8_FIRST_FROM = 1.0  # the runtime's auto choice (runtime/selection.py) puts FP32 first below this speedup

@@ -100,6 +100,20 @@ def _same_io(a, b) -> bool:
         [o.name for o in a.graph.output] == [o.name for o in b.graph.output]  # fmt: skip
 
 
+def _parity_miss(ref: np.ndarray, got: np.ndarray, record: dict) -> str | None:
+    """Why `got` does not match `ref` (None: it does); the figures go in `record` (JSON-safe:
+    non-finite logits must match exactly and are left out of the difference)."""
+    if ref.shape != got.shape:
+        return f"its output has shape {list(got.shape)}, the original's {list(ref.shape)}"
+    finite = np.isfinite(ref)
+    if not np.array_equal(finite, np.isfinite(got)) or not np.array_equal(ref[~finite], got[~finite], equal_nan=True):
+        return "its logits are non-finite where the original's are not (or the other way round)"
+    diff = float(np.max(np.abs(ref[finite] - got[finite]))) if finite.any() else 0.0
+    tol = PARITY_RTOL * max(1.0, float(np.max(np.abs(ref[finite]))) if finite.any() else 1.0)
+    record.update(max_abs_logit_diff=diff, parity_tolerance=tol)
+    return None if diff <= tol else f"its logits differ from the original's by {diff:.3g} (> {tol:.3g})"
+
+
 def _drop_unused_domains(model) -> None:
     """ONNX Runtime's optimiser declares all its own operator domains; keep the used ones
     (and the default), so other consumers (TensorRT's parser) see the graph's real needs."""
@@ -137,12 +151,10 @@ def normalise(model, batch: np.ndarray, method: str = DEFAULT_METHOD):
         except Exception as e:  # any library's failure leaves the original in place
             record["why_not"] = f"{method} normalisation failed: {first_line(e)[:300]}"
             return model, record
-    diff = float(np.max(np.abs(ref - got))) if ref.shape == got.shape else float("inf")
-    tol = PARITY_RTOL * max(1.0, float(np.max(np.abs(ref))))
-    record.update(after=census(out), max_abs_logit_diff=diff, parity_tolerance=tol,
-                  parity_inputs=f"{len(batch)} images {list(batch.shape[1:])}: zeros and seeded N(0,1)")
-    if not diff <= tol:
-        record["why_not"] = f"its logits differ from the original's by {diff:.3g} (> {tol:.3g})"
+    record.update(after=census(out), parity_inputs=f"{len(batch)} images {list(batch.shape[1:])}: zeros and seeded N(0,1)")
+    why = _parity_miss(ref, got, record)
+    if why:
+        record["why_not"] = why
         return model, record
     record["applied"] = True
     _drop_unused_domains(out)

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import click
 
+from fakedet.artifact_kinds import ONNX_FP32, ONNX_SOURCE, default_file
 from fakedet.errors import PackageError
 from fakedet.manifest import ONNX_KINDS
 from fakedet.onnx_refs import external_files
 from fakedet.package import ModelPackage, PackageWriter
 from fakedet.spec_file import EXAMPLE
 
+from .files import FP32_FILE
 from .normalise import DEFAULT_METHOD, METHOD_HELP, METHODS
 from .wrap import smoke_test, wrap_onnx
 
-SOURCE_FILE = "source.onnx"
+SOURCE_FILE = default_file(ONNX_SOURCE)
 
 
 @click.command(
@@ -38,7 +40,7 @@ The spec file (complete example: {EXAMPLE}):
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Package directory to write (NAME.fdet).")
 @click.option("--name", default=None, help="Model name (default: spec's name, else the ONNX file's stem).")
 @click.option("--threshold", type=float, default=None, help="Decision threshold on P(fake), overriding the spec.")
-@click.option("--kind", type=click.Choice(ONNX_KINDS), default="onnx-fp32", show_default=True, help="What the ONNX file holds.")
+@click.option("--kind", type=click.Choice(ONNX_KINDS), default=ONNX_FP32, show_default=True, help="What the ONNX file holds.")
 @click.option("--normalise", "normalise_method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True,
               help=METHOD_HELP + " Applies to onnx-fp32 models only.")
 @click.option("--keep-original", is_flag=True,
@@ -62,10 +64,10 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind, norm
     for note in notes:
         click.echo(f"note: {note}", err=True)
     with PackageWriter(out, manifest) as w:
-        w.add_onnx(proto, "model.onnx", kind, external=bool(external_files(model)))
+        w.add_onnx(proto, FP32_FILE, kind, external=bool(external_files(model)))  # whatever its kind: the one model
         if keep_original:
             _keep_original(w, model)
-        smoke_test(w.stage / "model.onnx", w.manifest)
+        smoke_test(w.stage / FP32_FILE, w.manifest)
     with ModelPackage.open(out) as pkg:
         art = pkg.manifest.artifacts[0]
         click.echo(f"wrote {out} ({art.kind} {art.file}, sha256 {art.sha256[:12]}..., threshold {pkg.manifest.threshold.value})")
@@ -79,4 +81,4 @@ def _keep_original(w: PackageWriter, model: Path) -> None:
     if refs:
         raise PackageError(model, f"--keep-original keeps single-file ONNX models only; this one keeps tensors in "
                                   f"{', '.join(refs[:3])}")
-    w.add_file(model, SOURCE_FILE, "onnx-source", of="model.onnx")
+    w.add_file(model, SOURCE_FILE, ONNX_SOURCE, of=FP32_FILE)

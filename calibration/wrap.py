@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fakedet.artifact_kinds import ONNX_FP32
 from fakedet.errors import FakedetError, PackageError, first_line
 from fakedet.manifest import Manifest
 from fakedet.onnx_graph import graph_inputs, value_dims
@@ -65,7 +66,7 @@ def reconcile_io(model, manifest: Manifest, path: Path) -> list[str]:
 
 
 def wrap_onnx(model_path: Path, spec_path: Path, *, provenance: dict, name: str | None = None,
-              threshold: float | None = None, kind: str = "onnx-fp32", architecture: str = "external-onnx",
+              threshold: float | None = None, kind: str = ONNX_FP32, architecture: str = "external-onnx",
               normalise_method: str = DEFAULT_METHOD):
     """Load `model_path`, describe it with the spec file, reconcile the spec's tensor names
     with the graph's, normalise the graph (calibration/normalise.py; recorded in the
@@ -93,7 +94,7 @@ def wrap_onnx(model_path: Path, spec_path: Path, *, provenance: dict, name: str 
     except Exception as e:
         raise PackageError(model_path, f"not a readable ONNX model ({first_line(e)[:200]})") from None
     notes = reconcile_io(proto, manifest, model_path)
-    if kind == "onnx-fp32":  # a quantized or FP16 graph is the user's finished work
+    if kind == ONNX_FP32:  # a quantized or FP16 graph is the user's finished work
         proto, record = normalise(proto, parity_batch(manifest), normalise_method)
         manifest.provenance["graph_normalisation"] = record
         notes.append(describe(record))
