@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fakedet.errors import first_line
+from fakedet.runtime.stoppable import call_stoppably, ort_run_options
 from fakedet.tempdirs import owned_tempdir
 
 log = logging.getLogger("fakedet.calibration")
@@ -91,7 +92,11 @@ def _logits(path: Path, batch: np.ndarray) -> np.ndarray:
     name = s.get_inputs()[0].name
     fixed = s.get_inputs()[0].shape[0]
     parts = [batch[i:i + 1] for i in range(len(batch))] if isinstance(fixed, int) else [batch]
-    return np.concatenate([s.run(None, {name: p})[0].reshape(len(p), -1) for p in parts]).astype(np.float64)
+    outs = []
+    for p in parts:  # stoppable: SIGTERM or Ctrl-C ends a model that never returns (runtime/stoppable.py)
+        with ort_run_options() as ro:
+            outs.append(call_stoppably(s.run, None, {name: p}, ro)[0].reshape(len(p), -1))
+    return np.concatenate(outs).astype(np.float64)
 
 
 def _same_io(a, b) -> bool:
