@@ -17,6 +17,8 @@ from fakedet.package import ModelPackage
 from .imageio import expand_paths
 from .selection import BACKENDS, PRECISIONS, choose, explain
 from .serve.config import parse_size
+from .verdict import verdict_lines, verdict_summary
+from .verdict_cli import operating_point_option
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -29,6 +31,7 @@ Examples:
   fakedet predict model.fdet photos/ uploads/ --batch 16
   fakedet predict model.fdet photos/ --json > scores.jsonl
   fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
+  fakedet predict model.fdet uploads/ --operating-point fpr-1% --json
   fakedet predict clip-text.fdet post.jpg --caption "sunset over the harbour"
   fakedet predict clip-text.fdet uploads/ --captions captions.csv   # path,caption
 \b
@@ -51,6 +54,7 @@ or package errors.""",
               help="Which artifact precision to run.")
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--max-memory", default="4GB", show_default=True, callback=parsed_by(parse_size, FakedetError),
               help="Memory this run may use: images larger than it allows the model are refused, one by one.")
@@ -58,9 +62,11 @@ or package errors.""",
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
+@click.option("--provenance/--no-provenance", default=True, show_default=True,
+              help="With --json: each image's declared origin (C2PA, XMP, EXIF/PNG text) beside its score.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, max_memory, captions_csv,
-            caption_text, as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, operating_point, threads, max_memory,
+            captions_csv, caption_text, as_json, provenance, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -73,7 +79,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         raise FakedetError(f"no images found in {', '.join(map(str, paths))}")
     caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
-    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold,
+                        operating_point=operating_point, **options)
     det.set_memory_budget(max_memory, "--max-memory")
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
@@ -86,7 +93,7 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             caps = [caption_of(p) for p in chunk] if caption_of is not None else None
-            for p in det.predict(chunk, captions=caps):
+            for p in det.predict(chunk, captions=caps, provenance=as_json and provenance):
                 if p.ok:
                     scored += 1
                     fakes += int(bool(p.is_fake))
@@ -103,7 +110,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         det.close()
     if not quiet:
         click.echo(
-            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}), {failed} failed, "
+            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}"
+            f"{f', operating point {det.operating_point}' if det.operating_point else ''}), {failed} failed, "
             f"{len(items)} total",
             err=True,
         )
@@ -211,7 +219,8 @@ def info(package, as_json, no_verify) -> int:
     backends = _backend_lines(pkg, problems)
     m = pkg.manifest
     if as_json:
-        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))
+        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends,
+                               "verdict": verdict_summary(m)}, indent=2))
     else:
         def echo(line: str) -> None:  # manifest strings are the package author's: no raw escapes
             click.echo(printable(line))
@@ -230,6 +239,8 @@ def info(package, as_json, no_verify) -> int:
                  f"{tx.tokenizer}), truncation {tx.truncation}, empty caption: {tx.empty_caption}")
         echo(f"output       {m.output.name} ({m.output.kind})")
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
+        for line in verdict_lines(m):
+            echo(line)
         for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
             if key in m.provenance:
                 val = m.provenance[key]

@@ -13,7 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
+from ..provenance import read_provenance
 from ..stoppable import terminate_all
+from ..verdict import verdict_summary
 from .batcher import Batcher, Scored
 from .config import ServeConfig
 from .decode_order import CheapestFirst, decode_cost
@@ -149,7 +151,8 @@ class Service:
         (a threading.Event) is set, its decode stops and it never reaches the model."""
         timings = {"queue": None, "decode": None, "infer": None}
         out = {"name": name, "score": None, "logit": None, "decision": "error",
-               "threshold": self.detector.threshold, "error": None, "model": self.model,
+               "threshold": self.detector.threshold, "operating_point": self.detector.operating_point,
+               "error": None, "model": self.model,
                "backend": self.backend, "timings_ms": timings}
         refused = self._caption_refused(caption)
         if refused is not None:
@@ -158,12 +161,14 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
+        declared = loop.run_in_executor(None, read_provenance, data)  # beside the score, bounded; a thread
         async with self.decode_order.slot(decode_cost(data)):  # cheap images first: see decode_order
             tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data,
                                                                       caption, deadline, cancelled)
         if tensor is not None and ((cancelled is not None and cancelled.is_set())
                                    or (deadline is not None and time.monotonic() > deadline)):
             tensor, error = None, "not scored: the request timed out before its turn"
+        out["provenance"] = await declared
         self.metrics.latency.labels("decode").observe(decode_s)
         timings["decode"] = round(decode_s * 1e3, 3)
         out["error"] = error
@@ -197,7 +202,8 @@ class Service:
                       "policy": pre.policy, "size": list(pre.size) if pre.size else None,
                       "max_pixels": pre.max_pixels},
             "output": {"name": m.output.name, "kind": m.output.kind},
-            "threshold": {"value": det.threshold, "method": m.threshold.method},
+            "threshold": {"value": det.threshold, "method": m.threshold.method, "operating_point": det.operating_point},
+            "verdict": verdict_summary(m),
             "artifact": {"file": det.choice.artifact.file, "kind": det.choice.artifact.kind,
                          "sha256": det.choice.artifact.sha256, "precision": det.choice.precision},
             "backend": {"name": det.choice.backend, "device": det.backend.describe(), "reason": det.choice.reason},
