@@ -10,6 +10,9 @@ import click
 from fakedet.click_params import parsed_by
 from fakedet.runtime.tensorrt_version import cache_tag_number
 
+from .normalise import DEFAULT_METHOD as DEFAULT_NORMALISE
+from .normalise import METHOD_HELP as NORMALISE_HELP
+from .normalise import METHODS as NORMALISE_METHODS
 from .ranges import METHODS
 from .tensorrt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
 from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES
@@ -26,6 +29,7 @@ Examples:
   fakedet calibrate r50.fdet --data calib/ --method percentile --samples 512 --seed 1
   fakedet calibrate r50.fdet --data calib/ --eval-data heldout/ --max-auc-drop 0.002 --trt-version 8.6.1
   fakedet calibrate other.onnx --input-spec spec.json --data calib/ --eval-data heldout/ -o other.fdet
+  fakedet calibrate other.onnx --input-spec spec.json --data calib/ --normalise onnxslim -o other.fdet
   fakedet calibrate clip-cap.fdet --data calib.csv --eval-data heldout.csv
   fakedet calibrate clip-cap.fdet --data calib.csv --eval-data heldout.csv --text-tower int8
 
@@ -96,14 +100,17 @@ empty captions; a row whose caption the package refuses is skipped and counted."
                    "a CPU against 1.36x, benchmarks/results/calibration_text_tower-*.md). Either way the guard "
                    "judges image+caption scores; the report and the artifacts' attrs record the choice and how "
                    "many of its nodes stay float.")
+@click.option("--normalise", "normalise_method", type=click.Choice(NORMALISE_METHODS), default=DEFAULT_NORMALISE,
+              show_default=True, help="With --input-spec: " + NORMALISE_HELP)
 @click.option("--force", is_flag=True, help="Recalibrate even if an identical calibration is in the package.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def calibrate(package, data, method, samples, per_channel, eval_data, eval_samples, max_auc_drop, max_score_shift,
               strict, max_float_layers,
               sensitivity, sensitivity_budget, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, text_tower,
-              force, quiet):  # fmt: skip
+              normalise_method, force, quiet):  # fmt: skip
     """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
     calibration cache and a report, guarded against accuracy loss."""
+    from .cpu_speed import verdict
     from .pipeline import Options
     from .pipeline import calibrate as run
 
@@ -112,7 +119,7 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
         data=data, method=method, samples=samples, per_channel=per_channel, eval_data=eval_data,
         eval_samples=eval_samples, max_auc_drop=max_auc_drop, max_score_shift=max_score_shift, strict=strict, max_float_layers=max_float_layers,
         sensitivity=sensitivity, sensitivity_budget=sensitivity_budget, seed=seed, num_bins=num_bins, percentile=percentile, trt_version=trt_version,
-        trt_calibrator=trt_calibrator, force=force, progress=not quiet, text_tower=text_tower,
+        trt_calibrator=trt_calibrator, force=force, progress=not quiet, text_tower=text_tower, normalise=normalise_method,
     )  # fmt: skip
     res = run(package, opts, input_spec=input_spec, out=out)
     if res.reused:
@@ -132,6 +139,7 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
     if sp:
         click.echo(f"CPU check (batch {sp['batch']}, {sp['measured_on']}): FP32 {sp['fp32_img_s']:.1f} img/s, "
                    f"model.int8-cpu.onnx {sp['int8_img_s']:.1f} img/s = {sp['speedup']:.2f}x")  # fmt: skip
+        click.echo(verdict(sp["speedup"]))
     cpu_art = next((a for a in rep["artifacts"].values() if a["target"] == "ort-cpu"), None)
     if cpu_art and "tier_proof" in cpu_art:
         from fakedet.runtime.cpu_tier import describe

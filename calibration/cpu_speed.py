@@ -15,6 +15,15 @@ from .feeds import batch_rows, feed
 from .ort_run import session
 
 
+INT8_FIRST_FROM = 1.0  # the runtime's auto choice (runtime/selection.py) puts FP32 first below this speedup
+
+
+def verdict(speedup: float) -> str:
+    """The CPU check in one line a user understands."""
+    runs = "INT8" if speedup >= INT8_FIRST_FROM else "FP32"
+    return f"INT8 is {speedup:.2f}x FP32 on this CPU: the runtime will run {runs}"
+
+
 def cpu_model() -> str:
     model = cpu_record()["model"]
     return model if model != "unknown" else platform.machine() or "unknown CPU"

@@ -7,14 +7,18 @@ from pathlib import Path
 
 import click
 
-from fakedet.artifact_kinds import ONNX_FP32
+from fakedet.artifact_kinds import ONNX_FP32, ONNX_SOURCE, default_file
+from fakedet.errors import PackageError
 from fakedet.manifest import ONNX_KINDS
 from fakedet.onnx_refs import external_files
 from fakedet.package import ModelPackage, PackageWriter
 from fakedet.spec_file import EXAMPLE
 
 from .files import FP32_FILE
+from .normalise import DEFAULT_METHOD, METHOD_HELP, METHODS
 from .wrap import smoke_test, wrap_onnx
+
+SOURCE_FILE = default_file(ONNX_SOURCE)
 
 
 @click.command(
@@ -23,6 +27,8 @@ from .wrap import smoke_test, wrap_onnx
 Examples:
   fakedet package detector.onnx --input-spec spec.json -o detector.fdet
   fakedet package detector.onnx --input-spec spec.json -o detector.fdet --threshold 0.7
+  fakedet package detector.onnx --input-spec spec.json -o detector.fdet --keep-original
+  fakedet package detector.onnx --input-spec spec.json -o detector.fdet --normalise onnxslim
 \b
 The spec file (complete example: {EXAMPLE}):
   {{"input": {{"mean": [...], "std": [...], "preprocess": {{"policy": "center-crop", "size": [224, 224]}}}},
@@ -35,23 +41,44 @@ The spec file (complete example: {EXAMPLE}):
 @click.option("--name", default=None, help="Model name (default: spec's name, else the ONNX file's stem).")
 @click.option("--threshold", type=float, default=None, help="Decision threshold on P(fake), overriding the spec.")
 @click.option("--kind", type=click.Choice(ONNX_KINDS), default=ONNX_FP32, show_default=True, help="What the ONNX file holds.")
-def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> int:
+@click.option("--normalise", "normalise_method", type=click.Choice(METHODS), default=DEFAULT_METHOD, show_default=True,
+              help=METHOD_HELP + " Applies to onnx-fp32 models only.")
+@click.option("--keep-original", is_flag=True,
+              help=f"Also keep the ONNX file exactly as given, as {SOURCE_FILE} (kind onnx-source; never run).")
+def package(model: Path, spec_path: Path, out: Path, name, threshold, kind, normalise_method, keep_original) -> int:
     """Wrap an ONNX image classifier into a fakedet package.
 
     MODEL is any ONNX classifier with one image input and one output: a single logit
     (sigmoid gives P(fake)) or two-class logits (softmax[fake_index] gives P(fake)).
     The package holds the model with the manifest embedded in its metadata, so the
     bare .onnx file is self-describing too. Written atomically: OUTPUT is whole or absent.
+
+    An FP32 graph is normalised first (shape inference, exporter artefacts such as
+    Identity-fed initializers folded, BatchNorm folded into Conv) so INT8 calibration can
+    quantize every layer; the manifest's provenance.graph_normalisation records what
+    changed and the max |logit diff| against the original on the parity inputs.
     """
     proto, manifest, notes = wrap_onnx(model, spec_path, name=name, threshold=threshold, kind=kind,
-                                       provenance={"source": "fakedet package", "source_onnx": model.name})
+                                       provenance={"source": "fakedet package", "source_onnx": model.name},
+                                       normalise_method=normalise_method)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     with PackageWriter(out, manifest) as w:
         w.add_onnx(proto, FP32_FILE, kind, external=bool(external_files(model)))  # whatever its kind: the one model
+        if keep_original:
+            _keep_original(w, model)
         smoke_test(w.stage / FP32_FILE, w.manifest)
     with ModelPackage.open(out) as pkg:
         art = pkg.manifest.artifacts[0]
         click.echo(f"wrote {out} ({art.kind} {art.file}, sha256 {art.sha256[:12]}..., threshold {pkg.manifest.threshold.value})")
     return 0
 
+
+
+def _keep_original(w: PackageWriter, model: Path) -> None:
+    """The user's file byte for byte."""
+    refs = external_files(model)
+    if refs:
+        raise PackageError(model, f"--keep-original keeps single-file ONNX models only; this one keeps tensors in "
+                                  f"{', '.join(refs[:3])}")
+    w.add_file(model, SOURCE_FILE, ONNX_SOURCE, of=FP32_FILE)

@@ -35,6 +35,7 @@ from .guard import compare
 from .ort_run import logits_of
 from .records import Built, CpuFacts
 from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
+from .normalise import DEFAULT_METHOD as DEFAULT_NORMALISE
 from .qdq import nonfinite_constant_readers, quantize_qdq
 from .report import calibration_report, ort_version, score_figure
 from .surgery import strip_qdq_on
@@ -79,6 +80,7 @@ class Options:
     batch_size: int = 8
     progress: bool = True
     text_tower: str = DEFAULT_TEXT_TOWER  # caption-aware packages: fp32 keeps the text tower's nodes in float
+    normalise: str = DEFAULT_NORMALISE  # --input-spec: graph normalisation of the bare ONNX (calibration/normalise.py)
 
     def budgets(self) -> Budgets:
         return Budgets(max_auc_drop=self.max_auc_drop, max_float_groups=self.max_float_layers,
@@ -144,7 +146,8 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
     if opts.text_tower not in TEXT_TOWER_CHOICES:
         raise ValueError(f"unknown text tower precision '{opts.text_tower}' (known: {', '.join(TEXT_TOWER_CHOICES)})")
     with owned_tempdir("fakedet-calibrate-") as work:  # removes those of killed runs first
-        src = open_source(source, Path(input_spec) if input_spec else None, Path(out) if out else None, work)
+        src = open_source(source, Path(input_spec) if input_spec else None, Path(out) if out else None, work,
+                          opts.normalise)
         manifest, fp32_path, model_sha, base, dest = src.manifest, src.fp32, src.sha256, src.base, src.dest
         calib, eval_set = _load_data(opts, manifest, src.captions)
         params = ranges_mod.method_params(opts.method, opts.num_bins, opts.percentile)

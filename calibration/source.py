@@ -13,6 +13,7 @@ from fakedet.errors import FakedetError, PackageError
 from fakedet.package import ModelPackage
 
 from .files import FP32_FILE
+from .normalise import DEFAULT_METHOD
 from .wrap import smoke_test, wrap_onnx
 
 log = logging.getLogger("fakedet.calibration")
@@ -31,7 +32,8 @@ class Source:
         return self.manifest.tokenizer_artifact().sha256 if self.captions is not None else None
 
 
-def open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path) -> Source:
+def open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path,
+                normalise_method: str = DEFAULT_METHOD) -> Source:
     """The model to calibrate, where its result goes, and (caption-aware packages) its captions' tokenizer."""
     if input_spec is not None:
         import onnx
@@ -40,7 +42,8 @@ def open_source(source: Path, input_spec: Path | None, out: Path | None, work: P
             raise PackageError(source, "--input-spec wraps a bare .onnx file; this is not one")
         model, manifest, notes = wrap_onnx(
             source, input_spec, architecture="unknown",
-            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"})
+            provenance={"source_onnx": source.name, "wrapped_by": "fakedet calibrate --input-spec"},
+            normalise_method=normalise_method)
         for note in notes:
             log.warning("note: %s", note)
         fp32 = work / FP32_FILE

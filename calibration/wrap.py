@@ -15,6 +15,8 @@ from fakedet.onnx_graph import graph_inputs, value_dims
 from fakedet.package import embed_manifest
 from fakedet.spec_file import load_spec_file
 
+from .normalise import DEFAULT_METHOD, describe, normalise, parity_batch
+
 
 def _match_name(role: str, wanted: str, names: list[str], notes: list[str], path: Path) -> str:
     """The spec's tensor name if the graph has it, else the graph's only one (noted)."""
@@ -64,10 +66,12 @@ def reconcile_io(model, manifest: Manifest, path: Path) -> list[str]:
 
 
 def wrap_onnx(model_path: Path, spec_path: Path, *, provenance: dict, name: str | None = None,
-              threshold: float | None = None, kind: str = ONNX_FP32, architecture: str = "external-onnx"):
+              threshold: float | None = None, kind: str = ONNX_FP32, architecture: str = "external-onnx",
+              normalise_method: str = DEFAULT_METHOD):
     """Load `model_path`, describe it with the spec file, reconcile the spec's tensor names
-    with the graph's and embed the manifest. `architecture` is used where the spec names
-    none. Returns (onnx proto, manifest, notes)."""
+    with the graph's, normalise the graph (calibration/normalise.py; recorded in the
+    provenance) and embed the manifest. `architecture` is used where the spec names none.
+    Returns (onnx proto, manifest, notes)."""
     try:
         import onnx
     except ImportError:
@@ -90,6 +94,10 @@ def wrap_onnx(model_path: Path, spec_path: Path, *, provenance: dict, name: str 
     except Exception as e:
         raise PackageError(model_path, f"not a readable ONNX model ({first_line(e)[:200]})") from None
     notes = reconcile_io(proto, manifest, model_path)
+    if kind == ONNX_FP32:  # a quantized or FP16 graph is the user's finished work
+        proto, record = normalise(proto, parity_batch(manifest), normalise_method)
+        manifest.provenance["graph_normalisation"] = record
+        notes.append(describe(record))
     embed_manifest(proto, manifest, kind)
     return proto, manifest, notes
 

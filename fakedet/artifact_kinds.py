@@ -25,6 +25,7 @@ CALIBRATION_REPORT = "calibration-report"
 PARITY_REPORT = "parity-report"
 ONNX_EXTERNAL_DATA = "onnx-external-data"
 TOKENIZER = "tokenizer"
+ONNX_SOURCE = "onnx-source"
 
 # ONNX models in the order fakedet prefers them where nothing else decides (Triton, bare files)
 KINDS: dict[str, ArtifactKind] = {k.name: k for k in (
@@ -38,6 +39,8 @@ KINDS: dict[str, ArtifactKind] = {k.name: k for k in (
     ArtifactKind(PARITY_REPORT, file="parity/report.json"),
     ArtifactKind(ONNX_EXTERNAL_DATA),  # tensors of an ONNX artifact kept beside it (models over 2 GB); attrs: of
     ArtifactKind(TOKENIZER, file="tokenizer.json"),  # a caption-aware model's tokenizer; attrs: tokenizer kind
+    # the ONNX file as the user brought it, before graph normalisation (package --keep-original); never run
+    ArtifactKind(ONNX_SOURCE, file="source.onnx"),
 )}  # fmt: skip
 
 ARTIFACT_KINDS = tuple(KINDS)
