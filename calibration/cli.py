@@ -8,14 +8,14 @@ from pathlib import Path
 import click
 
 from fakedet.click_params import parsed_by
-from fakedet.runtime.tensorrt_version import cache_tag_number
+from fakedet.runtime.tensorrt_version import known_cache_tag_number
 
 from .ranges import METHODS
 from .tensorrt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
 from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES
 
 
-_trt_version = parsed_by(cache_tag_number)
+_trt_version = parsed_by(known_cache_tag_number)
 
 
 @click.command(
@@ -104,6 +104,9 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
               force, quiet):  # fmt: skip
     """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
     calibration cache and a report, guarded against accuracy loss."""
+    from fakedet.extras import require
+
+    require("calibrate", ("onnx",))
     from .pipeline import Options
     from .pipeline import calibrate as run
 

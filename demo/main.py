@@ -96,12 +96,12 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
             *_augment(crop_size=s.train_crop, resized_crop=0, blur=0, jpeg=0, webp=0, noise=0, cutout=0)]
         r.command(f"train {arch}", ["train", "--arch", arch, "--pretrained", "none", "--data", out / "aligned-train",
                   "--out", out / "run", "--val-fraction", 0.1, "--seed", 0, "--no-progress", *arch_opts],
-                  artifact=out / "run" / "best", figure=lambda _: _train_figure(out / "run"))
+                  artifact=out / "run" / "best", figure=lambda _: _train_figure(out / "run"), progress=r"^epoch \d+/\d+:")
         r.command("evaluate the checkpoint (PyTorch)", ["eval", out / "run" / "best", "--data", held, "--out",
                   out / "eval-checkpoint", "--quiet"], artifact=out / "eval-checkpoint" / "roc.png",
                   figure=lambda _: _eval_figure(out / "eval-checkpoint"))
         r.command("export (ONNX fp32 + fp16, parity checked)", ["export", out / "run" / "best", "-o", pkg,
-                  "--precision", "both"], artifact=pkg, figure=lambda _: _export_figure(pkg))
+                  "--precision", "both", "--force"], artifact=pkg, figure=lambda _: _export_figure(pkg))
         cal_t = time.perf_counter()
         # exit 1: the guard refused INT8 (nothing written); the demo goes on with FP32 and says so
         r.command("calibrate INT8 (accuracy guard)", ["calibrate", pkg, "--data", out / "aligned-train",

@@ -16,11 +16,12 @@ from typing import Callable
 from fakedet.manifest import Manifest
 from fakedet.package import PackageWriter, embed_manifest
 
-from fakedet.train.models.clip import CaptionAwareGraph, takes_captions
+from fakedet.train.models.clip import CaptionAwareGraph, random_backbone_note, takes_captions
 
 from . import captions
 from .fp16 import ORT_CPU_DISABLED_OPTIMIZERS, fp16_summary, to_fp16
 from .onnx_export import DEFAULT_OPSET, export_onnx
+from .phases import Phases
 from .parity import ParityError, compare, format_report, make_inputs, onnx_logits, torch_logits
 from .source import ExportSource, manifest_from_config
 
@@ -68,6 +69,10 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
     dest = Path(dest)
     name = opts.name or dest.name.removesuffix(".fdet")
     manifest = manifest_from_config(source.config, name, source.checkpoint)
+    note = random_backbone_note(manifest.architecture, manifest.provenance.get("backbone_weights", "?"),
+                                source.config.get("model_kwargs", {}).get("clip_model"), "train --pretrained")
+    if note:
+        _say(note, echo)
     spec = manifest.input
     threshold = manifest.threshold.value
     model = source.model.eval()
@@ -80,14 +85,18 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         _say(f"caption-aware model: inputs '{spec.name}' and '{text.name}' "
              f"({text.context_length} CLIP BPE token ids, empty caption: {text.empty_caption})", echo)
 
+    phases = Phases(lambda m: _say(m, echo))
     inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images, tokens=tokens,
                          text_name=text.name if text else "text")
     for skipped in inputs.skipped_images:
         _say(f"parity: skipped {skipped}", echo)
+    phases.start(f"PyTorch reference logits for the parity check ({manifest.architecture})")
     reference = torch_logits(model, inputs)
 
     with PackageWriter(dest, manifest) as w:
         work = w.staged_path(".work/export.onnx")  # the torch exporter writes a file
+        phases.start(f"tracing the model to ONNX (opset {opts.opset}"
+                     f"{', then onnxslim' if opts.simplify else ''}; large backbones take minutes)")
         proto32, info = export_onnx(model, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify,
                                     text=text, sample_tokens=tokens)
         shutil.rmtree(w.stage / ".work", ignore_errors=True)
@@ -98,11 +107,13 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         parity: dict = {}
         protos: dict[str, tuple] = {}
         if opts.precision in ("fp32", "both"):
+            phases.start("parity fp32: ONNX Runtime against PyTorch")
             got = onnx_logits(proto32.SerializeToString(), inputs)
             parity["onnx-fp32"] = compare(reference, got, threshold, opts.atol, inputs)
             protos["onnx-fp32"] = (proto32, FP32_FILE)
             _say(format_report("fp32", parity["onnx-fp32"]), echo)
         if opts.precision in ("fp16", "both"):
+            phases.start("converting to fp16 and checking its parity")
             proto16 = to_fp16(proto32)
             got = onnx_logits(proto16.SerializeToString(), inputs, ORT_CPU_DISABLED_OPTIMIZERS)
             rep = compare(reference, got, threshold, opts.atol_fp16, inputs)
@@ -134,6 +145,7 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
                            if key in r}
                        for k, r in parity.items()},
         })
+        phases.start(f"writing {', '.join(file for _, file in protos.values())}")
         for kind, (proto, file) in protos.items():
             embed_manifest(proto, w.manifest, kind)
             attrs = {"opset": info.opset, "exporter": info.exporter, "precision": kind.split("-")[1]}

@@ -13,6 +13,7 @@ from fakedet.errors import BackendUnavailable, FakedetError, PackageError, print
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
+from .info_lines import provenance_lines
 from .selection import BACKENDS, PRECISIONS, choose, explain
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
@@ -195,10 +196,8 @@ def info(package, as_json, no_verify) -> int:
                  f"{tx.tokenizer}), truncation {tx.truncation}, empty caption: {tx.empty_caption}")
         echo(f"output       {m.output.name} ({m.output.kind})")
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
-        for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
-            if key in m.provenance:
-                val = m.provenance[key]
-                echo(f"{key:<12} {json.dumps(val) if isinstance(val, (dict, list)) else val}"[:300])
+        for line in provenance_lines(m.provenance):
+            echo(line)
         echo("artifacts")
         for art in m.artifacts:
             extra = ""

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import signal
 
+from fakedet.errors import FakedetError
+
 from .app import create_app
 from .config import ServeConfig
 from .service import Service
@@ -26,6 +28,41 @@ def _draining_server_class():
     return DrainingServer
 
 
+def log_config_on_stderr() -> dict:
+    """uvicorn's logging config with its access log on stderr (its default is stdout)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    for handler in cfg["handlers"].values():
+        handler["stream"] = "ext://sys.stderr"
+    return cfg
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind HOST:PORT once, as uvicorn will, so a busy port is one line (exit 3) before the
+    model loads, not a log line after the banner."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise CannotListen(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise CannotListen(f"cannot listen on {host}:{port}: {e.strerror or e} "
+                               "(another process holds it? choose another --port)") from None
+
+
+class CannotListen(FakedetError):
+    exit_code = 3
+
+
 def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> None:
     """Serve `detector` until SIGTERM / Ctrl-C; `infer_executor` is the one-thread pool it
     was opened on (batcher.inference_thread()), if any."""
@@ -39,7 +76,7 @@ def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> N
     logging.getLogger("fakedet.serve").setLevel(logging.INFO)
     ucfg = uvicorn.Config(
         app, host=config.host, port=config.port, lifespan="on", log_level="info",
-        access_log=config.access_log, server_header=False, proxy_headers=False,
+        access_log=config.access_log, log_config=log_config_on_stderr(), server_header=False, proxy_headers=False,
         timeout_graceful_shutdown=int(config.timeout_s) + 5,
         # Each open request may hold up to --max-bytes in memory: bound how many there are
         # (uvicorn answers 503 beyond it).
