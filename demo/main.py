@@ -22,7 +22,7 @@ class Settings:
     defocus: float = 0.4  # share of training crops blurred before alignment (out-of-focus reals)
     heldout_per_photo: int = 40  # held-out crops per held-out photo
     generated: int = 160  # generated images (half mixes, half noised latents)
-    epochs: int = 15  # 3 left the detector at AUC 0.8 against the 25 dB fakes (README, the lever table)
+    epochs: int = 15  # 3 left the detector at AUC 0.8 against the 25 dB fakes (docs/demo.md, the lever table)
     batch: int = 32  # paired: 16 reals + their 16 reconstructions
     train_crop: int = 96  # the whole crop: 64px sub-crops left flat crops too little evidence
     calib_samples: int = 64
@@ -233,7 +233,7 @@ def _print_summary(r: Runner, sm: dict) -> None:
     for miss in sm["below_target"]:
         aucs = ", ".join(f"{k} {v:.3f} < {sm['targets'][k]:.2f}" for k, v in miss["auc"].items())
         why = (": little fine detail for the decoder to change, so real ones can read as fake"
-               if miss["flat_share"] >= 0.25 else "; README, 'Where it errs'")
+               if miss["flat_share"] >= 0.25 else "; docs/demo.md, 'Where it errs'")
         say(f"  below target: {miss['photo']} ({aucs}); {miss['flat_share']:.0%} of its real crops are flat "
             f"(mean neighbour difference < {FLAT_DIFF:.0f} grey level){why}")
     if sm["predictions"]:
