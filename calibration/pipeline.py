@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fakedet.artifact_kinds import CALIBRATION_REPORT, ONNX_FP32, ONNX_INT8_QDQ, TRT_CALIBRATION_CACHE
 from fakedet.errors import FakedetError
 from fakedet.onnx_graph import name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
@@ -100,7 +101,7 @@ def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> tuple[dict | None,
     """(ranges, their notes) from the package's report when its ranges key matches, else (None, {})."""
     if pkg is None:
         return None, {}
-    arts = [a for a in pkg.manifest.artifacts_of("calibration-report") if a.file == REPORT_FILE]
+    arts = [a for a in pkg.manifest.artifacts_of(CALIBRATION_REPORT) if a.file == REPORT_FILE]
     if not arts:
         return None, {}
     art = arts[0]
@@ -231,7 +232,7 @@ def _keys(opts: Options, src: Source, calib, eval_set, params: dict) -> tuple[st
 
 
 def _up_to_date(existing: ModelPackage | None, key: str, opts: Options) -> bool:
-    olds = existing.manifest.artifacts_of("onnx-int8-qdq") if existing else []
+    olds = existing.manifest.artifacts_of(ONNX_INT8_QDQ) if existing else []
     return bool(olds) and len(olds) == len(TARGETS) and all(a.attrs.get("calibration_key") == key for a in olds) \
         and not opts.force
 
@@ -347,9 +348,9 @@ def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _
     out_manifest = base.manifest.copy() if base is not None else manifest.copy()
     with PackageWriter(dest, out_manifest, base=base) as w:
         if base is None:
-            w.add_file(fp32_path, FP32_FILE, "onnx-fp32")
+            w.add_file(fp32_path, FP32_FILE, ONNX_FP32)
         for target, b in built.items():
-            embed_manifest(b.model, out_manifest, "onnx-int8-qdq")
+            embed_manifest(b.model, out_manifest, ONNX_INT8_QDQ)
             onnx.save(b.model, str(w.staged_path(b.file)))
             extra = {}
             if target == "ort-cpu":
@@ -359,13 +360,13 @@ def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _
                 extra["text_tower"] = b.text_tower
             if target == "ort-cpu" and speed is not None:
                 extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
-            w.add_file(None, b.file, "onnx-int8-qdq", **attrs, target=target, activations=b.activations,
+            w.add_file(None, b.file, ONNX_INT8_QDQ, **attrs, target=target, activations=b.activations,
                        weights=b.weights, kept_float=report["artifacts"][b.file]["kept_float"], **extra)  # fmt: skip
         w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
-        w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
+        w.add_file(None, CACHE_FILE, TRT_CALIBRATION_CACHE, **attrs, trt_version=opts.trt_version,
                    calibrator=opts.trt_calibrator)  # fmt: skip
         score_figure(w.staged_path(FIGURE_FILE), l32, built["tensorrt"].l8, gs.figure_labels,
                      f"{manifest.name}: FP32 vs INT8 {INT8_FILE} ({opts.method})")  # fmt: skip
         w.staged_path(REPORT_FILE).write_text(json.dumps(report, indent=2, default=float) + "\n")
-        w.add_file(None, REPORT_FILE, "calibration-report", **attrs, figure=FIGURE_FILE)
-        w.add_file(None, FIGURE_FILE, "calibration-report", format="png", report=REPORT_FILE)
+        w.add_file(None, REPORT_FILE, CALIBRATION_REPORT, **attrs, figure=FIGURE_FILE)
+        w.add_file(None, FIGURE_FILE, CALIBRATION_REPORT, format="png", report=REPORT_FILE)

@@ -61,12 +61,12 @@ class Detector:
         self.backend = backend  # thread-safe by the backend contract: the Detector adds no lock
         self.batch_size = max(1, int(batch_size))
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
-        self.captions = CaptionInput.of(package)  # None for an image-only model
+        self.captions = CaptionInput.for_package(package)  # ImageOnly (the null object) for an image-only model
 
     @property
     def takes_captions(self) -> bool:
         """True for a caption-aware model: each image is scored with its caption."""
-        return self.captions is not None
+        return self.captions.takes_captions
 
     @classmethod
     def open(
@@ -109,15 +109,14 @@ class Detector:
         (`takes_captions`); an image without one fails unless the package says an empty
         caption is valid. An image-only model ignores them."""
         items = list(items)
-        caps = self.captions.align(captions, len(items)) if self.captions is not None else None
+        caps = self.captions.align(captions, len(items))
         preds = [Prediction(source=source_name(it)) for it in items]
         window = self.backend.input_spec.fixed_batch() or batch_size or self.batch_size
         for start in range(0, len(items), window):
             tensors: dict[int, np.ndarray] = {}
             for i in range(start, min(start + window, len(items))):
                 try:
-                    if caps is not None:
-                        self.captions.check(caps[i])
+                    self.captions.check(caps[i])
                     tensors[i] = self._prepare(items[i])
                 except ImageError as e:
                     preds[i].error = e.problem
@@ -132,15 +131,13 @@ class Detector:
     def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
         """Preprocessed float32 batch (and, for a caption-aware model, a caption per row) ->
         P(fake) per row."""
-        feed = batch
-        if self.captions is not None:
-            caps = self.captions.align(captions, len(batch))
-            for c in caps:
-                self.captions.check(c)
-            feed = self.captions.feed(self.manifest.input.name, batch, caps)
+        caps = self.captions.align(captions, len(batch))
+        for c in caps:
+            self.captions.check(c)
+        feed = self.captions.feed(self.manifest.input.name, batch, caps)
         return sigmoid(fake_logits(self.backend.infer(feed), self.manifest.output))
 
-    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None) -> None:
+    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps: list) -> None:
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
             by_shape.setdefault(t.shape, []).append(i)
@@ -148,8 +145,7 @@ class Detector:
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
-                if caps is not None:
-                    batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
+                batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run
@@ -195,9 +191,8 @@ class Detector:
         sizes = [fixed] if fixed else sorted({max(1, int(b)) for b in batch_sizes})
         t0 = time.perf_counter()
         for b in sizes:
-            x = np.zeros((b,) + tuple(shape), dtype=np.float32)
-            if self.captions is not None:  # a caption-aware model: an empty caption beside each image
-                x = self.captions.feed(self.manifest.input.name, x, [""] * b)
+            # a caption-aware model: an empty caption beside each image
+            x = self.captions.feed(self.manifest.input.name, np.zeros((b,) + tuple(shape), dtype=np.float32), [""] * b)
             for _ in range(max(1, rounds)):
                 self.backend.infer(x)
         return time.perf_counter() - t0
@@ -215,13 +210,11 @@ class Detector:
         names = names or [f"<tensor:{i}>" for i in range(len(tensors))]
         preds = [Prediction(source=n) for n in names]
         ready = dict(enumerate(tensors))
-        caps = None
-        if self.captions is not None:
-            caps = self.captions.align(captions, len(tensors))
-            for i in list(ready):
-                preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
-                if preds[i].error:
-                    del ready[i]
+        caps = self.captions.align(captions, len(tensors))
+        for i in list(ready):
+            preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
+            if preds[i].error:
+                del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)
         return preds
 

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 
 from fakedet.errors import BackendError, BackendUnavailable
+from fakedet.artifact_kinds import ONNX_INT8_QDQ, PRECISION_OF_KIND, TRT_PLAN
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
@@ -27,8 +28,7 @@ from .cpu_tier import describe, int8_cpu_verdict
 log = logging.getLogger("fakedet.runtime")
 
 BACKENDS = registry.artifact_backends()  # chosen here from the package's artifacts
-PRECISIONS = ("fp32", "fp16", "int8")
-PRECISION_OF_KIND = {"onnx-fp32": "fp32", "onnx-fp16": "fp16", "onnx-int8-qdq": "int8"}
+PRECISIONS = tuple(PRECISION_OF_KIND.values())  # fp32, fp16, int8: the ONNX kinds in the artifact-kind table
 
 
 @dataclass
@@ -62,7 +62,7 @@ def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Ar
         if prec != precision:
             continue
         arts = pkg.manifest.artifacts_of(kind)
-        if target is not None and kind == "onnx-int8-qdq":
+        if target is not None and kind == ONNX_INT8_QDQ:
             arts = sorted(arts, key=lambda a: a.int8_target != target)  # stable: the matching one first
         if arts:
             return arts[0]
@@ -71,7 +71,7 @@ def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Ar
 
 def runnable_hint(pkg: ModelPackage, backend: str = "auto", precision: str = "auto") -> str:
     """What the package has, and the command that would give it what is missing."""
-    have = ", ".join(f"{a.file} ({a.kind}{', ' + a.attrs['precision'] if a.kind == 'trt-plan' and 'precision' in a.attrs else ''})"
+    have = ", ".join(f"{a.file} ({a.kind}{', ' + a.attrs['precision'] if a.kind == TRT_PLAN and 'precision' in a.attrs else ''})"
                      for a in pkg.manifest.artifacts) or "no artifacts"
     src = pkg.source
     fixes = []
@@ -161,7 +161,7 @@ def choose(
                         log.warning("fakedet: INT8 on a CPU tier its accuracy guard did not validate: %s", tier[1])
                 return c
         else:
-            why_not = f"ONNX Runtime here has no {rec.needs_provider} (pip install onnxruntime-gpu)"
+            why_not = f"ONNX Runtime here has no {rec.needs_provider} ({rec.provider_install})"
             considered.append(f"{rec.name}: {why_not}")
         if backend == rec.name:  # a missing provider is this machine's to fix, not the package's
             refuse(rec.name, why_not, package_can_fix=has_provider)
@@ -225,12 +225,12 @@ def explain(pkg: ModelPackage, providers=None, trt_env=None, cpu: dict | None = 
         )
     else:
         lines.append("this machine: " + ("; ".join(env.why_absent) or "no TensorRT"))
-    for p in pkg.manifest.artifacts_of("trt-plan"):
+    for p in pkg.manifest.artifacts_of(TRT_PLAN):
         good, why = plan_runs_here(p.attrs, env)
         lines.append(f"plan {p.file} [{p.attrs.get('precision', '?')}, TensorRT {p.attrs.get('trt_version', '?')}, "
                      f"sm {p.attrs.get('compute_capability', '?')}]: {'runs here' if good else 'refused'}: {why}")
     lines.append(f"this CPU: {describe(cpu)}")
-    for a in pkg.manifest.artifacts_of("onnx-int8-qdq"):
+    for a in pkg.manifest.artifacts_of(ONNX_INT8_QDQ):
         if a.int8_target == "ort-cpu":
             ok, why = int8_cpu_verdict(a.attrs, cpu)
             lines.append(f"INT8 CPU artifact {a.file} [{a.attrs.get('weights', '8-bit')} weights]: "

@@ -42,6 +42,8 @@ class Entry:
     providers: tuple[str, ...] = ()
     #: the ONNX Runtime provider it cannot run without (None: always there, the CPU)
     needs_provider: str | None = None
+    #: how to get that provider
+    provider_install: str = "pip install onnxruntime-gpu"
     #: what `auto` tries, in order, when no precision is asked for
     precisions: tuple[str, ...] = ("fp32",)
     #: the INT8 QDQ flavour it runs (Artifact.int8_target): "tensorrt" or "ort-cpu"

@@ -15,7 +15,7 @@ CPU = {"CPUExecutionProvider"}
 CUDA = {"CUDAExecutionProvider", "CPUExecutionProvider"}
 TRT_EP = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
 # these packages' INT8 has 8-bit weights and no CPU record: INT8 goes first only on a CPU whose
-# kernels are exact for it (VNNI); tests/test_int8_cpu_tiers.py covers the other tiers
+# kernels are exact for it (VNNI); tests/runtime/test_int8_cpu_tiers.py covers the other tiers
 VNNI = {"vendor": "test", "model": "VNNI CPU", "arch": "x86_64", "features": ["avx512_vnni"], "tier": "x86_64-avx512-vnni"}
 
 

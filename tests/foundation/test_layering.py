@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGE_DIRS = {"fakedet": "fakedet", "runtime": "fakedet.runtime", "train": "fakedet.train",
               "export": "fakedet.export", "calibration": "fakedet.calibration", "demo": "fakedet.demo"}
 ALLOWED = {
