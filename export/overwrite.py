@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fakedet import artifact_kinds as ak
 from fakedet.errors import DataError
 
-WRITTEN_BY_EXPORT = {"onnx-fp32", "onnx-fp16", "onnx-external-data", "parity-report", "tokenizer"}
+WRITTEN_BY_EXPORT = {ak.ONNX_FP32, ak.ONNX_FP16, ak.ONNX_EXTERNAL_DATA, ak.PARITY_REPORT, ak.TOKENIZER}
 
 
 def would_lose(dest: Path) -> list[str]:

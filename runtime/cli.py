@@ -10,12 +10,14 @@ from pathlib import Path
 import click
 
 from fakedet.artifact_kinds import TRT_PLAN
-from fakedet.errors import BackendUnavailable, FakedetError, PackageError, printable
+from fakedet.click_params import parsed_by
+from fakedet.errors import BackendUnavailable, FakedetError, PackageError, first_line, printable
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
 from .info_lines import provenance_lines
 from .selection import BACKENDS, PRECISIONS, choose, explain
+from .serve.config import parse_size
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -51,13 +53,15 @@ or package errors.""",
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
+@click.option("--max-memory", default="4GB", show_default=True, callback=parsed_by(parse_size, FakedetError),
+              help="Memory this run may use: images larger than it allows the model are refused, one by one.")
 @click.option("--captions", "captions_csv", type=click.Path(path_type=Path), default=None,
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, captions_csv, caption_text,
-            as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, threads, max_memory, captions_csv,
+            caption_text, as_json, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -71,6 +75,7 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
     caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
     det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    det.set_memory_budget(max_memory, "--max-memory")
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
         if caption_of is not None and not det.takes_captions:
@@ -132,17 +137,45 @@ def json_line(p) -> str:
     return json.dumps(d, allow_nan=False)
 
 
-def _backend_lines(pkg: ModelPackage) -> list[str]:
-    lines = []
+def _cannot_open(pkg: ModelPackage, choice) -> str | None:
+    """Why `choice` fails when opened the way `predict` opens it (a custom op, an output
+    the manifest cannot read), or None when it opens."""
+    from .scoring import check_output
+    from .selection import make_backend
+
+    try:
+        runner = make_backend(choice, pkg).open()
+    except FakedetError as e:
+        return str(e)
+    except Exception as e:
+        return f"{type(e).__name__}: {first_line(e)}"
+    try:
+        check_output(runner.output_spec, pkg.manifest.output, choice.artifact.file)
+    except FakedetError as e:
+        return str(e)
+    finally:
+        runner.close()
+    return None
+
+
+def _backend_lines(pkg: ModelPackage, problems: list) -> list[str]:
+    lines, failed = [], {}
     try:
         c = choose(pkg, "auto")
-        lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
+        why_not = _cannot_open(pkg, c)
+        if why_not:
+            lines.append(f"auto -> {c.backend} with {c.artifact.file} cannot run: {why_not}")
+            problems.append(f"{c.backend} cannot run {c.artifact.file}: {why_not}")
+            failed[(c.backend, c.artifact.file)] = why_not
+        else:
+            lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
     except BackendUnavailable as e:
         lines.append(f"auto -> nothing can run it here: {e}")
     for b in BACKENDS:
         try:
             c = choose(pkg, b)
-            lines.append(f"{b:<9} yes: {c.artifact.file} ({c.precision})")
+            why_not = failed.get((c.backend, c.artifact.file))
+            lines.append(f"{b:<9} no: {why_not}" if why_not else f"{b:<9} yes: {c.artifact.file} ({c.precision})")
         except BackendUnavailable as e:
             lines.append(f"{b:<9} no: {str(e).split('; the package has')[0]}")
     lines.extend(explain(pkg))  # plan-by-plan reasoning
@@ -161,7 +194,8 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and checks as JSON.")
 @click.option("--no-verify", is_flag=True, help="Skip re-hashing the artifacts.")
 def info(package, as_json, no_verify) -> int:
-    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here."""
+    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here
+    (the automatic choice is opened as `predict` opens it)."""
     pkg = ModelPackage.open(package)
     problems = []
     checks = {}
@@ -175,7 +209,7 @@ def info(package, as_json, no_verify) -> int:
         except PackageError as e:
             checks[art.file] = "HASH MISMATCH"
             problems.append(str(e))
-    backends = _backend_lines(pkg)
+    backends = _backend_lines(pkg, problems)
     m = pkg.manifest
     if as_json:
         click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))

@@ -20,8 +20,10 @@ from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
+from .decode_pool import DEFAULT_DECODE_SECONDS, DecodePool
 from .frames import frames_to_rgb
-from .imageio import load_image, source_name
+from .imageio import source_name
+from .memory_budget import any_large, give_back_heap
 from .preprocess import preprocess_image
 from .backends.registry import split_options
 from .prediction import NON_FINITE, Prediction
@@ -62,6 +64,27 @@ class Detector:
         self.batch_size = max(1, int(batch_size))
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
         self.captions = CaptionInput.for_package(package)  # ImageOnly (the null object) for an image-only model
+        self.decoder = DecodePool(DEFAULT_DECODE_SECONDS, 1)  # paths and bytes decode in an abandonable worker
+        self.pixel_budget = None  # set_memory_budget
+
+    def set_decode_budget(self, seconds: float = DEFAULT_DECODE_SECONDS, workers: int = 1) -> None:
+        """Each image (path or bytes) decodes within `seconds` or fails with "decode took longer
+        than N s"; up to `workers` decode at once (one per thread that calls `prepare`); 0:
+        in the calling thread, without a budget (trusted images only)."""
+        old, self.decoder = self.decoder, DecodePool(seconds, workers)
+        old.close()
+
+    def set_memory_budget(self, max_memory: int, option: str = "the memory budget") -> int:
+        """Refuse images larger than `max_memory` bytes allow this model (measured on this
+        machine: see memory_budget); returns the pixel limit now in force."""
+        from .memory_budget import pixel_budget
+
+        self.pixel_budget = pixel_budget(self, max_memory, option)
+        return min(self.pixel_budget.max_pixels, self.manifest.input.preprocess.max_pixels)
+
+    def warmup_tensor(self, x: np.ndarray) -> None:
+        """One inference on a ready tensor (captions, if the model takes them, left empty)."""
+        self.backend.infer(self.captions.feed(self.manifest.input.name, x, [""] * len(x)))
 
     @property
     def takes_captions(self) -> bool:
@@ -94,9 +117,12 @@ class Detector:
         return cls(pkg, choice, runner, batch_size, threshold)
 
     # ---- prediction -------------------------------------------------------
-    def _prepare(self, item) -> np.ndarray:
+    def _prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         name = source_name(item)
-        img = load_image(item, self.manifest.input.preprocess.max_pixels)
+        limit, why = self.manifest.input.preprocess.max_pixels, "decompression-bomb guard"
+        if self.pixel_budget is not None and self.pixel_budget.max_pixels < limit:
+            limit, why = self.pixel_budget.max_pixels, self.pixel_budget.why
+        img = self.decoder.load(item, limit, deadline, cancelled, why)
         return preprocess_image(img, self.manifest.input, name)
 
     def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
@@ -125,7 +151,10 @@ class Detector:
                 except Exception as e:  # whatever decoding or preprocessing raises costs its item only
                     preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
             self._score(tensors, preds, window, caps)
+            large = any_large(tensors.values())
             del tensors
+            if large:
+                give_back_heap()
         return preds
 
     def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
@@ -144,7 +173,9 @@ class Detector:
         for idx in by_shape.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
+                # one image: a view, not a copy (a 4000x4000 tensor is 192 MB); the backend fits
+                # the batch to the engine's batch sizes
+                batch = tensors[chunk[0]][None] if len(chunk) == 1 else np.stack([tensors[i] for i in chunk])
                 batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
@@ -198,10 +229,11 @@ class Detector:
         return time.perf_counter() - t0
 
     # ---- pieces for hosts that batch across callers (fakedet serve) ----------
-    def prepare(self, item) -> np.ndarray:
+    def prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         """Decode + preprocess one image (path, bytes, RGB array, PIL image) to the model's
-        input tensor. Raises fakedet.errors.ImageError for a bad image."""
-        return self._prepare(item)
+        input tensor. Raises fakedet.errors.ImageError for a bad image, or one whose decode
+        outlives the budget, `deadline` (time.monotonic()) or `cancelled` (threading.Event)."""
+        return self._prepare(item, deadline, cancelled)
 
     def predict_prepared(self, tensors: list, names: list | None = None, captions=None) -> list:
         """Score already prepared tensors (from `prepare`) in as few inference calls as
@@ -216,12 +248,15 @@ class Detector:
             if preds[i].error:
                 del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)
+        if any_large(tensors):  # the activations are freed; the caller still holds the inputs
+            give_back_heap()
         return preds
 
     def describe(self) -> str:
         return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"
 
     def close(self) -> None:
+        self.decoder.close()
         self.backend.close()
         self.package.close()
 

@@ -22,10 +22,11 @@ Events are JSON lines (stdout, or --out): one per sampled frame (frame index,
 stream time, score), an alert when --alert-frames consecutive sampled frames
 score >= --alert-threshold (once per run), disconnects and reconnects, and a
 summary last. A stream that drops is reopened with doubling back-off (--reconnect-
-delay, up to --reconnects attempts), saying so on stderr. Ctrl-C stops the watch
-and prints the summary too.
+delay, up to --reconnects attempts), saying so on stderr; each reconnection is a
+'reconnected' event. Ctrl-C and SIGTERM stop the watch and print the summary too.
 Exit codes: 0 the source ended (or --max-frames was reached), 1 the source was lost
-(reconnects used up), 2 usage errors or a source that never opened, 130 Ctrl-C.""",
+(reconnects used up), 2 usage errors, a source that never opened or output that
+cannot be written (full disk, closed pipe), 130 Ctrl-C, 143 SIGTERM.""",
 )
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--source", required=True, help="Video file, rtsp:// or http(s):// URL, or camera index (0, 1, ...).")
@@ -82,4 +83,4 @@ def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch
     finally:
         events.close()
         det.close()
-    return {"interrupted": 130, "source lost": 1}.get(summary.ended, 0)
+    return {"interrupted": 130, "terminated": 143, "source lost": 1}.get(summary.ended, 0)
