@@ -42,7 +42,8 @@ test-browser: venv
 	$(BIN)/python -m pip install -q -c constraints/test.txt -e '.[browser]'
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
-	FAKEDET_SCREENSHOT=$(abspath $(SCREENSHOT)) $(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+	FAKEDET_SCREENSHOT=$(abspath $(SCREENSHOT)) FAKEDET_EVIDENCE_SCREENSHOT=$(abspath benchmarks/results/serve-console-evidence.png) \
+		$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 # INT8 on another CPU tier, emulated with qemu-user-static (Debian's): an AMD Zen 3 (AVX2, no
 # VNNI), whose INT8 kernels saturate with 8-bit weights: the tier check and the calibration

@@ -29,6 +29,7 @@ from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
 from .files import CACHE_FILE, FIGURE_FILE, FP32_FILE, INT8_FILE, REPORT_FILE, TARGETS
+from .evidence_guard import evidence_delta
 from .fallback import Budgets, fallback
 from .guard import compare
 from .ort_run import logits_of
@@ -161,6 +162,10 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work, tower)
                  for target, file, act, weights in TARGETS}
         _enforce_budgets(built, opts, manifest.threshold.value)
+        if manifest.evidence is not None:  # how far each INT8 map moves from FP32 (reported, not a budget)
+            for target, b in built.items():
+                b.guard["evidence_map"] = evidence_delta(fp32_path, b.model, gs.batches, manifest.evidence.name,
+                                                         exact=target == "tensorrt")
         speed = cpu_speed.measure(rng.named, built["ort-cpu"].model, gs.batches[0], opts.cpu_bench_seconds) \
             if opts.cpu_bench_seconds > 0 else None
         cpu = _cpu_facts(built["ort-cpu"], gs.batches)

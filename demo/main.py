@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import generate, link_or_copy, photo_of, write_crops
+from .evidence import evidence_stage
 from .photos import photos
 from .report import FLAT_DIFF, auc_table, below_target, bench_rows, psnr_pairs, read_scores
 from .stages import Runner
+from .verdict import verdict_stage
 
 AUTOENCODER = Path(__file__).resolve().parent / "autoencoder"
 
@@ -57,7 +59,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
     out.mkdir(parents=True, exist_ok=True)
     vae = Path(vae or AUTOENCODER)
     clip = arch.startswith("clip")
-    r = Runner(out, total=12)
+    r = Runner(out, total=15)
     t0 = time.perf_counter()
     r.say(f"fakedet demo: {'quick, ' if quick else ''}{arch} on photographs bundled in installed wheels; outputs in {out}")
     crops, held, pkg = out / "crops", out / "heldout", out / "detector.fdet"
@@ -121,9 +123,11 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
             "bench", pkg, "--backend", "torch,ort-cpu", "--precision", ",".join(precisions), "--batch", s.bench_batches,
             "--warmup", 1, "--duration", s.bench_seconds, "--repeats", 2, "--quiet", "--csv", out / "bench.csv",
             "--plot", out / "bench.png"], artifact=out / "bench.png", figure=lambda _: _bench_figure(out / "bench.csv"))
+        verdict_stage(r, out, pkg, held)
         few = _predict_set(out, held, ho, gen)
         r.command("predict held-out photos and fakes", ["predict", pkg, *few, "--json", "--quiet"],
                   artifact=out / "logs", figure=lambda _: f"{len(few)} images scored (table below)")
+        evidence_stage(r, out, held, pkg, gen, figs)  # where: spliced crops, localisation figures, 6 overlays
 
     summary = _summarize(out, r, figs, few, time.perf_counter() - t0, quick, arch)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -213,6 +217,7 @@ def _summarize(out: Path, r: Runner, figs: dict, few: list[Path], seconds: float
         "stages": [{"title": x.title, "seconds": round(x.seconds, 1), "figure": x.figure, "artifact": x.artifact}
                    for x in r.results],
         "predictions": preds,
+        "evidence": figs.get("evidence"),
     }
 
 

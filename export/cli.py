@@ -89,15 +89,18 @@ preprocessing contract clients must apply.""",
 @click.option("--image-endpoint", is_flag=True,
               help="--format triton: also write NAME_images, a Python-backend model that takes encoded images "
                    "(JPEG/PNG bytes) and applies the package's preprocessing in the server.")
+@click.option("--no-evidence", is_flag=True,
+              help="Leave out the second output, the per-region evidence map (written for the architectures where "
+                   "it is exact: resnet-tiny-nodown, resnet50-nodown, resnet50; docs/evidence-maps.md).")
 @click.option("--force", is_flag=True,
               help="Replace an existing package at -o (its INT8 files, calibration report and plans are lost).")
 def export(checkpoint, output, name, opset, precision, atol, atol_fp16, exporter, calib_images, sample_size,
-           no_simplify, empty_caption, fmt, max_batch, instance, image_endpoint, force):
+           no_simplify, empty_caption, fmt, max_batch, instance, image_endpoint, no_evidence, force):
     """Export CHECKPOINT (a training checkpoint directory: model.safetensors +
     config.json) to a model package with ONNX models, the manifest and a parity report."""
     opts = ExportOptions(name=name, opset=opset, precision=precision, atol=atol, atol_fp16=atol_fp16,
                          exporter=exporter, calib_images=calib_images, whole_image_size=_size(sample_size),
-                         simplify=not no_simplify, empty_caption=empty_caption)
+                         simplify=not no_simplify, empty_caption=empty_caption, evidence=not no_evidence)
     if fmt == "triton":
         from .triton import parse_instance, write_triton_repo
 

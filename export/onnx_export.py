@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 EXPORTERS = ("auto", "legacy", "dynamo")
 DEFAULT_OPSET = 17
 OUTPUT_NAME = "logit"
+EVIDENCE_AXES = {0: "batch", 2: "evidence_height", 3: "evidence_width"}  # the optional second output
 
 
 class ExportError(FakedetError):
@@ -77,11 +78,13 @@ def mha_fastpath_disabled():
         backend.set_fastpath_enabled(before)
 
 
-def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None) -> None:
+def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None,
+                   outputs: list[str]) -> None:
     import torch
 
     names = [spec.name] + ([text.name] if text is not None else [])
     axes = {spec.name: dynamic_dims(spec), OUTPUT_NAME: {0: "batch"}}
+    axes.update({name: EVIDENCE_AXES for name in outputs[1:]})
     if text is not None:
         axes[text.name] = {0: "batch"}
     with mha_fastpath_disabled(), torch.no_grad(), warnings.catch_warnings():
@@ -89,13 +92,14 @@ def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text
         torch.onnx.export(
             model, samples, str(path),
             dynamo=False,
-            input_names=names, output_names=[OUTPUT_NAME],
+            input_names=names, output_names=outputs,
             dynamic_axes=axes,
             opset_version=opset, do_constant_folding=True,
         )
 
 
-def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None) -> None:
+def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None,
+                   outputs: list[str]) -> None:
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -106,7 +110,7 @@ def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, samples, dynamo=True, input_names=names, output_names=[OUTPUT_NAME],
+            model, samples, dynamo=True, input_names=names, output_names=outputs,
             dynamic_shapes=shapes, opset_version=opset, verbose=False,
         )
         program.save(str(path), external_data=False)
@@ -114,11 +118,12 @@ def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text
 
 def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto",
                 whole_image_size: tuple[int, int] = (64, 64), simplify: bool = True,
-                text: TextInputSpec | None = None, sample_tokens=None):
+                text: TextInputSpec | None = None, sample_tokens=None, extra_outputs: tuple[str, ...] = ()):
     """Export `model` to `path` (an ONNX file) and return (onnx.ModelProto, OnnxExportInfo).
     The file at `path` is a working file: the caller saves the final model where it belongs.
     With `text` (a caption-aware model taking (image, token ids)), the graph's second input
-    is the token ids, traced on `sample_tokens` (2 rows of int32 ids)."""
+    is the token ids, traced on `sample_tokens` (2 rows of int32 ids). `extra_outputs`: names of
+    the outputs the model returns after the logit (an evidence map: N x 1 x h x w)."""
     import onnx
     import torch
 
@@ -134,7 +139,8 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
     used = None
     for name in order:
         try:
-            (_legacy_export if name == "legacy" else _dynamo_export)(model, samples, path, spec, opset, text)
+            (_legacy_export if name == "legacy" else _dynamo_export)(model, samples, path, spec, opset, text,
+                                                                   [OUTPUT_NAME, *extra_outputs])
             used = name
             break
         except Exception as e:

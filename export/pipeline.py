@@ -18,12 +18,14 @@ from fakedet.manifest import Manifest
 from fakedet.package import PackageWriter, embed_manifest
 
 from fakedet.train.models.clip import CaptionAwareGraph, random_backbone_note, takes_captions
+from fakedet.train.models.evidence import EVIDENCE_OUTPUT, EvidenceGraph, supports_evidence
 
 from . import captions
 from .fp16 import ORT_CPU_DISABLED_OPTIMIZERS, fp16_summary, to_fp16
 from .onnx_export import DEFAULT_OPSET, export_onnx
 from .phases import Phases
 from .parity import ParityError, compare, format_report, make_inputs, onnx_logits, torch_logits
+from .evidence_check import check_evidence
 from .source import ExportSource, manifest_from_config
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class ExportOptions:
     whole_image_size: tuple[int, int] = (128, 128)
     simplify: bool = True
     empty_caption: str = "refuse"  # caption-aware models: what a missing caption means (TextInputSpec)
+    evidence: bool = True  # a second output, the evidence map, where the architecture makes it exact
 
 
 @dataclass
@@ -91,13 +94,16 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         _say(f"parity: skipped {skipped}", echo)
     phases.start(f"PyTorch reference logits for the parity check ({manifest.architecture})")
     reference = torch_logits(model, inputs)
+    graph, extra = model, ()
+    if text is None and opts.evidence and supports_evidence(model):  # second output: the per-region logits
+        graph, extra = EvidenceGraph(model).eval(), (EVIDENCE_OUTPUT,)
 
     with PackageWriter(dest, manifest) as w:
         work = w.staged_path(".work/export.onnx")  # the torch exporter writes a file
         phases.start(f"tracing the model to ONNX (opset {opts.opset}"
                      f"{', then onnxslim' if opts.simplify else ''}; large backbones take minutes)")
-        proto32, info = export_onnx(model, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify,
-                                    text=text, sample_tokens=tokens)
+        proto32, info = export_onnx(graph, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify,
+                                    text=text, sample_tokens=tokens, extra_outputs=extra)
         shutil.rmtree(w.stage / ".work", ignore_errors=True)
         _say(f"exported with the {info.exporter} exporter, opset {info.opset}"
              f"{', simplified with onnxslim' if info.simplified else ''}", echo)
@@ -121,6 +127,8 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
             protos[ONNX_FP16] = (proto16, default_file(ONNX_FP16))
             _say(format_report("fp16", rep), echo)
 
+        if extra:
+            w.manifest.evidence = check_evidence(protos, inputs, opts.atol, opts.atol_fp16, echo=lambda m: _say(m, echo))
         failed = [k for k, r in parity.items() if not r["passed"]]
         if failed:
             raise ParityError(

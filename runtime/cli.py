@@ -18,6 +18,8 @@ from .imageio import expand_paths
 from .info_lines import provenance_lines
 from .selection import BACKENDS, PRECISIONS, choose, explain
 from .serve.config import parse_size
+from .verdict import verdict_lines, verdict_summary
+from .verdict_cli import operating_point_option
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -30,8 +32,16 @@ Examples:
   fakedet predict model.fdet photos/ uploads/ --batch 16
   fakedet predict model.fdet photos/ --json > scores.jsonl
   fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
+  fakedet predict model.fdet uploads/ --operating-point fpr-1% --json
   fakedet predict clip-text.fdet post.jpg --caption "sunset over the harbour"
   fakedet predict clip-text.fdet uploads/ --captions captions.csv   # path,caption
+  fakedet predict model.fdet photos/ --explain maps/ --json   # where: overlays + maps
+\b
+--explain DIR writes, per image, DIR/NNNNN-NAME.overlay.png (the image with the
+evidence map as a heat layer, regions over the threshold outlined) and the raw map
+(per-region logits) as DIR/NNNNN-NAME.evidence.npy; --json then carries a grid of
+at most 16x16 probabilities, the share of the area over the threshold and the
+`partial` verdict (docs/evidence-maps.md).
 \b
 A caption-aware package (exported from clip-mlp with use_text=true) scores each
 image with its caption: --caption for a single image, --captions for many (a CSV
@@ -52,6 +62,7 @@ or package errors.""",
               help="Which artifact precision to run.")
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--max-memory", default="4GB", show_default=True, callback=parsed_by(parse_size, FakedetError),
               help="Memory this run may use: images larger than it allows the model are refused, one by one.")
@@ -59,9 +70,13 @@ or package errors.""",
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
+@click.option("--provenance/--no-provenance", default=True, show_default=True,
+              help="With --json: each image's declared origin (C2PA, XMP, EXIF/PNG text) beside its score.")
+@click.option("--explain", "explain_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each image's evidence overlay (PNG) and map (.npy) into this folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, max_memory, captions_csv,
-            caption_text, as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, operating_point, threads, max_memory,
+            captions_csv, caption_text, as_json, provenance, explain_dir, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -74,7 +89,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         raise FakedetError(f"no images found in {', '.join(map(str, paths))}")
     caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
-    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold,
+                        operating_point=operating_point, **options)
     det.set_memory_budget(max_memory, "--max-memory")
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
@@ -87,7 +103,10 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             caps = [caption_of(p) for p in chunk] if caption_of is not None else None
-            for p in det.predict(chunk, captions=caps):
+            for k, p in enumerate(det.predict(chunk, captions=caps, provenance=as_json and provenance,
+                                              explain=explain_dir is not None)):
+                if p.ok and p.evidence is not None:
+                    write_overlay(explain_dir, chunk[k], start + k, p, det)
                 if p.ok:
                     scored += 1
                     fakes += int(bool(p.is_fake))
@@ -96,7 +115,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
                 if as_json:
                     click.echo(json_line(p))
                 elif p.ok:
-                    click.echo(f"{p.score:8.4f}  {'FAKE' if p.is_fake else 'real':<7}  {printable(p.source)}")
+                    verdict = "FAKE" if p.is_fake else ("partial" if p.partial else "real")
+                    click.echo(f"{p.score:8.4f}  {verdict:<7}  {printable(p.source)}")
                 else:
                     click.echo(f"{'-':>8}  {'ERROR':<7}  {printable(p.source)}: {printable(p.error)}")
             sys.stdout.flush()
@@ -104,11 +124,22 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         det.close()
     if not quiet:
         click.echo(
-            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}), {failed} failed, "
+            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}"
+            f"{f', operating point {det.operating_point}' if det.operating_point else ''}), {failed} failed, "
             f"{len(items)} total",
             err=True,
         )
     return 1 if failed else 0
+
+
+def write_overlay(out_dir: Path, item, index: int, p, det) -> None:
+    """The overlay PNG and the .npy of one prediction; a failure costs that item's files only."""
+    from .overlay import base_pixels, safe_stem, write_evidence
+
+    try:
+        write_evidence(out_dir, safe_stem(p.source, index), base_pixels(item, p.evidence, det.manifest.input), p.evidence)
+    except (OSError, FakedetError) as e:
+        p.error = f"cannot write its evidence overlay: {first_line(e)}"
 
 
 def _caption_source(captions_csv, caption_text, items):
@@ -212,7 +243,8 @@ def info(package, as_json, no_verify) -> int:
     backends = _backend_lines(pkg, problems)
     m = pkg.manifest
     if as_json:
-        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))
+        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends,
+                               "verdict": verdict_summary(m)}, indent=2))
     else:
         def echo(line: str) -> None:  # manifest strings are the package author's: no raw escapes
             click.echo(printable(line))
@@ -231,6 +263,8 @@ def info(package, as_json, no_verify) -> int:
                  f"{tx.tokenizer}), truncation {tx.truncation}, empty caption: {tx.empty_caption}")
         echo(f"output       {m.output.name} ({m.output.kind})")
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
+        for line in verdict_lines(m):
+            echo(line)
         for line in provenance_lines(m.provenance):
             echo(line)
         echo("artifacts")

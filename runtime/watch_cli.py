@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .selection import BACKENDS, PRECISIONS
+from .verdict_cli import operating_point_option
 
 
 @click.command(
@@ -51,10 +52,11 @@ cannot be written (full disk, closed pipe), 130 Ctrl-C, 143 SIGTERM.""",
               help="Which artifact precision to run.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr except alerts and the summary.")
 def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch, reconnects, reconnect_delay,
-          max_frames, backend, precision, threshold, threads, quiet) -> int:
+          max_frames, backend, precision, threshold, operating_point, threads, quiet) -> int:
     """Score frames of a video file, an RTSP/HTTP stream or a camera with PACKAGE."""
     from fakedet.extras import require
 
@@ -72,13 +74,13 @@ def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch
 
     options = {"threads": threads} if threads else {}
     det = Detector.open(package, backend=backend, precision=precision, batch_size=batch, threshold=threshold,
-                        **options)
+                        operating_point=operating_point, **options)
     events = EventLog(out)
     try:
         say(det.describe())
         watcher = Watcher(det, settings, events, say)
         summary = watcher.run()
-        events({"event": "summary", **summary.to_dict()})
+        events({"event": "summary", **summary.to_dict(), "operating_point": det.operating_point})
         say(summary.line(), always=True)
     finally:
         events.close()

@@ -149,3 +149,14 @@ def save_image(path: Path, size=(24, 20), seed=0, mode="RGB", fmt=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format=fmt)
     return path
+
+
+@pytest.fixture(scope="session")
+def evidence_packages(tmp_path_factory):
+    """(resnet-tiny-nodown package with the evidence output, FP32 + FP16; the same without it),
+    exported once per session; tests that change a package copy it first."""
+    pytest.importorskip("torch")
+    from evidence_helpers import tiny_evidence_package
+
+    root = tmp_path_factory.mktemp("evidence-packages")
+    return tiny_evidence_package(root, precision="both"), tiny_evidence_package(root, evidence=False)

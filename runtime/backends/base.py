@@ -195,6 +195,35 @@ class Backend(ABC):
         finally:
             self._leave_call()
 
+    def infer_outputs(self, batch, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The first output and the outputs `names` (float32, one row per image), split and
+        padded like `infer`. A backend without `_run_outputs` refuses (BackendError)."""
+        self._enter_call()
+        try:
+            x = self._checked_inputs(batch)
+            lead = x if isinstance(x, np.ndarray) else x[self._in_spec.name]
+            parts, start = [], 0
+            for run in self._plan(lead):
+                chunk = _rows(x, start, run.count, run.padding)
+                try:
+                    outs = self._run_outputs(chunk, tuple(names))
+                except FakedetError:
+                    raise
+                except Exception as e:
+                    raise BackendError(f"{self.name}: inference failed: {first_line(e, 300)}") from e
+                parts.append([np.asarray(o, dtype=np.float32)[: run.count] for o in outs])
+                start += run.count
+            return tuple(np.concatenate(col) for col in zip(*parts))
+        finally:
+            self._leave_call()
+
+    def output_names(self) -> list[str]:
+        """Every output the model has, the first one first (backends that can return more)."""
+        return [self.output_spec.name]
+
+    def _run_outputs(self, batch, names: tuple[str, ...]) -> list:
+        raise BackendError(f"{self.name}: this backend returns the first output only (asked for {', '.join(names)})")
+
     def _plan(self, x: np.ndarray) -> list:
         try:
             return plan_runs(len(x), self._batch_ranges(x.shape[1:]))

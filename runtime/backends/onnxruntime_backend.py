@@ -185,6 +185,14 @@ class OnnxRuntimeBackend(Backend):
         t3 = time.perf_counter()
         return out, {"h2d": (t1 - t0) * 1e3, "compute": (t2 - t1) * 1e3, "d2h": (t3 - t2) * 1e3}
 
+    def output_names(self) -> list[str]:
+        with self._in_use():
+            return [o.name for o in self.session.get_outputs()]
+
+    def _run_outputs(self, batch, names: tuple[str, ...]) -> list:
+        feed = batch if isinstance(batch, dict) else {self._in.name: batch}
+        return self.session.run([self._out.name, *names], feed)
+
     def _close(self) -> None:
         self.session = None
 

@@ -12,6 +12,7 @@ import time
 from importlib import resources
 
 from .body import BadBody, BodyTooLarge, CaptionTooLarge, read_upload
+from .evidence import wants_explain
 from .hosts import PROBES, HostPolicy
 from .openapi import docs_html, openapi_document
 from .service import Service
@@ -130,8 +131,9 @@ class Handlers:
         remaining = timeout - (time.perf_counter() - t0)
         deadline = time.monotonic() + max(remaining, 0.0)
         try:
+            explain = wants_explain(request.query_params.get("explain"))
             results = await asyncio.wait_for(
-                asyncio.gather(*(self.s.score_one(p.name, p.data, c, deadline, cancelled)
+                asyncio.gather(*(self.s.score_one(p.name, p.data, c, deadline, cancelled, explain)
                                  for p, c in zip(upload.images, captions))),
                 max(remaining, 0.0))
         except asyncio.TimeoutError:

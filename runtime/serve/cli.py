@@ -10,6 +10,7 @@ from fakedet.click_params import parsed_by
 from fakedet.errors import FakedetError
 
 from ..selection import BACKENDS, PRECISIONS
+from ..verdict_cli import operating_point_option
 from .config import parse_size
 
 SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
@@ -94,6 +95,7 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Images decoded at once, each in a worker process of its own (0: one per core).")
@@ -106,7 +108,8 @@ image-only model ignores them; a caption-aware one fails an image that has none
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
           max_caption_bytes, timeout_s, decode_timeout_s, header_timeout_s, keep_alive_s, warmup_timeout_s,
-          max_memory, token_file, threshold, threads, decode_workers, allowed_hosts, cors_origins, access_log) -> int:
+          max_memory, token_file, threshold, operating_point, threads, decode_workers, allowed_hosts, cors_origins,
+          access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -129,7 +132,7 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     options = {"threads": threads} if threads else {}
     infer = inference_thread()  # the model is opened, run and closed on this one thread
     det = infer.submit(Detector.open, package, backend=backend, precision=precision, batch_size=max_batch,
-                       threshold=threshold, **options).result()
+                       threshold=threshold, operating_point=operating_point, **options).result()
     infer.submit(det.set_memory_budget, max_memory, "--max-memory").result()
     run(det, config, announce=lambda msg: click.echo(msg, err=True), infer_executor=infer)
     return 0

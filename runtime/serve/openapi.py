@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 
+from .evidence import OPENAPI_PARAM
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {
     "kind": {"type": "string"}, "message": {"type": "string"}}}}}
 _RESULT = {
@@ -16,6 +18,10 @@ _RESULT = {
         "logit": {"type": ["number", "null"]},
         "decision": {"enum": ["fake", "real", "error"]},
         "threshold": {"type": "number"},
+        "operating_point": {"type": ["string", "null"], "description": "the named operating point that set the threshold"},
+        "provenance": {"type": ["object", "null"], "description": "what the image declares about its origin (C2PA, "
+                       "XMP DigitalSourceType, EXIF/PNG text): summary declared-generated | declared-composite | "
+                       "declared-capture | none, verified (valid C2PA) or a claim; never changes the score"},
         "error": {"type": ["string", "null"], "description": "why this image got no score"},
         "model": {"type": "object", "properties": {"name": {"type": "string"}, "sha256": {"type": "string"},
                                                    "artifact": {"type": "string"}}},
@@ -78,6 +84,7 @@ def openapi_document(service) -> dict:
              "schema": {"type": "array", "items": {"type": "string"}}, "style": "form", "explode": True,
              "description": "caption(s), percent-encoded UTF-8, mainly for a raw-body image; the same count "
                             "rule as 'caption' form parts, and not together with them"},
+            OPENAPI_PARAM,
         ],
         "requestBody": {"required": True, "content": {
             "image/*": {"schema": {"type": "string", "format": "binary"}},

@@ -13,10 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
+from ..provenance import read_provenance
 from ..stoppable import terminate_all
+from ..verdict import verdict_summary
 from .batcher import Batcher, Scored
 from .config import ServeConfig
 from .decode_order import CheapestFirst, decode_cost
+from .evidence import batch_scorer, evidence_fields
 from .metrics import ServiceMetrics
 
 
@@ -46,7 +49,7 @@ class Service:
         self.draining = False
         self.warmup_s: float | None = None
         self.startup_error: str | None = None
-        self.batcher = Batcher(detector.predict_prepared, config.max_batch, config.max_delay_ms / 1e3,
+        self.batcher = Batcher(batch_scorer(detector), config.max_batch, config.max_delay_ms / 1e3,
                                config.max_queue, on_batch=self._on_batch, executor=infer_executor,
                                on_abandoned=terminate_all)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
@@ -143,13 +146,14 @@ class Service:
         return self.detector.captions.problem(caption)
 
     async def score_one(self, name: str, data: bytes, caption: str | None = None, deadline: float | None = None,
-                        cancelled=None) -> dict:
+                        cancelled=None, explain: bool = False) -> dict:
         """One image (and, for a caption-aware model, its caption; an image-only model
         ignores it) -> its result. Past `deadline` (time.monotonic()) or once `cancelled`
         (a threading.Event) is set, its decode stops and it never reaches the model."""
         timings = {"queue": None, "decode": None, "infer": None}
         out = {"name": name, "score": None, "logit": None, "decision": "error",
-               "threshold": self.detector.threshold, "error": None, "model": self.model,
+               "threshold": self.detector.threshold, "operating_point": self.detector.operating_point,
+               "error": None, "model": self.model,
                "backend": self.backend, "timings_ms": timings}
         refused = self._caption_refused(caption)
         if refused is not None:
@@ -158,12 +162,14 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
+        declared = loop.run_in_executor(None, read_provenance, data)  # beside the score, bounded; a thread
         async with self.decode_order.slot(decode_cost(data)):  # cheap images first: see decode_order
             tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data,
                                                                       caption, deadline, cancelled)
         if tensor is not None and ((cancelled is not None and cancelled.is_set())
                                    or (deadline is not None and time.monotonic() > deadline)):
             tensor, error = None, "not scored: the request timed out before its turn"
+        out["provenance"] = await declared
         self.metrics.latency.labels("decode").observe(decode_s)
         timings["decode"] = round(decode_s * 1e3, 3)
         out["error"] = error
@@ -180,6 +186,8 @@ class Service:
                 out["error"] = pred.error
             else:
                 out.update(score=pred.score, logit=pred.logit, decision="fake" if pred.is_fake else "real")
+                if explain:
+                    out.update(evidence_fields(pred))
         if out["error"] is None:
             self.metrics.images.labels("scored").inc()
         else:
@@ -198,7 +206,8 @@ class Service:
                       "policy": pre.policy, "size": list(pre.size) if pre.size else None,
                       "max_pixels": pre.max_pixels},
             "output": {"name": m.output.name, "kind": m.output.kind},
-            "threshold": {"value": det.threshold, "method": m.threshold.method},
+            "threshold": {"value": det.threshold, "method": m.threshold.method, "operating_point": det.operating_point},
+            "verdict": verdict_summary(m),
             "artifact": {"file": det.choice.artifact.file, "kind": det.choice.artifact.kind,
                          "sha256": det.choice.artifact.sha256, "precision": det.choice.precision},
             "backend": {"name": det.choice.backend, "device": det.backend.describe(), "reason": det.choice.reason},

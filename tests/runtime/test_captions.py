@@ -15,7 +15,7 @@ from PIL import Image
 
 from caption_helpers import caption_checkpoint, caption_package, export_caption_package, micro_clip, one_thread  # noqa: F401
 from fakedet.errors import BackendError, FakedetError, ManifestError, PackageError
-from fakedet.manifest import Manifest, TextInputSpec
+from fakedet.manifest import SCHEMA_VERSION, Manifest, TextInputSpec
 from fakedet.package import ModelPackage
 from fakedet.runtime import Detector
 
@@ -82,7 +82,7 @@ def test_export_writes_two_inputs_a_hashed_tokenizer_and_caption_parity(caption_
     pkg_dir, _ = caption_package
     pkg = ModelPackage.open(pkg_dir)
     m = pkg.manifest
-    assert m.schema_version == 2 and m.text_input.context_length == 77 and m.text_input.empty_caption == "refuse"
+    assert m.schema_version == SCHEMA_VERSION and m.text_input.context_length == 77 and m.text_input.empty_caption == "refuse"
     tok = m.tokenizer_artifact()
     assert tok.kind == "tokenizer" and len(tok.sha256) == 64
     proto = onnx.load(str(pkg_dir / "model.onnx"), load_external_data=False)
