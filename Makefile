@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fakedet-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo bench test-gpu test-triton test-browser clean test-arm64 test-avx2
+.PHONY: venv test demo docs bench test-gpu test-triton test-browser clean test-arm64 test-avx2
 
 venv: $(STAMP)
 
@@ -64,9 +64,13 @@ test-arm64: venv
 demo: venv
 	$(BIN)/fakedet demo --out demo-out
 
+# The documentation site from docs/ into build/site/ (a broken link fails it).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: venv
 	$(BIN)/python benchmarks/bench_headline.py
 
 clean:
-	rm -rf $(VENV) .triton-env demo-out .pytest_cache
+	rm -rf $(VENV) .triton-env demo-out .pytest_cache build/site
 	scripts/arm64_root.sh .arm64-root --remove

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from fakedet.click_params import parsed_by
-from fakedet.runtime.tensorrt_version import cache_tag_number
+from fakedet.runtime.tensorrt_version import known_cache_tag_number
 
 from .normalise import DEFAULT_METHOD as DEFAULT_NORMALISE
 from .normalise import METHOD_HELP as NORMALISE_HELP
@@ -18,7 +18,7 @@ from .tensorrt_cache import ALGORITHMS, DEFAULT_TRT_VERSION
 from .text_tower import DEFAULT_TEXT_TOWER, TEXT_TOWER_CHOICES
 
 
-_trt_version = parsed_by(cache_tag_number)
+_trt_version = parsed_by(known_cache_tag_number)
 
 
 @click.command(
@@ -110,6 +110,9 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
               normalise_method, force, quiet):  # fmt: skip
     """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
     calibration cache and a report, guarded against accuracy loss."""
+    from fakedet.extras import require
+
+    require("calibrate", ("onnx",))
     from .cpu_speed import verdict
     from .pipeline import Options
     from .pipeline import calibrate as run

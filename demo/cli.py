@@ -6,13 +6,16 @@ from pathlib import Path
 
 import click
 
+# The one statement of how long --quick takes (README, docs and --help repeat it as it is).
+QUICK_TIME = "1-2 minutes on 2 idle cores, several times that under load"
+
 
 @click.command(
     "demo",
-    epilog="""\b
+    epilog=f"""\b
 Examples:
   fakedet demo                       # about 4-5 minutes on 2 CPU cores
-  fakedet demo --quick --out /tmp/d  # about 2 minutes: fewer crops, 6 epochs, weak AUC
+  fakedet demo --quick --out /tmp/d  # fewer crops, 6 epochs, weak AUC: {QUICK_TIME}
   fakedet demo --arch clip-mlp       # the robust-CLIP head (random ViT-S-32 backbone: slow, weak)
 
 \b
@@ -27,7 +30,7 @@ Re-running reuses the crops and reconstructions already made and resumes trainin
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True,
               help="Folder for every artifact.")
-@click.option("--quick", is_flag=True, help="Fewer crops, generated images and benchmark seconds (a smoke run).")
+@click.option("--quick", is_flag=True, help=f"Fewer crops, generated images and benchmark seconds: a smoke run ({QUICK_TIME}).")
 @click.option("--arch", default="resnet-tiny-nodown", show_default=True,
               help="Detector: resnet-tiny-nodown, or clip-mlp / clip-linear (random ViT-S-32), resnet50-nodown (slow).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [15; --quick 6; clip heads 12].")
@@ -36,6 +39,9 @@ Re-running reuses the crops and reconstructions already made and resumes trainin
 def demo(out, quick, arch, epochs, vae):
     """Run the main job end to end on photographs bundled in installed wheels: align, train, evaluate,
     export, calibrate INT8, compare FP32 and INT8, benchmark and predict."""
+    from fakedet.extras import require
+
+    require("demo", ("torch", "diffusers", "onnx", "skimage", "sklearn", "matplotlib"))
     from .main import run_demo
     from .stages import StageFailed
 

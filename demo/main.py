@@ -24,7 +24,7 @@ class Settings:
     defocus: float = 0.4  # share of training crops blurred before alignment (out-of-focus reals)
     heldout_per_photo: int = 40  # held-out crops per held-out photo
     generated: int = 160  # generated images (half mixes, half noised latents)
-    epochs: int = 15  # 3 left the detector at AUC 0.8 against the 25 dB fakes (README, the lever table)
+    epochs: int = 15  # 3 left the detector at AUC 0.8 against the 25 dB fakes (docs/demo.md, the lever table)
     batch: int = 32  # paired: 16 reals + their 16 reconstructions
     train_crop: int = 96  # the whole crop: 64px sub-crops left flat crops too little evidence
     calib_samples: int = 64
@@ -98,12 +98,12 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
             *_augment(crop_size=s.train_crop, resized_crop=0, blur=0, jpeg=0, webp=0, noise=0, cutout=0)]
         r.command(f"train {arch}", ["train", "--arch", arch, "--pretrained", "none", "--data", out / "aligned-train",
                   "--out", out / "run", "--val-fraction", 0.1, "--seed", 0, "--no-progress", *arch_opts],
-                  artifact=out / "run" / "best", figure=lambda _: _train_figure(out / "run"))
+                  artifact=out / "run" / "best", figure=lambda _: _train_figure(out / "run"), progress=r"^epoch \d+/\d+:")
         r.command("evaluate the checkpoint (PyTorch)", ["eval", out / "run" / "best", "--data", held, "--out",
                   out / "eval-checkpoint", "--quiet"], artifact=out / "eval-checkpoint" / "roc.png",
                   figure=lambda _: _eval_figure(out / "eval-checkpoint"))
         r.command("export (ONNX fp32 + fp16, parity checked)", ["export", out / "run" / "best", "-o", pkg,
-                  "--precision", "both"], artifact=pkg, figure=lambda _: _export_figure(pkg))
+                  "--precision", "both", "--force"], artifact=pkg, figure=lambda _: _export_figure(pkg))
         cal_t = time.perf_counter()
         # exit 1: the guard refused INT8 (nothing written); the demo goes on with FP32 and says so
         r.command("calibrate INT8 (accuracy guard)", ["calibrate", pkg, "--data", out / "aligned-train",
@@ -238,7 +238,7 @@ def _print_summary(r: Runner, sm: dict) -> None:
     for miss in sm["below_target"]:
         aucs = ", ".join(f"{k} {v:.3f} < {sm['targets'][k]:.2f}" for k, v in miss["auc"].items())
         why = (": little fine detail for the decoder to change, so real ones can read as fake"
-               if miss["flat_share"] >= 0.25 else "; README, 'Where it errs'")
+               if miss["flat_share"] >= 0.25 else "; docs/demo.md, 'Where it errs'")
         say(f"  below target: {miss['photo']} ({aucs}); {miss['flat_share']:.0%} of its real crops are flat "
             f"(mean neighbour difference < {FLAT_DIFF:.0f} grey level){why}")
     if sm["predictions"]:

@@ -20,11 +20,20 @@ class _Sink(io.TextIOBase):
 
     def __init__(self, target):
         self.target = target
+        self.progress = None  # (pattern, console): lines matching it are shown on the console too
+        self._partial = ""
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
+        if self.progress is not None:
+            pattern, console = self.progress
+            *lines, self._partial = (self._partial + s).split("\n")
+            for line in lines:
+                if pattern.search(line):
+                    console.write(f"        {line.strip()}\n")
+                    console.flush()
         return self.target.write(s)
 
     def flush(self) -> None:
@@ -68,14 +77,18 @@ class Runner:
     def say(self, text: str = "") -> None:
         print(text, file=self.console, flush=True)
 
-    def stage(self, title: str, fn, figure=None, artifact: Path | str | None = None):
-        """Run fn() with its output in a log; print one line: number, title, seconds, figure."""
+    def stage(self, title: str, fn, figure=None, artifact: Path | str | None = None, progress: str | None = None):
+        """Run fn() with its output in a log; print one line: number, title, seconds, figure.
+        Lines of the stage's output matching the regex `progress` also go to the console."""
         self.n += 1
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40]
         log_path = self.out / "logs" / f"{self.n:02d}-{slug}.log"
+        if progress:
+            self.say(f"[{self.n:2d}/{self.total}] {title} ...")
         t0 = time.perf_counter()
         with open(log_path, "w", encoding="utf-8") as log:
             self._sink.target = log
+            self._sink.progress = (re.compile(progress), self.console) if progress else None
             try:
                 value = fn()
             except Exception as e:  # every stage's failure ends the demo with its log named
@@ -83,6 +96,7 @@ class Runner:
                 value = e
             finally:
                 self._sink.target = self.console
+                self._sink.progress = None
         secs = time.perf_counter() - t0
         if isinstance(value, Exception):
             self.say(f"[{self.n:2d}/{self.total}] {title}: FAILED after {secs:.1f} s ({value}); see {log_path}")
@@ -92,7 +106,7 @@ class Runner:
         self.results.append(StageResult(title, secs, text, str(artifact or ""), str(log_path)))
         return value
 
-    def command(self, title: str, args: list, figure=None, artifact=None, ok=(0,)):
+    def command(self, title: str, args: list, figure=None, artifact=None, ok=(0,), progress: str | None = None):
         """A `fakedet` command run in this process (the same code path as the shell)."""
         from fakedet.cli import main
 
@@ -103,4 +117,4 @@ class Runner:
                 raise StageFailed(f"fakedet {args[0]} exited with {rc}")
             return rc
 
-        return self.stage(title, call, figure, artifact)
+        return self.stage(title, call, figure, artifact, progress)

@@ -10,6 +10,7 @@ import click
 from fakedet.errors import DataError
 
 from .onnx_export import DEFAULT_OPSET, EXPORTERS
+from .overwrite import check_overwrite
 from .pipeline import PRECISION_CHOICES, ExportOptions
 
 
@@ -32,6 +33,7 @@ Examples:
   fakedet export runs/r50/best -o r50.fdet
   fakedet export runs/clip/best -o clip.fdet --precision both --calib-images val/
   fakedet export runs/r50/best -o r50.fdet --precision fp32 --opset 18 --atol 1e-5
+  fakedet export runs/r50/best -o r50.fdet --force      # replace r50.fdet (drops its INT8 files)
   fakedet export runs/r50/best -o triton_repo --format triton --name r50
   fakedet export r50.fdet -o triton_repo --format triton   # package (with plans) -> Triton
   fakedet export r50.fdet -o triton_repo --format triton --image-endpoint   # + JPEG/PNG in, scores out
@@ -90,8 +92,10 @@ preprocessing contract clients must apply.""",
 @click.option("--no-evidence", is_flag=True,
               help="Leave out the second output, the per-region evidence map (written for the architectures where "
                    "it is exact: resnet-tiny-nodown, resnet50-nodown, resnet50; docs/evidence-maps.md).")
+@click.option("--force", is_flag=True,
+              help="Replace an existing package at -o (its INT8 files, calibration report and plans are lost).")
 def export(checkpoint, output, name, opset, precision, atol, atol_fp16, exporter, calib_images, sample_size,
-           no_simplify, empty_caption, fmt, max_batch, instance, image_endpoint, no_evidence):
+           no_simplify, empty_caption, fmt, max_batch, instance, image_endpoint, no_evidence, force):
     """Export CHECKPOINT (a training checkpoint directory: model.safetensors +
     config.json) to a model package with ONNX models, the manifest and a parity report."""
     opts = ExportOptions(name=name, opset=opset, precision=precision, atol=atol, atol_fp16=atol_fp16,
@@ -113,6 +117,9 @@ def export(checkpoint, output, name, opset, precision, atol, atol_fp16, exporter
     if (checkpoint / "manifest.json").is_file():
         raise DataError(f"{checkpoint}: already a model package; export takes a training checkpoint "
                         "(or use --format triton to turn the package into a Triton repository)")
+    replacing = check_overwrite(output, force)
+    if replacing:
+        click.echo(f"fakedet export: {replacing}", err=True)
     pkg = _export(checkpoint, output, opts)
     click.echo(f"wrote {pkg}")
     return 0
@@ -122,6 +129,6 @@ def _export(checkpoint: Path, dest: Path, opts: ExportOptions) -> Path:
     from .pipeline import export_package
     from .source import load_source
 
-    source = load_source(checkpoint)
+    source = load_source(checkpoint, say=lambda m: click.echo(m, err=True))
     result = export_package(source, dest, opts, echo=lambda m: click.echo(m, err=True))
     return result.path

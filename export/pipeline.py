@@ -17,12 +17,13 @@ from fakedet.artifact_kinds import KINDS, ONNX_FP16, ONNX_FP32, PARITY_REPORT, T
 from fakedet.manifest import Manifest
 from fakedet.package import PackageWriter, embed_manifest
 
-from fakedet.train.models.clip import CaptionAwareGraph, takes_captions
+from fakedet.train.models.clip import CaptionAwareGraph, random_backbone_note, takes_captions
 from fakedet.train.models.evidence import EVIDENCE_OUTPUT, EvidenceGraph, supports_evidence
 
 from . import captions
 from .fp16 import ORT_CPU_DISABLED_OPTIMIZERS, fp16_summary, to_fp16
 from .onnx_export import DEFAULT_OPSET, export_onnx
+from .phases import Phases
 from .parity import ParityError, compare, format_report, make_inputs, onnx_logits, torch_logits
 from .evidence_check import check_evidence
 from .source import ExportSource, manifest_from_config
@@ -70,6 +71,10 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
     dest = Path(dest)
     name = opts.name or dest.name.removesuffix(".fdet")
     manifest = manifest_from_config(source.config, name, source.checkpoint)
+    note = random_backbone_note(manifest.architecture, manifest.provenance.get("backbone_weights", "?"),
+                                source.config.get("model_kwargs", {}).get("clip_model"), "train --pretrained")
+    if note:
+        _say(note, echo)
     spec = manifest.input
     threshold = manifest.threshold.value
     model = source.model.eval()
@@ -82,10 +87,12 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         _say(f"caption-aware model: inputs '{spec.name}' and '{text.name}' "
              f"({text.context_length} CLIP BPE token ids, empty caption: {text.empty_caption})", echo)
 
+    phases = Phases(lambda m: _say(m, echo))
     inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images, tokens=tokens,
                          text_name=text.name if text else "text")
     for skipped in inputs.skipped_images:
         _say(f"parity: skipped {skipped}", echo)
+    phases.start(f"PyTorch reference logits for the parity check ({manifest.architecture})")
     reference = torch_logits(model, inputs)
     graph, extra = model, ()
     if text is None and opts.evidence and supports_evidence(model):  # second output: the per-region logits
@@ -93,6 +100,8 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
 
     with PackageWriter(dest, manifest) as w:
         work = w.staged_path(".work/export.onnx")  # the torch exporter writes a file
+        phases.start(f"tracing the model to ONNX (opset {opts.opset}"
+                     f"{', then onnxslim' if opts.simplify else ''}; large backbones take minutes)")
         proto32, info = export_onnx(graph, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify,
                                     text=text, sample_tokens=tokens, extra_outputs=extra)
         shutil.rmtree(w.stage / ".work", ignore_errors=True)
@@ -103,11 +112,13 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         parity: dict = {}
         protos: dict[str, tuple] = {}
         if opts.precision in ("fp32", "both"):
+            phases.start("parity fp32: ONNX Runtime against PyTorch")
             got = onnx_logits(proto32.SerializeToString(), inputs)
             parity[ONNX_FP32] = compare(reference, got, threshold, opts.atol, inputs)
             protos[ONNX_FP32] = (proto32, default_file(ONNX_FP32))
             _say(format_report("fp32", parity[ONNX_FP32]), echo)
         if opts.precision in ("fp16", "both"):
+            phases.start("converting to fp16 and checking its parity")
             proto16 = to_fp16(proto32)
             got = onnx_logits(proto16.SerializeToString(), inputs, ORT_CPU_DISABLED_OPTIMIZERS)
             rep = compare(reference, got, threshold, opts.atol_fp16, inputs)
@@ -141,6 +152,7 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
                            if key in r}
                        for k, r in parity.items()},
         })
+        phases.start(f"writing {', '.join(file for _, file in protos.values())}")
         for kind, (proto, file) in protos.items():
             embed_manifest(proto, w.manifest, kind)
             attrs = {"opset": info.opset, "exporter": info.exporter, "precision": KINDS[kind].precision}

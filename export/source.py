@@ -18,12 +18,15 @@ class ExportSource:
     checkpoint: Path | None = None
 
 
-def load_source(path: str | Path) -> ExportSource:
+def load_source(path: str | Path, say=None) -> ExportSource:
     """The checkpoint's model and config; its layout and config (train.checkpoint's checks:
-    pickled files, missing files, unknown architecture) are checked before the weights load."""
-    from fakedet.train.checkpoint import checkpoint_dir, load_checkpoint
+    pickled files, missing files, unknown architecture) are checked before the weights load.
+    `say(line)` hears when the (possibly long) loading starts."""
+    from fakedet.train.checkpoint import checkpoint_dir, load_checkpoint, read_config
 
     path = checkpoint_dir(path)
+    if say is not None:
+        say(f"loading {path} ({read_config(path)['arch']}) ...")
     try:
         model, config = load_checkpoint(path)
     except FakedetError:
@@ -42,6 +45,14 @@ def _find(config: dict, key: str):
         if isinstance(v, dict) and key in v:
             return v[key]
     return None
+
+
+def backbone_weights(config: dict) -> str | None:
+    """What the backbone started from: 'none' (random), a tag or a file; None when unrecorded."""
+    value = config.get("backbone_weights")
+    if value is None:
+        value = _find(config, "pretrained_init")  # checkpoints from before backbone_weights
+    return None if value is None else str(value)
 
 
 def _threshold(value) -> Threshold:
@@ -83,6 +94,9 @@ def manifest_from_config(config: dict, name: str, checkpoint: Path | None = None
         "metrics": _find(config, "metrics"),
         **checkpoint_digest(checkpoint),
     }
+    backbone = backbone_weights(config)
+    if backbone is not None:
+        provenance["backbone_weights"] = backbone
     return Manifest(
         name=name,
         architecture=str(config.get("arch", "unknown")),

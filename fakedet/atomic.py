@@ -32,6 +32,14 @@ def _ordinary_mode(fd_or_path) -> None:
         os.chmod(fd_or_path, 0o666 & ~_umask())
 
 
+def ordinary_file_modes(directory: str | os.PathLike) -> None:
+    """Give every file under `directory` the mode a plain open() would: some writers
+    (safetensors' save_file, mkstemp) create 0600 files, unreadable to a service account."""
+    for path in Path(directory).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            _ordinary_mode(path)
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import FakedetError, Terminated, printable
+from .extras import missing_extra_message
 
 # command name -> (module, attribute, one-line help shown in `fakedet --help`)
 COMMANDS = {
@@ -46,9 +47,22 @@ class LazyGroup(click.Group):
             mod = importlib.import_module(module)
         except ImportError as e:
             missing = getattr(e, "name", None) or str(e)
-            return _unavailable(name, f"needs a module that is not installed ({missing}); "
-                                      f"install the extra for it, e.g. pip install 'fakedet[train,export]'")
+            why = missing_extra_message(name, missing)  # "'fakedet NAME' needs MODULE, ...: pip install ..."
+            return _unavailable(name, why.split("' ", 1)[1] if why else
+                                f"needs a module that is not installed ({missing}); "
+                                f"install the extra for it, e.g. pip install 'fakedet[train,export]'")
         return getattr(mod, attr)
+
+    def invoke(self, ctx):
+        """A command that reaches for an optional module that is not installed ends with the
+        extra to install, in one line."""
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as e:
+            message = missing_extra_message(ctx.invoked_subcommand, e.name)
+            if message is None:
+                raise
+            raise FakedetError(message) from None
 
     def format_commands(self, ctx, formatter):
         rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]

@@ -15,6 +15,7 @@ from fakedet.errors import BackendUnavailable, FakedetError, PackageError, first
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
+from .info_lines import provenance_lines
 from .selection import BACKENDS, PRECISIONS, choose, explain
 from .serve.config import parse_size
 from .verdict import verdict_lines, verdict_summary
@@ -264,10 +265,8 @@ def info(package, as_json, no_verify) -> int:
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
         for line in verdict_lines(m):
             echo(line)
-        for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
-            if key in m.provenance:
-                val = m.provenance[key]
-                echo(f"{key:<12} {json.dumps(val) if isinstance(val, (dict, list)) else val}"[:300])
+        for line in provenance_lines(m.provenance):
+            echo(line)
         echo("artifacts")
         for art in m.artifacts:
             extra = ""

@@ -100,6 +100,26 @@ def cache_tag_number(value: str | int) -> int:
     return TrtVersion.parse(text).cache_tag
 
 
+# The releases that exist (major -> last minor), from NVIDIA's release notes; fakedet supports
+# 8.5 and newer. A version outside them is a typo or a release newer than this table.
+LAST_MINOR = {8: 6, 9: 3, 10: 16, 11: 4}
+
+
+def known_releases() -> str:
+    first = {8: MIN_SUPPORTED[1]}
+    return ", ".join(f"{m}.{first.get(m, 0)}-{m}.{last}" for m, last in LAST_MINOR.items())
+
+
+def known_cache_tag_number(value: str | int) -> int:
+    """cache_tag_number, refusing a version that is no TensorRT release fakedet supports."""
+    tag = cache_tag_number(value)
+    v = TrtVersion.from_cache_tag(tag)
+    if not v.supported or v.minor > LAST_MINOR.get(v.major, -1):
+        raise TensorRTVersionError(f"TensorRT {v.major}.{v.minor} is not a TensorRT release fakedet supports "
+                                   f"(known: {known_releases()})")
+    return tag
+
+
 def cache_header_version(first_line: str) -> TrtVersion | None:
     """`TRT-8601-EntropyCalibration2` -> 8.6.1; `TRT-100300-...` -> 10.3.0; None if unreadable."""
     m = _CACHE_HEADER.match(first_line.strip())

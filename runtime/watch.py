@@ -27,6 +27,8 @@ from pathlib import Path
 
 from fakedet.errors import FakedetError, Terminated
 
+from .watch_sources import open_failure
+
 
 @dataclass
 class WatchSettings:
@@ -239,9 +241,9 @@ class Watcher:
         sm = self.summary
         cap = None
         try:
-            cap = self._connect(after_drop=False)
+            cap = self._open()  # once: only a stream that was up is worth waiting for
             if cap is None:
-                raise FakedetError(f"{self.s.source}: cannot open this video source")
+                raise FakedetError(open_failure(self.source, self.is_file, self.s.open_timeout_s))
             self.say(f"watching {self.s.source}" + (f" ({self._fps:g} fps)" if self._fps else ""))
             drops = 0  # drops since the last frame read: a source that reopens but yields nothing is lost too
             while True:

@@ -42,7 +42,7 @@ cannot be written (full disk, closed pipe), 130 Ctrl-C, 143 SIGTERM.""",
               help="Consecutive sampled frames at or above the alert threshold that raise an alert (0: none).")
 @click.option("--batch", type=click.IntRange(1, 1024), default=8, show_default=True, help="Frames per inference call.")
 @click.option("--reconnects", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Attempts to reopen a dropped stream before giving up (0: never).")
+              help="Attempts to reopen a stream that was up and dropped, before giving up (0: never); a source that never opens fails at once.")
 @click.option("--reconnect-delay", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="First back-off in seconds; doubled per attempt, up to 8 s.")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after reading this many frames.")
@@ -58,6 +58,9 @@ cannot be written (full disk, closed pipe), 130 Ctrl-C, 143 SIGTERM.""",
 def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch, reconnects, reconnect_delay,
           max_frames, backend, precision, threshold, operating_point, threads, quiet) -> int:
     """Score frames of a video file, an RTSP/HTTP stream or a camera with PACKAGE."""
+    from fakedet.extras import require
+
+    require("watch", ("cv2",))  # before the model opens
     from .detector import Detector
     from .watch import EventLog, Watcher, WatchSettings
 

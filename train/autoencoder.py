@@ -31,6 +31,12 @@ class Autoencoder:
     source: str
 
 
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
 def _read_class(path: Path) -> str | None:
     try:
         return json.loads((path / "config.json").read_text()).get("_class_name")
@@ -83,6 +89,8 @@ def load_autoencoder(vae: str, subfolder: str | None = None, device: str = "cpu"
             else:
                 raise DataError(f"--vae {vae}: {class_name} is not supported (AutoencoderKL or VQModel)")
             kwargs = {"subfolder": subfolder} if subfolder else {}
+            if not _has_accelerate():  # diffusers would fall back itself, after a six-line warning
+                kwargs["low_cpu_mem_usage"] = False
             if dtype is not None:
                 kwargs["torch_dtype"] = dtype
             model = cls.from_pretrained(str(local) if is_local else vae, **kwargs)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from fakedet import __version__
-from fakedet.atomic import staged_dir
+from fakedet.atomic import ordinary_file_modes, staged_dir
 from fakedet.errors import FakedetError, PackageError
 
 from .models.weights import state_mismatch
@@ -64,6 +64,7 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: dict,
                       str(stage / STATE_TENSORS))
         if extra_json is not None:
             (stage / STATE_JSON).write_text(json.dumps(extra_json, indent=1) + "\n")
+        ordinary_file_modes(stage)
     return out_dir
 
 

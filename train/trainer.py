@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -35,6 +36,8 @@ from .config import TrainConfig
 from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, split_samples
 from .losses import build_loss
 from .models import create_model, model_input_spec
+from .models.clip import random_backbone_note
+from .progress import epoch_line
 from .sam import SAM, frozen_bn_stats
 
 log = logging.getLogger("fakedet.train")
@@ -65,6 +68,9 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.arch, pretrained=cfg.pretrained, **cfg.model_kwargs).to(self.device)
+        note = random_backbone_note(cfg.arch, cfg.pretrained, cfg.model_kwargs.get("clip_model"))
+        if note and self.rank == 0:
+            print(note, file=sys.stderr, flush=True)
         self.spec = model_input_spec(cfg.arch, **cfg.model_kwargs)
         self.frozen = bool(getattr(self.model, "frozen_backbone", False))
         self.net = self.model.head if self.frozen else self.model
@@ -142,6 +148,10 @@ class Trainer:
         least = 2 if self.frozen else 1  # a BatchNorm1d head needs two samples per process
         return ddp.step_batches(order, max(1, self.cfg.batch // self._per_item()), self.rank, self.world,
                                 least * self.world)
+
+    def _steps_in_epoch(self, epoch: int) -> int:
+        n = len(self.train_feats[1]) if self.frozen else len(self.train_ds)
+        return len(self._steps(n, epoch))
 
     def _train_batches(self, epoch: int):
         """One list of same-shape (x, y) groups per step."""
@@ -263,6 +273,7 @@ class Trainer:
             "input": self.spec.to_dict(),
             "threshold": cfg.threshold,
             "fakedet_version": __version__,
+            "backbone_weights": cfg.pretrained or "none",
             "training": {
                 "config": cfg.to_dict(),
                 "epoch": epoch,
@@ -316,7 +327,7 @@ class Trainer:
             torch.manual_seed(ddp.epoch_seed(cfg.seed, epoch, self.rank))
             t0, losses = time.time(), []
             bar = tqdm(self._train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                       disable=not self._show(), leave=False)
+                       total=self._steps_in_epoch(epoch), disable=not self._show(), leave=False)
             for groups in bar:
                 for x, y in self._agreed_groups(groups):
                     losses.append(self._step(x, y))
@@ -327,7 +338,10 @@ class Trainer:
             record = {"epoch": epoch + 1, "train_loss": sum(losses) / len(losses), "lr": self.lr,
                       "seconds": round(time.time() - t0, 3), "skipped_images": self._count_skipped()["skipped"],
                       **{f"val_{k}": v for k, v in metrics.items()}}
+            improved = metrics["balanced_accuracy"] > self.best
             self._after_epoch(epoch, metrics, record)
+            if self.rank == 0:  # one line per epoch, with or without the progress bar
+                tqdm.write(epoch_line(record, cfg.epochs, improved), file=sys.stderr)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(self, epoch, record)
         summary = {"epochs_done": len(self.history), "best_balanced_accuracy": self.best,

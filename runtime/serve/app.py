@@ -86,6 +86,9 @@ class Handlers:
         reason = self.s.not_ready_reason()
         if reason:
             return self.error(503, "not_ready", f"not ready: {reason}", self._retry())
+        if "url" in request.query_params:
+            return self.error(400, "bad_request", "?url= is not supported: the service never fetches; "
+                                                  "send the image bytes as the body")
         try:
             timeout = self._timeout(request.query_params.get("timeout_s"))
         except ValueError as e:

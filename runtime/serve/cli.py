@@ -50,9 +50,13 @@ image), GET /v1/model, /healthz (alive), /readyz (loaded and warmed), /metrics
 Limits: 413 over --max-bytes (checked while the body streams in), 503 with
 Retry-After when --max-queue images are waiting, 504 after --timeout-s (a request
 may ask for less with ?timeout_s=), 401 without the token when --token-file is
-given. Uploads stay in memory. SIGTERM finishes the requests in flight, refuses new
-ones, then exits. Listens on 127.0.0.1 unless told otherwise, and warns when bound
-wider without a token.
+given: /v1/detect, /v1/model and /metrics need it (a Prometheus scrape sends it with
+`authorization: {credentials_file: TOKEN}`); /healthz, /readyz and the console page
+stay open. No ?url=: the service never fetches (400). Uploads stay in memory.
+SIGTERM finishes the requests in flight, refuses new ones, then exits. Listens on
+127.0.0.1 unless told otherwise, and warns when bound wider without a token.
+--access-log writes one line per request on stderr.
+Exit codes: 0 stopped, 2 usage or package error, 3 cannot listen (port busy).
 Captions ('caption' form parts or ?caption=): one for all the request's images,
 or one per image in their order; UTF-8, at most --max-caption-bytes each. An
 image-only model ignores them; a caption-aware one fails an image that has none
@@ -111,7 +115,7 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
     from ..detector import Detector
     from .batcher import inference_thread
     from .config import ServeConfig, read_token
-    from .server import run
+    from .server import check_port_free, run
 
     config = ServeConfig(host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
                          max_queue=max_queue, max_bytes=max_bytes, max_caption_bytes=max_caption_bytes,
@@ -121,6 +125,7 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
                          token=read_token(token_file) if token_file else None, decode_workers=decode_workers,
                          access_log=access_log, allowed_hosts=tuple(allowed_hosts),
                          cors_origins=tuple(cors_origins))
+    check_port_free(host, port)
     warning = config.exposure_warning()
     if warning:
         click.echo(f"fakedet serve: WARNING: {warning}", err=True)

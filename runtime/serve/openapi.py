@@ -31,7 +31,9 @@ _RESULT = {
             "decode": {"type": ["number", "null"], "description": "null when the image was refused before "
                                                                   "decoding (a missing caption)"},
             "infer": {"type": ["number", "null"], "description": "the whole batch this image ran in"},
-            "batch": {"type": "integer", "description": "images in that batch"}}},
+            "batch_size": {"type": "integer", "description": "images in that batch (a count, not milliseconds)"},
+            "batch": {"type": "integer", "deprecated": True,
+                      "description": "deprecated: the old name of batch_size, removed after fakedet 0.2"}}},
     },
 }
 

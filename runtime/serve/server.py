@@ -36,6 +36,41 @@ def _draining_server_class():
     return DrainingServer
 
 
+def log_config_on_stderr() -> dict:
+    """uvicorn's logging config with its access log on stderr (its default is stdout)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    for handler in cfg["handlers"].values():
+        handler["stream"] = "ext://sys.stderr"
+    return cfg
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind HOST:PORT once, as uvicorn will, so a busy port is one line (exit 3) before the
+    model loads, not a log line after the banner."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        raise CannotListen(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            raise CannotListen(f"cannot listen on {host}:{port}: {e.strerror or e} "
+                               "(another process holds it? choose another --port)") from None
+
+
+class CannotListen(FakedetError):
+    exit_code = 3
+
+
 def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> None:
     """Serve `detector` until SIGTERM / Ctrl-C; `infer_executor` is the one-thread pool it
     was opened on (batcher.inference_thread()), if any."""
@@ -49,7 +84,7 @@ def run(detector, config: ServeConfig, announce=print, infer_executor=None) -> N
     logging.getLogger("fakedet.serve").setLevel(logging.INFO)
     ucfg = uvicorn.Config(
         app, host=config.host, port=config.port, lifespan="on", log_level="info",
-        access_log=config.access_log, server_header=False, proxy_headers=False,
+        access_log=config.access_log, log_config=log_config_on_stderr(), server_header=False, proxy_headers=False,
         timeout_graceful_shutdown=int(config.timeout_s) + 5,
         # Idle connections are closed (keep-alive, headers); requests in progress are bounded
         # by the app (app.Observe), where /healthz and /readyz are exempt: uvicorn's own

@@ -177,7 +177,8 @@ class Service:
             done: Scored = await self.batcher.infer(tensor, ids)
             self.metrics.latency.labels("queue").observe(done.queue_s)
             timings.update(queue=round(done.queue_s * 1e3, 3), infer=round(done.infer_s * 1e3, 3))
-            timings["batch"] = done.batch_size
+            timings["batch_size"] = done.batch_size
+            timings["batch"] = done.batch_size  # deprecated: the old name of batch_size, removed after 0.2
             pred = done.result
             if isinstance(pred, Exception):
                 out["error"] = f"inference failed: {type(pred).__name__}"

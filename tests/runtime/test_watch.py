@@ -92,11 +92,11 @@ def test_sampling_every_nth_or_by_stream_fps_and_alerts_rearm(package, tmp_path)
     assert rc == 0 and events[-1]["ended"] == "max frames" and events[-1]["frames_read"] == 7
 
 
-def test_a_source_that_never_opens_is_a_usage_error_after_its_retries(package, tmp_path, capsys):
+def test_a_source_that_never_opens_is_a_usage_error_without_retries(package, tmp_path, capsys):
     rc = main(["watch", str(package), "--source", str(tmp_path / "nothing.avi"), "--reconnects", 2,
                "--reconnect-delay", 0.01])
     err = capsys.readouterr().err
-    assert rc == 2 and "cannot open this video source" in err and "attempt 2/2" in err
+    assert rc == 2 and "cannot open this video source" in err and "attempt" not in err
     assert main(["watch", str(package), "--source", "x.avi", "--every", 2, "--fps", 1]) == 2
 
 

@@ -43,6 +43,7 @@ def import_checkpoint(family: str, weights: str | Path, out_dir: str | Path, bac
         "model_kwargs": result.model_kwargs,
         "input": result.input,
         "threshold": result.threshold,
+        "backbone_weights": backbone_weights if fam.needs_backbone else f"{weights.name} (the whole detector)",
         "imported": {"family": fam.name, "summary": fam.summary, "weights_file": weights.name,
                      "weights_sha256": sha256_file(weights), **result.facts},
     }

@@ -59,6 +59,7 @@ def map_onto(source: dict, target: dict[str, torch.Tensor], rename: Callable[[st
     mapped: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}
     leftovers, wrong, duplicate = [], [], []
+    claimed: set[str] = set()  # targets a published tensor was named for (misshapen or duplicated)
     converted: set[str] = set()
     for key, value in source.items():
         new = rename(str(key))
@@ -68,6 +69,7 @@ def map_onto(source: dict, target: dict[str, torch.Tensor], rename: Callable[[st
         if new is None or new not in target:
             leftovers.append(str(key))
             continue
+        claimed.add(new)
         if new in mapped:
             duplicate.append(f"{origin[new]} and {key} -> {new}")
             continue
@@ -82,7 +84,7 @@ def map_onto(source: dict, target: dict[str, torch.Tensor], rename: Callable[[st
             converted.add(f"{value.dtype}->{want.dtype}")
         mapped[new] = value.detach().to(want.dtype).contiguous().clone()
         origin[new] = str(key)
-    missing = [k for k in target if k not in mapped and not k.endswith(OPTIONAL_BUFFERS)]
+    missing = [k for k in target if k not in mapped and k not in claimed and not k.endswith(OPTIONAL_BUFFERS)]
     groups = (("published tensor(s) nothing uses", leftovers), ("model tensor(s) not in the file", missing),
               ("shape/dtype mismatch(es)", wrong), ("pair(s) of published tensors for one target", duplicate))
     problems = [f"{len(items)} {label}: {_names(items)}" for label, items in groups if items]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -65,6 +66,46 @@ def clip_input_spec(clip_model: str = DEFAULT_CLIP, clip_config: dict | None = N
     return InputSpec(mean=mean, std=std, dynamic_axes=("batch",), preprocess=pre).validate()
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_random_init_warning():
+    """open_clip logs 'Model initialized randomly' whenever it builds without a tag, also
+    when weights are loaded right after; fakedet says itself when a backbone stays random
+    (random_backbone_note)."""
+    drop = _DropRandomInitWarning()
+    root = logging.getLogger()  # open_clip logs with logging.warning(): the root logger
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def _bare_clip(clip_model: str) -> nn.Module:
+    import open_clip
+
+    with _no_random_init_warning():
+        return open_clip.create_model(clip_model, pretrained=None)
+
+
+def is_clip_arch(arch: str) -> bool:
+    return arch in ("clip-mlp", "clip-linear")
+
+
+def random_backbone_note(arch: str, backbone_weights: str | None, clip_model: str | None = None,
+                         flag: str = "--pretrained") -> str | None:
+    """The one line said when a CLIP architecture has no pretrained backbone weights, else None."""
+    if not is_clip_arch(arch) or (backbone_weights not in (None, "", "none")):
+        return None
+    return (f"fakedet: WARNING: {arch} on a random {clip_model or DEFAULT_CLIP} backbone ({flag} none): "
+            f"its features are noise and the detector will score near chance; give {flag} with an open_clip "
+            f"tag (e.g. openai) or a local .safetensors of the backbone")
+
+
 def build_clip(clip_model: str, pretrained: str, clip_config: dict | None = None) -> nn.Module:
     """An open_clip model: random ("none"), from an open_clip pretrained tag, or from a
     local .safetensors file of its state dict."""
@@ -72,9 +113,9 @@ def build_clip(clip_model: str, pretrained: str, clip_config: dict | None = None
 
     ensure_clip_config(clip_model, clip_config)
     if pretrained == "none":
-        return open_clip.create_model(clip_model, pretrained=None)
+        return _bare_clip(clip_model)
     if Path(pretrained).suffix or Path(pretrained).exists():
-        model = open_clip.create_model(clip_model, pretrained=None)
+        model = _bare_clip(clip_model)
         load_into(model, read_safetensors(pretrained), pretrained, allow_missing=("logit_bias", "logit_scale"))
         return model
     tags = open_clip.list_pretrained_tags_by_model(clip_model)
