@@ -25,7 +25,7 @@ makes from latents no photo encodes to (two held-out latents mixed, latents plus
 Stages: align -> train -> eval (ROC PNG) -> export -> calibrate -> FP32 vs INT8 -> bench ->
 predict; one line per stage, each stage's output in OUT/logs/, figures in OUT/summary.json
 (with everything they depend on: package versions, seeds, threads, CPU and INT8 tier,
-the photographs' digests). Torch runs one thread on every machine, so a given set of
+the photographs' digests). Torch runs two threads on every machine, so a given set of
 package versions prints the same figures everywhere (docs/demo-robustness.md).
 Re-running reuses the crops and reconstructions already made and resumes training.""",
 )

@@ -4,7 +4,8 @@ bytes, the CPU (model and INT8 tier).
 
 Threads: torch's default is the machine's core count, and a sum split over two threads is
 added in another order than over one, so the trained weights (and every AUC) would move
-with the core count. The demo pins one count on every machine.
+with the core count. The demo pins one count on every machine: two, the cores of the
+machines it is sized for (a one-core machine runs them in turn: slower, the same sums).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import platform
 import sys
 from importlib import metadata
 
-THREADS = 1  # torch intra-op threads for every stage: the same sums in the same order on any machine
+THREADS = 2  # torch intra-op threads for every stage: the same sums in the same order on any machine
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 # The distributions whose code touches the figures: training and its kernels, image decoding

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
 LOCK = ROOT / "constraints" / "demo.txt"
 
 
@@ -63,14 +63,14 @@ def test_pin_threads_and_record(tmp_path):
 import json, torch
 from fakedet.demo.environment import pin_threads, record
 from fakedet.demo.photos import photos
-torch.set_num_threads(2)
+torch.set_num_threads(3)
 pin_threads()
 print(json.dumps(record(7, photos("heldout"))))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=110)
     assert r.returncode == 0, r.stderr[-2000:]
     rec = json.loads(r.stdout.splitlines()[-1])
-    assert rec["threads"]["torch_intra_op"] == 1 and rec["threads"]["OMP_NUM_THREADS"] == "1"
+    assert rec["threads"]["torch_intra_op"] == 2 and rec["threads"]["OMP_NUM_THREADS"] == "2"
     assert rec["deterministic_algorithms"] is True
     assert rec["seeds"]["training"] == 7
     import torch
