@@ -36,7 +36,7 @@ test-triton: venv
 	@test -x .triton-env/bin/python || $(PYTHON) -m venv .triton-env
 	.triton-env/bin/python -m pip install -q "numpy>=1.23,<2" "Pillow>=9.5" "click>=8.1" "onnxruntime>=1.17"
 	.triton-env/bin/python -m pip install -q --no-deps -e .
-	$(BIN)/python -m pytest -m slow tests/test_triton_server.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow tests/export/test_triton_server.py $(PYTEST_ARGS)
 
 # The moderation console in a real headless chromium (Debian's, with its driver) via selenium.
 # The screenshot lands in $(SCREENSHOT).
@@ -52,10 +52,10 @@ test-browser: venv
 # tests run there (the issue's failing ones; qemu-user shows the host's /proc/cpuinfo, so the
 # tests that read the CPU record stay native). Slow (TCG); not part of `make test`.
 AVX2_CPU ?= EPYC-Milan-v1
-AVX2_TESTS ?= tests/test_calibration_units.py tests/test_calibration_targets.py tests/test_calibration_pipeline.py::test_fallback_keeps_the_sensitive_layer_in_float_and_names_it
+AVX2_TESTS ?= tests/calibration/test_calibration_units.py tests/calibration/test_calibration_targets.py tests/calibration/test_calibration_pipeline.py::test_fallback_keeps_the_sensitive_layer_in_float_and_names_it
 test-avx2: venv
 	@command -v qemu-x86_64-static >/dev/null || (apt-get update -q && apt-get install -y -q qemu-user-static)
-	$(BIN)/python -m pytest -m slow tests/test_int8_cpu_tiers.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow tests/runtime/test_int8_cpu_tiers.py $(PYTEST_ARGS)
 	qemu-x86_64-static -cpu $(AVX2_CPU) $(BIN)/python -m pytest -p no:cacheprovider $(AVX2_TESTS) $(PYTEST_ARGS)
 
 # The runtime on linux/aarch64 (Jetson's CPU architecture): a Debian arm64 root through

@@ -252,7 +252,8 @@ def main() -> None:
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
     from fakedet.calibration.dataset import load_set
-    from fakedet.calibration.guard import logits_of, score_shift
+    from fakedet.calibration.guard import score_shift
+    from fakedet.calibration.ort_run import logits_of
     from fakedet.calibration.files import CPU_WEIGHTS
     from fakedet.calibration.pipeline import Options, calibrate
     from fakedet.calibration.qdq import quantize_qdq

@@ -61,7 +61,7 @@ def two_conv_net(path: Path, seed: int = 0) -> None:
 
 
 def measure(forms: list[str], images: int = 64, seed: int = 1) -> dict:
-    from fakedet.calibration.guard import session
+    from fakedet.calibration.ort_run import session
     from fakedet.calibration.qdq import quantize_qdq
     from fakedet.calibration.ranges import compute_ranges, method_params
     from fakedet.runtime.cpu_tier import kernel_vs_exact
@@ -91,7 +91,7 @@ def artifact_logits(models: list[Path], package: Path, images: Path, n: int = 4)
     from fakedet.package import ModelPackage
     from fakedet.runtime import preprocess
 
-    from fakedet.calibration.guard import session
+    from fakedet.calibration.ort_run import session
 
     spec = ModelPackage.open(package).manifest.input
     x = np.stack([preprocess(str(f), spec) for f in sorted(images.rglob("*.png"))[:n]])

@@ -12,7 +12,7 @@ import numpy as np
 from fakedet.runtime.cpu_tier import cpu_record
 
 from .feeds import batch_rows, feed
-from .guard import session
+from .ort_run import session
 
 
 def cpu_model() -> str:

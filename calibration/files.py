@@ -1,6 +1,9 @@
 """What `fakedet calibrate` adds to a package: its file names and the two INT8 flavours."""
 
-INT8_FILE = "model.int8.onnx"
+from fakedet.artifact_kinds import CALIBRATION_REPORT, ONNX_FP32, ONNX_INT8_QDQ, TRT_CALIBRATION_CACHE, default_file
+
+
+INT8_FILE = default_file(ONNX_INT8_QDQ)  # the TensorRT flavour
 INT8_CPU_FILE = "model.int8-cpu.onnx"
 # The CPU flavour's weights: 7-bit (ORT's reduce_range), so ONNX Runtime's u8 x s8 kernels
 # cannot saturate on x86 without VNNI and compute the exact quantization arithmetic on every
@@ -11,7 +14,7 @@ CPU_WEIGHTS = "int8-7bit"
 # take the first QDQ). TensorRT's is guarded on the exact quantization arithmetic (it does not
 # run ORT's CPU kernels); the CPU one on ORT's kernels here, which for it equal that arithmetic.
 TARGETS = (("tensorrt", INT8_FILE, "int8", "int8"), ("ort-cpu", INT8_CPU_FILE, "uint8", CPU_WEIGHTS))
-CACHE_FILE = "calibration.cache"
-REPORT_FILE = "calibration.json"
+CACHE_FILE = default_file(TRT_CALIBRATION_CACHE)
+REPORT_FILE = default_file(CALIBRATION_REPORT)
 FIGURE_FILE = "calibration.png"
-FP32_FILE = "model.onnx"
+FP32_FILE = default_file(ONNX_FP32)

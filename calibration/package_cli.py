@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from fakedet.artifact_kinds import ONNX_FP32
 from fakedet.manifest import ONNX_KINDS
 from fakedet.onnx_refs import external_files
 from fakedet.package import ModelPackage, PackageWriter
 from fakedet.spec_file import EXAMPLE
 
+from .files import FP32_FILE
 from .wrap import smoke_test, wrap_onnx
 
 
@@ -32,7 +34,7 @@ The spec file (complete example: {EXAMPLE}):
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Package directory to write (NAME.fdet).")
 @click.option("--name", default=None, help="Model name (default: spec's name, else the ONNX file's stem).")
 @click.option("--threshold", type=float, default=None, help="Decision threshold on P(fake), overriding the spec.")
-@click.option("--kind", type=click.Choice(ONNX_KINDS), default="onnx-fp32", show_default=True, help="What the ONNX file holds.")
+@click.option("--kind", type=click.Choice(ONNX_KINDS), default=ONNX_FP32, show_default=True, help="What the ONNX file holds.")
 def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> int:
     """Wrap an ONNX image classifier into a fakedet package.
 
@@ -46,8 +48,8 @@ def package(model: Path, spec_path: Path, out: Path, name, threshold, kind) -> i
     for note in notes:
         click.echo(f"note: {note}", err=True)
     with PackageWriter(out, manifest) as w:
-        w.add_onnx(proto, "model.onnx", kind, external=bool(external_files(model)))
-        smoke_test(w.stage / "model.onnx", w.manifest)
+        w.add_onnx(proto, FP32_FILE, kind, external=bool(external_files(model)))  # whatever its kind: the one model
+        smoke_test(w.stage / FP32_FILE, w.manifest)
     with ModelPackage.open(out) as pkg:
         art = pkg.manifest.artifacts[0]
         click.echo(f"wrote {out} ({art.kind} {art.file}, sha256 {art.sha256[:12]}..., threshold {pkg.manifest.threshold.value})")

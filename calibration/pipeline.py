@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fakedet.artifact_kinds import CALIBRATION_REPORT, ONNX_FP32, ONNX_INT8_QDQ, TRT_CALIBRATION_CACHE
 from fakedet.errors import FakedetError
 from fakedet.onnx_graph import name_nodes
 from fakedet.package import ModelPackage, PackageWriter, embed_manifest
@@ -28,7 +29,10 @@ from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
 from .files import CACHE_FILE, FIGURE_FILE, FP32_FILE, INT8_FILE, REPORT_FILE, TARGETS
-from .guard import compare, fallback, logits_of
+from .fallback import Budgets, fallback
+from .guard import compare
+from .ort_run import logits_of
+from .records import Built, CpuFacts
 from .sensitivity import DEFAULT_BUDGET_S, rank_layer_groups
 from .qdq import nonfinite_constant_readers, quantize_qdq
 from .report import calibration_report, ort_version, score_figure
@@ -75,6 +79,11 @@ class Options:
     progress: bool = True
     text_tower: str = DEFAULT_TEXT_TOWER  # caption-aware packages: fp32 keeps the text tower's nodes in float
 
+    def budgets(self) -> Budgets:
+        return Budgets(max_auc_drop=self.max_auc_drop, max_float_groups=self.max_float_layers,
+                       max_score_shift=self.max_score_shift, sensitivity_images=self.sensitivity_images,
+                       sensitivity_seconds=self.sensitivity_budget)
+
 
 @dataclass
 class Result:
@@ -92,7 +101,7 @@ def _old_ranges(pkg: ModelPackage | None, ranges_key: str) -> tuple[dict | None,
     """(ranges, their notes) from the package's report when its ranges key matches, else (None, {})."""
     if pkg is None:
         return None, {}
-    arts = [a for a in pkg.manifest.artifacts_of("calibration-report") if a.file == REPORT_FILE]
+    arts = [a for a in pkg.manifest.artifacts_of(CALIBRATION_REPORT) if a.file == REPORT_FILE]
     if not arts:
         return None, {}
     art = arts[0]
@@ -152,22 +161,22 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work, tower)
                  for target, file, act, weights in TARGETS}
         _enforce_budgets(built, opts, manifest.threshold.value)
-        speed = cpu_speed.measure(rng.named, built["ort-cpu"]["model"], gs.batches[0], opts.cpu_bench_seconds) \
+        speed = cpu_speed.measure(rng.named, built["ort-cpu"].model, gs.batches[0], opts.cpu_bench_seconds) \
             if opts.cpu_bench_seconds > 0 else None
-        validated_cpu = _cpu_facts(built["ort-cpu"], gs.batches)
-        float_tensors = _float_tensors(rng.named, built["tensorrt"]["guard"], tower)
+        cpu = _cpu_facts(built["ort-cpu"], gs.batches)
+        float_tensors = _float_tensors(rng.named, built["tensorrt"].guard, tower)
         attrs = {"calibration_key": key, "model_sha256": model_sha, "data_digest": calib.digest, "method": opts.method,
                  "samples": len(calib), "per_channel": opts.per_channel, "seed": opts.seed}  # fmt: skip
         report = calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, model_sha, float_tensors, built, speed,
-                         validated_cpu)  # fmt: skip
+                                    cpu)  # fmt: skip
         if tower is not None:
-            report["text_tower"] = {**built["tensorrt"]["text_tower"], "why": TEXT_TOWER_WHY[tower.precision]}
+            report["text_tower"] = {**built["tensorrt"].text_tower, "why": TEXT_TOWER_WHY[tower.precision]}
         nonfinite = nonfinite_constant_readers(rng.named)
         if nonfinite:
             report["quantization"]["float_nodes"] = {n: f"reads {t}, a constant with infinities or NaNs (a mask)"
                                                      for n, t in nonfinite.items()}  # fmt: skip
         _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng, float_tensors, l32, gs, speed,
-                       validated_cpu, opts)  # fmt: skip
+                       cpu, opts)  # fmt: skip
         return Result(dest, key, False, report)
 
 
@@ -223,7 +232,7 @@ def _keys(opts: Options, src: Source, calib, eval_set, params: dict) -> tuple[st
 
 
 def _up_to_date(existing: ModelPackage | None, key: str, opts: Options) -> bool:
-    olds = existing.manifest.artifacts_of("onnx-int8-qdq") if existing else []
+    olds = existing.manifest.artifacts_of(ONNX_INT8_QDQ) if existing else []
     return bool(olds) and len(olds) == len(TARGETS) and all(a.attrs.get("calibration_key") == key for a in olds) \
         and not opts.force
 
@@ -264,7 +273,7 @@ def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
 
 
 def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, gs: _GuardSet, l32, manifest,
-                  opts: Options, work: Path, tower: TextTower | None = None) -> dict:
+                  opts: Options, work: Path, tower: TextTower | None = None) -> Built:
     """One QDQ model from the shared ranges, guarded (with the mixed-precision fallback) on held-out data."""
     thr = manifest.threshold.value
     # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
@@ -274,10 +283,8 @@ def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, 
     strip_qdq_on(qdq, rng.no_range, rng.named)
     exact = target == "tensorrt"
     if gs.labels is not None:
-        model, guard, l8 = fallback(
-            qdq, rng.named, gs.batches, gs.labels, l32, manifest.output, thr, opts.max_auc_drop, opts.max_float_layers,
-            opts.progress, opts.sensitivity_images, opts.max_score_shift, opts.sensitivity_budget, exact=exact,
-        )
+        model, guard, l8 = fallback(qdq, rng.named, gs.batches, gs.labels, l32, manifest.output, thr, opts.budgets(),
+                                    opts.progress, exact=exact)  # fmt: skip
         if opts.sensitivity and not guard["sensitivity"]:
             guard["sensitivity"], guard["sensitivity_search"] = rank_layer_groups(
                 qdq, rng.named, gs.batches, l32, gs.labels, manifest.output, opts.progress, opts.sensitivity_budget,
@@ -288,26 +295,25 @@ def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, 
                  "fidelity_on_calibration_set": compare(gs.figure_labels, l32, l8, thr)}  # fmt: skip
     guard["arithmetic"] = "exact quantization arithmetic" if exact else "onnxruntime CPU kernels"
     # l8: the final model's logits on the guard set (the TensorRT one's go in the figure)
-    return {"file": file, "activations": act, "weights": weights, "model": model, "guard": guard, "l8": l8,
-            **({"text_tower": tower.record(model)} if tower else {})}  # fmt: skip
+    return Built(target, file, act, weights, model, guard, l8, tower.record(model) if tower else None)
 
 
-def _enforce_budgets(built: dict, opts: Options, thr: float) -> None:
+def _enforce_budgets(built: dict[str, Built], opts: Options, thr: float) -> None:
     """The AUC budget fails the run; the score-shift budget warns (fails with --strict)."""
     for target, b in built.items():
-        g = b["guard"]
+        g = b.guard
         if g.get("passed") is False:
             f = g["final"]
             raise GuardFailed(
-                f"INT8 ({b['file']}, {target}) AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop "
+                f"INT8 ({b.file}, {target}) AUC drop {f['auc_drop']:.4f} stays above --max-auc-drop "
                 f"{opts.max_auc_drop} even with {len(g['kept_float'])} layer group(s) in float; nothing was written "
                 f"(try --method percentile/mse, more --samples, or a larger --max-float-layers)"
             )
     for target, b in built.items():
-        g = b["guard"]
+        g = b.guard
         if g.get("shift_passed") is False:
             f = g["final"]
-            msg = (f"INT8 ({b['file']}, {target}) shifts scores by mean |dP| {f['shift']['mean_abs_dp']:.4f}, above "
+            msg = (f"INT8 ({b.file}, {target}) shifts scores by mean |dP| {f['shift']['mean_abs_dp']:.4f}, above "
                    f"--max-score-shift {opts.max_score_shift} even with the fallback (decision agreement at "
                    f"{thr}: {f['shift']['decision_agreement']:.3f})")  # fmt: skip
             if opts.strict:
@@ -316,13 +322,13 @@ def _enforce_budgets(built: dict, opts: Options, thr: float) -> None:
             g["warning"] = msg
 
 
-def _cpu_facts(cpu: dict, batches) -> dict:
+def _cpu_facts(cpu: Built, batches) -> CpuFacts:
     """The CPU the guard validated on; how far the CPU artifact's kernels stray from the exact
-    arithmetic here and whether its weight form is tier-proof (stored in `cpu`)."""
-    cpu_bytes = cpu["model"].SerializeToString()
-    cpu["kernels_vs_exact"] = max(kernel_vs_exact(cpu_bytes, b) for b in batches[:4])
-    cpu["tier_proof"] = cpu["weights"] in TIER_PROOF_WEIGHTS
-    return cpu_record()
+    arithmetic here and whether its weight form is tier-proof."""
+    cpu_bytes = cpu.model.SerializeToString()
+    return CpuFacts(validated_cpu=cpu_record(),
+                    kernels_vs_exact=max(kernel_vs_exact(cpu_bytes, b) for b in batches[:4]),
+                    tier_proof=cpu.weights in TIER_PROOF_WEIGHTS)
 
 
 def _float_tensors(named, guard: dict, tower: TextTower | None = None) -> set[str]:
@@ -334,7 +340,7 @@ def _float_tensors(named, guard: dict, tower: TextTower | None = None) -> set[st
 
 
 def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _Ranges, float_tensors, l32,
-                   gs: _GuardSet, speed, validated_cpu, opts: Options) -> None:
+                   gs: _GuardSet, speed, cpu: CpuFacts, opts: Options) -> None:
     """Every artifact in one atomic package write."""
     import onnx
 
@@ -342,25 +348,25 @@ def _write_package(dest, base, manifest, fp32_path, built, attrs, report, rng: _
     out_manifest = base.manifest.copy() if base is not None else manifest.copy()
     with PackageWriter(dest, out_manifest, base=base) as w:
         if base is None:
-            w.add_file(fp32_path, FP32_FILE, "onnx-fp32")
+            w.add_file(fp32_path, FP32_FILE, ONNX_FP32)
         for target, b in built.items():
-            embed_manifest(b["model"], out_manifest, "onnx-int8-qdq")
-            onnx.save(b["model"], str(w.staged_path(b["file"])))
+            embed_manifest(b.model, out_manifest, ONNX_INT8_QDQ)
+            onnx.save(b.model, str(w.staged_path(b.file)))
             extra = {}
             if target == "ort-cpu":
-                extra = {"validated_cpu": validated_cpu, "tier_proof": b["tier_proof"],
-                         "kernels_vs_exact": round(b["kernels_vs_exact"], 6)}  # fmt: skip
-            if "text_tower" in b:
-                extra["text_tower"] = b["text_tower"]
+                extra = {"validated_cpu": cpu.validated_cpu, "tier_proof": cpu.tier_proof,
+                         "kernels_vs_exact": round(cpu.kernels_vs_exact, 6)}  # fmt: skip
+            if b.text_tower is not None:
+                extra["text_tower"] = b.text_tower
             if target == "ort-cpu" and speed is not None:
                 extra.update(cpu_speedup=round(speed["speedup"], 3), cpu_speedup_measured_on=speed["measured_on"])
-            w.add_file(None, b["file"], "onnx-int8-qdq", **attrs, target=target, activations=b["activations"],
-                       weights=b["weights"], kept_float=report["artifacts"][b["file"]]["kept_float"], **extra)  # fmt: skip
+            w.add_file(None, b.file, ONNX_INT8_QDQ, **attrs, target=target, activations=b.activations,
+                       weights=b.weights, kept_float=report["artifacts"][b.file]["kept_float"], **extra)  # fmt: skip
         w.staged_path(CACHE_FILE).write_text(format_cache(cache_ranges, opts.trt_version, opts.trt_calibrator))
-        w.add_file(None, CACHE_FILE, "trt-calibration-cache", **attrs, trt_version=opts.trt_version,
+        w.add_file(None, CACHE_FILE, TRT_CALIBRATION_CACHE, **attrs, trt_version=opts.trt_version,
                    calibrator=opts.trt_calibrator)  # fmt: skip
-        score_figure(w.staged_path(FIGURE_FILE), l32, built["tensorrt"]["l8"], gs.figure_labels,
+        score_figure(w.staged_path(FIGURE_FILE), l32, built["tensorrt"].l8, gs.figure_labels,
                      f"{manifest.name}: FP32 vs INT8 {INT8_FILE} ({opts.method})")  # fmt: skip
         w.staged_path(REPORT_FILE).write_text(json.dumps(report, indent=2, default=float) + "\n")
-        w.add_file(None, REPORT_FILE, "calibration-report", **attrs, figure=FIGURE_FILE)
-        w.add_file(None, FIGURE_FILE, "calibration-report", format="png", report=REPORT_FILE)
+        w.add_file(None, REPORT_FILE, CALIBRATION_REPORT, **attrs, figure=FIGURE_FILE)
+        w.add_file(None, FIGURE_FILE, CALIBRATION_REPORT, format="png", report=REPORT_FILE)

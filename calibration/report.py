@@ -58,9 +58,9 @@ def ort_version() -> str:
 
 
 def calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, model_sha, float_tensors, built,
-            speed, validated_cpu) -> dict:
+            speed, cpu) -> dict:
     """calibration.json: keys, data, how it was quantized, the guard per artifact, the CPU facts, the ranges."""
-    guard = built["tensorrt"]["guard"]
+    guard = built["tensorrt"].guard
     return {
         "key": key,
         "ranges_key": ranges_key,
@@ -97,18 +97,19 @@ def calibration_report(key, ranges_key, rng, params, calib, eval_set, opts, mode
         "guard": guard,  # of the TensorRT artifact (model.int8.onnx); per artifact under "artifacts"
         "kept_float": [g["name"] for g in guard["kept_float"]],
         "artifacts": {
-            b["file"]: {
+            b.file: {
                 "target": t,
-                "activations": b["activations"],
-                "weights": b["weights"],
-                **{k: b[k] for k in ("tier_proof", "kernels_vs_exact", "text_tower") if k in b},
-                "guard": b["guard"],
-                "kept_float": [g["name"] for g in b["guard"]["kept_float"]],
+                "activations": b.activations,
+                "weights": b.weights,
+                **(cpu.report_fields() if t == "ort-cpu" else {}),
+                **({"text_tower": b.text_tower} if b.text_tower is not None else {}),
+                "guard": b.guard,
+                "kept_float": b.kept_float_names,
             }
             for t, b in built.items()
         },
         "cpu_speed": speed,
         "range_notes": rng.notes,  # tensors kept in float for want of a range, min-max fallbacks
-        "validated_cpu": validated_cpu,
+        "validated_cpu": cpu.validated_cpu,
         "ranges": rng.amax,
     }

@@ -30,7 +30,9 @@ from fakedet.onnx_graph import consumers, producers
 from fakedet.runtime.metrics import roc_auc
 from fakedet.runtime.scoring import sigmoid
 
+from .dataset import progress_bar
 from .feeds import feed
+from .ort_run import logits_of, session
 from .surgery import keep_float, layer_groups, quantized_groups
 
 log = logging.getLogger("fakedet.calibration")
@@ -120,13 +122,31 @@ def _local_copies(qdq_model, fp32_model, groups) -> tuple[object, dict[str, tupl
     return m, pairs
 
 
+def measure_group(qdq_model, fp32_model, group, batches, l32: np.ndarray, labels, output: OutputSpec,
+                  exact: bool = False) -> dict:
+    """The exact measurement of one layer group: the QDQ model with that group in float,
+    scored on `batches`; its logit MSE against FP32 (and its AUC when both classes are there)."""
+    l8 = logits_of(keep_float(qdq_model, fp32_model, group.nodes), batches, output, exact)
+    out = {"logit_mse": float(np.mean((l8 - l32) ** 2))}
+    if labels is not None and np.unique(labels).size == 2:
+        out["auc"] = roc_auc(labels, sigmoid(l8))
+    return out
+
+
+def rank_every_group(qdq_model, fp32_model, batches, l32: np.ndarray, labels, output: OutputSpec, progress=True,
+                     exact: bool = False) -> list[dict]:
+    """The one-by-one reference ranking: every layer group measured exactly (measure_group),
+    lowest logit MSE first. rank_layer_groups approximates it in bounded time."""
+    rows = [{**grp.to_dict(), **measure_group(qdq_model, fp32_model, grp, batches, l32, labels, output, exact)}
+            for grp in progress_bar(layer_groups(fp32_model), progress, desc="layer sensitivity", unit="layer")]
+    return sorted(rows, key=lambda r: r["logit_mse"])
+
+
 def cheap_signal(qdq_model, fp32_model, groups, batches, exact: bool = False) -> dict[str, float]:
     """Each group's own INT8 error: the relative squared error of its quantized form (input,
     weight, internal and output Q/DQ) fed with exact FP32 activations, against FP32. One
     ONNX Runtime session and one pass over `batches`, accumulated batch by batch. `exact`: the
-    quantized copies run as the exact quantization arithmetic (guard.session)."""
-    from .guard import session
-
+    quantized copies run as the exact quantization arithmetic (ort_run.session)."""
     model, pairs = _local_copies(qdq_model, fp32_model, groups)
     sess = session(model, exact=exact)
     want = sorted({t for pair in pairs.values() for t in pair})
@@ -149,9 +169,6 @@ def rank_layer_groups(qdq_model, fp32_model, batches, l32: np.ndarray, labels, o
     ranking was made: groups measured exactly, groups ranked by the cheap signal only,
     seconds spent, and whether the budget cut the exact measurements short. `exact`: INT8 is
     judged as the exact quantization arithmetic (the TensorRT artifact), else ORT's kernels."""
-    from .dataset import progress_bar
-    from .guard import logits_of
-
     t0 = time.perf_counter()
     every = layer_groups(fp32_model)
     groups = quantized_groups(qdq_model, every)
@@ -163,11 +180,8 @@ def rank_layer_groups(qdq_model, fp32_model, batches, l32: np.ndarray, labels, o
         if budget_s is not None and time.perf_counter() - t0 >= budget_s:
             cut = True
             break
-        l8 = logits_of(keep_float(qdq_model, fp32_model, grp.nodes), batches, output, exact)
-        row = {**grp.to_dict(), "own_error": signal[grp.name], "logit_mse": float(np.mean((l8 - l32) ** 2))}
-        if labels is not None and np.unique(labels).size == 2:
-            row["auc"] = roc_auc(labels, sigmoid(l8))
-        measured.append(row)
+        measured.append({**grp.to_dict(), "own_error": signal[grp.name],
+                         **measure_group(qdq_model, fp32_model, grp, batches, l32, labels, output, exact)})
     done = {r["name"] for r in measured}
     rest = [{**g.to_dict(), "own_error": signal[g.name]} for g in order if g.name not in done]
     rows = sorted(measured, key=lambda r: r["logit_mse"]) + rest

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from fakedet.artifact_kinds import ONNX_FP32
 from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError, PackageError
 from fakedet.package import ModelPackage
@@ -47,9 +48,9 @@ def open_source(source: Path, input_spec: Path | None, out: Path | None, work: P
         smoke_test(fp32, manifest)
         return Source(manifest, fp32, sha256_file(fp32), None, out or source.with_suffix(".fdet"))
     pkg = ModelPackage.open(source)
-    art = pkg.manifest.artifact("onnx-fp32")
+    art = pkg.manifest.artifact(ONNX_FP32)
     if art is None:
-        raise PackageError(source, "has no onnx-fp32 artifact to calibrate (fakedet export writes one)")
+        raise PackageError(source, f"has no {ONNX_FP32} artifact to calibrate (fakedet export writes one)")
     fp32 = pkg.path_of(art)  # verifies its sha256: the recorded one is the file's
     if out is None:
         if not pkg.source.is_dir():

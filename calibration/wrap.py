@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fakedet.artifact_kinds import ONNX_FP32
 from fakedet.errors import FakedetError, PackageError, first_line
 from fakedet.manifest import Manifest
 from fakedet.onnx_graph import graph_inputs, value_dims
@@ -63,7 +64,7 @@ def reconcile_io(model, manifest: Manifest, path: Path) -> list[str]:
 
 
 def wrap_onnx(model_path: Path, spec_path: Path, *, provenance: dict, name: str | None = None,
-              threshold: float | None = None, kind: str = "onnx-fp32", architecture: str = "external-onnx"):
+              threshold: float | None = None, kind: str = ONNX_FP32, architecture: str = "external-onnx"):
     """Load `model_path`, describe it with the spec file, reconcile the spec's tensor names
     with the graph's and embed the manifest. `architecture` is used where the spec names
     none. Returns (onnx proto, manifest, notes)."""

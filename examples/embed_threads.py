@@ -2,8 +2,9 @@
 
     python examples/embed_threads.py MODEL.fdet a.jpg b.png c.webp ...
 
-Decoding runs in each calling thread (in parallel); inference is serialized inside
-the Detector, so any number of threads may call predict on the same object.
+Decoding runs in each calling thread (in parallel); inference runs as concurrently as the
+backend allows (ONNX Runtime: at once; TensorRT: up to its `contexts`), so any number of
+threads may call predict on the same object.
 """
 
 import sys

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from fakedet.artifact_kinds import TRT_CALIBRATION_CACHE, TRT_PLAN
 from fakedet.errors import PackageError
 
 from . import tensorrt_rules as rules
@@ -73,8 +74,8 @@ def build(package, precision, batch, image_size, workspace, dla_core, timing_cac
     profiles = rules.profile_shapes(pkg.manifest.input, batch_range, sizes)
     source = rules.source_artifact(pkg.manifest, recipe.onnx_kind)
     cache_bytes = None
-    if recipe.calibration == "trt-calibration-cache":
-        cache_art = pkg.manifest.artifact("trt-calibration-cache")
+    if recipe.calibration == TRT_CALIBRATION_CACHE:
+        cache_art = pkg.manifest.artifact(TRT_CALIBRATION_CACHE)
         cache_bytes = pkg.path_of(cache_art).read_bytes()
         rules.check_calibration_cache(cache_bytes.decode("ascii", "replace").partition("\n")[0].rstrip("\r"), version)
     tc = timing_cache or Path(rules.default_timing_cache(None, version, cc))
@@ -91,6 +92,6 @@ def build(package, precision, batch, image_size, workspace, dla_core, timing_cac
     dest = output or pkg.source
     with PackageWriter(dest, pkg.manifest, base=pkg) as w:
         w.staged_path(name).write_bytes(plan)  # raw engine: no header
-        w.add_file(None, name, "trt-plan", **attrs)
+        w.add_file(None, name, TRT_PLAN, **attrs)
     click.echo(f"wrote {dest / name} ({len(plan) / 1e6:.1f} MB)")
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from fakedet.artifact_kinds import KINDS, ONNX_FP16, ONNX_FP32, PARITY_REPORT, TOKENIZER, default_file
 from fakedet.manifest import Manifest
 from fakedet.package import PackageWriter, embed_manifest
 
@@ -27,9 +28,7 @@ from .source import ExportSource, manifest_from_config
 log = logging.getLogger(__name__)
 
 PRECISION_CHOICES = ("fp32", "fp16", "both")
-FP32_FILE = "model.onnx"
-FP16_FILE = "model.fp16.onnx"
-PARITY_FILE = "parity/report.json"
+PARITY_FILE = default_file(PARITY_REPORT)
 
 
 @dataclass
@@ -99,16 +98,16 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         protos: dict[str, tuple] = {}
         if opts.precision in ("fp32", "both"):
             got = onnx_logits(proto32.SerializeToString(), inputs)
-            parity["onnx-fp32"] = compare(reference, got, threshold, opts.atol, inputs)
-            protos["onnx-fp32"] = (proto32, FP32_FILE)
-            _say(format_report("fp32", parity["onnx-fp32"]), echo)
+            parity[ONNX_FP32] = compare(reference, got, threshold, opts.atol, inputs)
+            protos[ONNX_FP32] = (proto32, default_file(ONNX_FP32))
+            _say(format_report("fp32", parity[ONNX_FP32]), echo)
         if opts.precision in ("fp16", "both"):
             proto16 = to_fp16(proto32)
             got = onnx_logits(proto16.SerializeToString(), inputs, ORT_CPU_DISABLED_OPTIMIZERS)
             rep = compare(reference, got, threshold, opts.atol_fp16, inputs)
             rep["conversion"] = {"converter": "onnxconverter-common float16", "keep_io_types": True, **fp16_summary(proto16)}
-            parity["onnx-fp16"] = rep
-            protos["onnx-fp16"] = (proto16, FP16_FILE)
+            parity[ONNX_FP16] = rep
+            protos[ONNX_FP16] = (proto16, default_file(ONNX_FP16))
             _say(format_report("fp16", rep), echo)
 
         failed = [k for k, r in parity.items() if not r["passed"]]
@@ -122,7 +121,7 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         if text is not None:
             check = captions.check_tokenizer(tokenizer, model.detector, text.context_length)
             w.staged_path(text.tokenizer).write_text(tokenizer, encoding="utf-8")
-            w.add_file(None, text.tokenizer, "tokenizer", tokenizer_kind=text.tokenizer_kind,
+            w.add_file(None, text.tokenizer, TOKENIZER, tokenizer_kind=text.tokenizer_kind,
                        vocabulary="open_clip bpe_simple_vocab_16e6")
             w.manifest.provenance["tokenizer_check"] = check
             _say(f"tokenizer: identical ids to open_clip's on {check['captions']} captions", echo)
@@ -136,14 +135,14 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         })
         for kind, (proto, file) in protos.items():
             embed_manifest(proto, w.manifest, kind)
-            attrs = {"opset": info.opset, "exporter": info.exporter, "precision": kind.split("-")[1]}
-            if kind == "onnx-fp16":
+            attrs = {"opset": info.opset, "exporter": info.exporter, "precision": KINDS[kind].precision}
+            if kind == ONNX_FP16:
                 attrs["ort_cpu_disabled_optimizers"] = list(ORT_CPU_DISABLED_OPTIMIZERS)
             w.add_onnx(proto, file, kind, **attrs)  # over 2 GB: tensors in FILE.data, listed and hashed
             if after_onnx is not None:
                 after_onnx(w.stage / file)
         report_path = w.staged_path(PARITY_FILE)
         report_path.write_text(json.dumps(parity, indent=2) + "\n", encoding="utf-8")
-        w.add_file(None, PARITY_FILE, "parity-report")
+        w.add_file(None, PARITY_FILE, PARITY_REPORT)
         final_manifest = w.manifest
     return ExportResult(dest, final_manifest, parity)

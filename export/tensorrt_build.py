@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from fakedet.artifact_kinds import TRT_CALIBRATION_CACHE
 from fakedet.atomic import atomic_write_bytes
 from fakedet.errors import BackendUnavailable, FakedetError
 
@@ -113,7 +114,7 @@ def build_plan(onnx_path: Path, recipe: BuildRecipe, profiles: list[dict], works
         profile.set_shape(p["input"], p["min"], p["opt"], p["max"])
     config.add_optimization_profile(profile)
 
-    if recipe.calibration == "trt-calibration-cache":
+    if recipe.calibration == TRT_CALIBRATION_CACHE:
         config.int8_calibrator = cache_only_calibrator(trt, calibration_cache or b"")
         config.set_calibration_profile(profile)
 

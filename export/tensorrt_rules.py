@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fakedet.artifact_kinds import ONNX_FP16, ONNX_FP32, ONNX_INT8_QDQ, TRT_CALIBRATION_CACHE
 from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
 from fakedet.runtime.tensorrt_support import parse_cc
@@ -47,7 +48,7 @@ def source_artifact(manifest, kind: str):
     models (`fakedet calibrate`): TensorRT takes the one not made for ONNX Runtime's CPU
     provider (attrs target "ort-cpu" has uint8 activations); older ones have no target."""
     arts = manifest.artifacts_of(kind)
-    if kind == "onnx-int8-qdq":
+    if kind == ONNX_INT8_QDQ:
         arts = [a for a in arts if a.int8_target == "tensorrt"] or arts
     return arts[0] if arts else None
 
@@ -76,25 +77,25 @@ def _choose_recipe(version: TrtVersion, precision: str, kinds: set[str] | list[s
     if version.strongly_typed_only:
         typed = ["STRONGLY_TYPED"]
         if precision == "fp32":
-            need("onnx-fp32", "re-export it (fakedet export)")
-            return BuildRecipe("onnx-fp32", typed, [], None)
+            need(ONNX_FP32, "re-export it (fakedet export)")
+            return BuildRecipe(ONNX_FP32, typed, [], None)
         if precision == "fp16":
-            need("onnx-fp16", "export it with --precision fp16 (TensorRT 11 takes FP16 from the ONNX types)")
-            return BuildRecipe("onnx-fp16", typed, [], None)
-        need("onnx-int8-qdq", "calibrate it first (fakedet calibrate): TensorRT 11 takes INT8 only from Q/DQ nodes")
-        return BuildRecipe("onnx-int8-qdq", typed, [], "qdq")
+            need(ONNX_FP16, "export it with --precision fp16 (TensorRT 11 takes FP16 from the ONNX types)")
+            return BuildRecipe(ONNX_FP16, typed, [], None)
+        need(ONNX_INT8_QDQ, "calibrate it first (fakedet calibrate): TensorRT 11 takes INT8 only from Q/DQ nodes")
+        return BuildRecipe(ONNX_INT8_QDQ, typed, [], "qdq")
 
     net = ["EXPLICIT_BATCH"] if version.major < 10 else []  # explicit batch is the only mode from 10 on
     if precision == "fp32":
-        need("onnx-fp32", "re-export it (fakedet export)")
-        return BuildRecipe("onnx-fp32", net, [], None)
+        need(ONNX_FP32, "re-export it (fakedet export)")
+        return BuildRecipe(ONNX_FP32, net, [], None)
     if precision == "fp16":
-        if "onnx-fp32" not in kinds and "onnx-fp16" in kinds:  # exported with --precision fp16 only
-            return BuildRecipe("onnx-fp16", net, ["FP16"], None)
-        need("onnx-fp32", "re-export it (fakedet export)")
-        return BuildRecipe("onnx-fp32", net, ["FP16"], None)
+        if ONNX_FP32 not in kinds and ONNX_FP16 in kinds:  # exported with --precision fp16 only
+            return BuildRecipe(ONNX_FP16, net, ["FP16"], None)
+        need(ONNX_FP32, "re-export it (fakedet export)")
+        return BuildRecipe(ONNX_FP32, net, ["FP16"], None)
     # int8: builder flags, FP16 too so layers without INT8 kernels fall back to FP16, not FP32
-    has_qdq, has_cache = "onnx-int8-qdq" in kinds, "trt-calibration-cache" in kinds and "onnx-fp32" in kinds
+    has_qdq, has_cache = ONNX_INT8_QDQ in kinds, TRT_CALIBRATION_CACHE in kinds and ONNX_FP32 in kinds
     if not (has_qdq or has_cache):
         raise BuildOptionError(
             f"int8 on TensorRT {version} needs the package's onnx-int8-qdq or trt-calibration-cache "
@@ -102,12 +103,12 @@ def _choose_recipe(version: TrtVersion, precision: str, kinds: set[str] | list[s
         )
     prefer_qdq = version.implicit_int8_deprecated or not has_cache
     if prefer_qdq and has_qdq:
-        return BuildRecipe("onnx-int8-qdq", net, ["INT8", "FP16"], "qdq")
+        return BuildRecipe(ONNX_INT8_QDQ, net, ["INT8", "FP16"], "qdq")
     notes = []
     if version.implicit_int8_deprecated:
         notes.append(f"implicit INT8 (calibration cache) is deprecated on TensorRT {version}; "
                      "calibrate to a QDQ ONNX to keep INT8 on TensorRT 11")
-    return BuildRecipe("onnx-fp32", net, ["INT8", "FP16"], "trt-calibration-cache", notes)
+    return BuildRecipe(ONNX_FP32, net, ["INT8", "FP16"], TRT_CALIBRATION_CACHE, notes)
 
 
 def check_options(version: TrtVersion, precision: str, dla_core: int | None, version_compatible: bool,

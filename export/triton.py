@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from fakedet.artifact_kinds import ONNX_KINDS, TRT_PLAN
 from fakedet.atomic import staged_dir
 from fakedet.errors import DataError, FakedetError
 from fakedet.manifest import Manifest
@@ -179,7 +180,7 @@ def _write_model_dir(dest: Path, files: dict[str, Path | str], config: str, mani
 def _plans_by_cc(pkg: ModelPackage) -> dict[str, object]:
     """One plan per compute capability: the newest TensorRT, then the first listed."""
     best: dict[str, object] = {}
-    for art in pkg.manifest.artifacts_of("trt-plan"):
+    for art in pkg.manifest.artifacts_of(TRT_PLAN):
         cc = str(art.attrs.get("compute_capability", ""))
         if not cc or art.attrs.get("dla_core") is not None:
             continue
@@ -248,7 +249,7 @@ def write_triton_repo(package: str | Path | ModelPackage, repo: str | Path, name
     name = name or pkg.name
     onnx_arts = pkg.onnx_artifacts()
     # fp32 first, then fp16; an INT8 QDQ model only where the package has nothing else
-    onnx = next((a for k in ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq") for a in onnx_arts if a.kind == k), None)
+    onnx = next((a for k in ONNX_KINDS for a in onnx_arts if a.kind == k), None)  # the table's order
     written = []
     if onnx is not None:
         tensors = read_model_tensors(pkg.path_of(onnx), pkg.manifest)

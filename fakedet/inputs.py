@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .artifact_kinds import TOKENIZER, default_file
 from .errors import InputSpecError
 from .manifest_fields import _FlatRecord, _choice, _int, _kind, _no_unknown, _num, _str
 
@@ -173,7 +174,7 @@ class TextInputSpec(_FlatRecord):
     name: str = "text"
     dtype: str = "int32"
     context_length: int = 77
-    tokenizer: str = "tokenizer.json"
+    tokenizer: str = default_file(TOKENIZER)
     tokenizer_kind: str = "clip-bpe"
     truncation: str = "end-with-eot"
     empty_caption: str = "refuse"

@@ -18,6 +18,7 @@ from .inputs import (  # noqa: F401  (the input contract, re-exported: most code
     CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, PIXEL_LIMIT, POLICIES, SMALL_IMAGE_RULES,
     InputSpec, Preprocess, TextInputSpec,
 )
+from .artifact_kinds import ARTIFACT_KINDS, ONNX_KINDS, TOKENIZER  # noqa: F401  (ONNX_KINDS: re-exported)
 from .manifest_fields import _FlatRecord, _choice, _int, _need, _no_unknown, _num, _object, _str
 from .safe_json import MAX_JSON_DEPTH, depth, parse_json
 
@@ -25,19 +26,6 @@ from .safe_json import MAX_JSON_DEPTH, depth, parse_json
 SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 OUTPUT_KINDS = ("logit", "two-class-logits")
-ARTIFACT_KINDS = (
-    "onnx-fp32",
-    "onnx-fp16",
-    "onnx-int8-qdq",
-    "trt-calibration-cache",
-    "trt-plan",
-    "calibration-report",
-    "parity-report",
-    "onnx-external-data",  # tensors of an ONNX artifact kept beside it (models over 2 GB); attrs: of
-    "tokenizer",  # a caption-aware model's tokenizer (HF tokenizers JSON); attrs: tokenizer kind
-)
-ONNX_KINDS = ("onnx-fp32", "onnx-fp16", "onnx-int8-qdq")
-
 MAX_ARTIFACTS = 1000
 MAX_FILE_BYTES = 1 << 50
 
@@ -147,7 +135,7 @@ class Manifest:
         """The caption tokenizer's artifact; ManifestError when the package lacks it."""
         name = self.text_input.tokenizer if self.text_input is not None else None
         found = [a for a in self.artifacts if a.file == name]
-        if name is None or not found or found[0].kind != "tokenizer":
+        if name is None or not found or found[0].kind != TOKENIZER:
             raise ManifestError(f"text_input: tokenizer '{name}' is not an artifact of kind 'tokenizer' in this package")
         return found[0]
 

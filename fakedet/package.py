@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from .atomic import atomic_write_text, replace_dir, sha256_file, staging_dir
 from .errors import ManifestError, PackageError, first_line
 from .manifest import ONNX_KINDS, Artifact, Manifest
+from .artifact_kinds import ONNX_EXTERNAL_DATA, ONNX_FP32
 from .onnx_refs import external_files
 from .package_zip import MANIFEST_FILE, unzip_listed
 from .safe_json import read_text
@@ -127,7 +128,7 @@ class ModelPackage:
         if manifest.takes_captions:
             raise PackageError(path, "a caption-aware model: its tokenizer lives in the package, so open the "
                                      "package (NAME.fdet), not its bare .onnx file")
-        kind = manifest.provenance.get("onnx_kind", "onnx-fp32")
+        kind = manifest.provenance.get("onnx_kind", ONNX_FP32)
         if kind not in ONNX_KINDS:
             raise PackageError(path, f"{ONNX_METADATA_KEY} metadata: provenance.onnx_kind '{kind}' is not an ONNX kind")
         manifest.artifacts = [Artifact(file=path.name, kind=kind, sha256=sha256_file(path), size=path.stat().st_size)]
@@ -278,7 +279,7 @@ class PackageWriter:
             self.staged_path(data)
             onnx.save(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
                       location=PurePosixPath(data).name, size_threshold=0)  # fmt: skip
-            self.add_file(None, data, "onnx-external-data", of=name)
+            self.add_file(None, data, ONNX_EXTERNAL_DATA, of=name)
         else:
             onnx.save(proto, str(target))
         return self.add_file(None, name, kind, **attrs)

@@ -2,7 +2,8 @@
 
 Importing it never imports torch (appliances and Jetsons have no room for it)."""
 
-from .detector import Detector, Prediction
+from .detector import Detector
+from .prediction import Prediction
 from .imageio import load_image
 from .preprocess import preprocess, preprocess_image
 

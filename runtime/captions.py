@@ -23,9 +23,16 @@ class CaptionInput:
     """The package's text input and its tokenizer (loaded once, from the package's hashed
     tokenizer file)."""
 
+    takes_captions = True
+
     def __init__(self, spec: TextInputSpec, tokenizer):
         self.spec = spec
         self.tokenizer = tokenizer
+
+    @classmethod
+    def for_package(cls, package) -> "CaptionInput | ImageOnly":
+        """The package's text input, or IMAGE_ONLY (the null object) for an image-only package."""
+        return cls.of(package) or IMAGE_ONLY
 
     @classmethod
     def of(cls, package) -> "CaptionInput | None":
@@ -102,6 +109,33 @@ class CaptionInput:
     def feed(self, image_name: str, images: np.ndarray, captions: list) -> dict:
         """The backend's inputs for images and their (checked) captions."""
         return {image_name: images, self.spec.name: self.tokens(captions)}
+
+
+class ImageOnly:
+    """CaptionInput's image-only twin (a null object): an image-only model reads no caption,
+    so any captions given are set aside, none is refused, and the backend gets the images as
+    they are. Code that scores items calls the same methods whatever the model takes."""
+
+    takes_captions = False
+    empty_is_valid = True
+
+    def align(self, captions, n: int) -> list:
+        return [None] * n  # captions, if any, are ignored
+
+    def check(self, caption) -> None:
+        pass
+
+    def problem(self, caption) -> None:
+        return None
+
+    def prepare(self, caption) -> None:
+        return None
+
+    def feed(self, image_name: str, images: np.ndarray, captions: list) -> np.ndarray:
+        return images
+
+
+IMAGE_ONLY = ImageOnly()
 
 
 def caption_key(path) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from fakedet.artifact_kinds import TRT_PLAN
 from fakedet.errors import BackendUnavailable, FakedetError, PackageError, printable
 from fakedet.package import ModelPackage
 
@@ -202,7 +203,7 @@ def info(package, as_json, no_verify) -> int:
         echo("artifacts")
         for art in m.artifacts:
             extra = ""
-            if art.kind == "trt-plan":
+            if art.kind == TRT_PLAN:
                 a = art.attrs
                 extra = f" TRT {a.get('trt_version')} sm{str(a.get('compute_capability', '')).replace('.', '')} {a.get('precision')}"
             echo(f"  {art.kind:<22} {art.file:<36} {art.size / 1e6:8.2f} MB  {checks[art.file]}{extra}")

@@ -1,8 +1,18 @@
-"""The runtime API: open a package, predict P(fake) for images."""
+"""The runtime API: open a package, predict P(fake) for images; what an application needs
+to host a Detector in its own process:
+
+    with Detector.open("model.fdet") as det:        # open once, at start-up
+        det.warmup()                                # first calls pay no lazy set-up
+        det.predict_frames(frames, channels="BGR")  # OpenCV frames (uint8 HxWx3)
+        det.predict([jpeg_bytes, "a.png"])          # encoded bytes or paths, any thread
+        await det.apredict([jpeg_bytes])           # from async code: the loop never blocks
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import functools
+import time
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -10,56 +20,53 @@ from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
-from .embedding import EmbeddingAPI, serialized
+from .frames import frames_to_rgb
 from .imageio import load_image, source_name
 from .preprocess import preprocess_image
 from .backends.registry import split_options
+from .prediction import NON_FINITE, Prediction
 from .scoring import check_output, fake_logits, sigmoid
 from .selection import Choice, choose, make_backend
 
-NON_FINITE = "model produced a non-finite score (NaN or infinity)"
 
-
-@dataclass
-class Prediction:
-    source: str
-    score: float | None = None  # P(fake)
-    logit: float | None = None
-    is_fake: bool | None = None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class Detector(EmbeddingAPI):
+class Detector:
     """A model package loaded on a backend.
 
         det = Detector.open("model.fdet")            # backend="auto"
         for p in det.predict(["a.jpg", "b.png"]):
             print(p.source, p.score, p.is_fake, p.error)
 
-    Safe to share between threads (inference is serialized per Detector): see
-    EmbeddingAPI for the guarantee, apredict, predict_frames and warmup.
+    Thread safety: one Detector may be shared by any number of threads. `predict`,
+    `predict_frames`, `apredict` and `warmup` may be called concurrently from any thread or
+    event loop; each call decodes and preprocesses its own images in the calling thread (in
+    parallel with other calls). Inference concurrency is the backend's to decide, in one
+    place (runtime/backends/base.py's contract): ONNX Runtime runs concurrent calls at once,
+    the TensorRT backend up to its `contexts` at once (the others wait for a free context);
+    the Detector adds no lock of its own. Results are exactly those of the same calls made
+    one after another. `close` must come after every call has returned (as with a file).
+    GPU note: the CUDA device (cuda-python) or context (pycuda) is made current per thread by
+    the TensorRT backend when it opens; from other threads this holds only on GPU 0 with
+    cuda-python. Where that matters, run inference on the thread that opened the Detector,
+    as `fakedet serve` does (it opens, runs and closes the model on one inference thread).
+
+    Arrays: `predict` reads numpy arrays as RGB (uint8 HxWx3, or HxW grey);
+    `predict_frames(frames, channels=...)` makes you state the order: "BGR" for frames
+    from OpenCV (cv2.VideoCapture, cv2.imread), "RGB" for Pillow, imageio, PyAV.
     """
 
     def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None):
         self.package = package
         self.manifest = package.manifest
         self.choice = choice
-        self.backend = serialized(backend)  # thread safety: one inference call at a time
+        self.backend = backend  # thread-safe by the backend contract: the Detector adds no lock
         self.batch_size = max(1, int(batch_size))
         self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
-        self.captions = CaptionInput.of(package)  # None for an image-only model
+        self.captions = CaptionInput.for_package(package)  # ImageOnly (the null object) for an image-only model
 
     @property
     def takes_captions(self) -> bool:
         """True for a caption-aware model: each image is scored with its caption."""
-        return self.captions is not None
+        return self.captions.takes_captions
 
     @classmethod
     def open(
@@ -102,15 +109,14 @@ class Detector(EmbeddingAPI):
         (`takes_captions`); an image without one fails unless the package says an empty
         caption is valid. An image-only model ignores them."""
         items = list(items)
-        caps = self.captions.align(captions, len(items)) if self.captions is not None else None
+        caps = self.captions.align(captions, len(items))
         preds = [Prediction(source=source_name(it)) for it in items]
         window = self.backend.input_spec.fixed_batch() or batch_size or self.batch_size
         for start in range(0, len(items), window):
             tensors: dict[int, np.ndarray] = {}
             for i in range(start, min(start + window, len(items))):
                 try:
-                    if caps is not None:
-                        self.captions.check(caps[i])
+                    self.captions.check(caps[i])
                     tensors[i] = self._prepare(items[i])
                 except ImageError as e:
                     preds[i].error = e.problem
@@ -125,15 +131,13 @@ class Detector(EmbeddingAPI):
     def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
         """Preprocessed float32 batch (and, for a caption-aware model, a caption per row) ->
         P(fake) per row."""
-        feed = batch
-        if self.captions is not None:
-            caps = self.captions.align(captions, len(batch))
-            for c in caps:
-                self.captions.check(c)
-            feed = self.captions.feed(self.manifest.input.name, batch, caps)
+        caps = self.captions.align(captions, len(batch))
+        for c in caps:
+            self.captions.check(c)
+        feed = self.captions.feed(self.manifest.input.name, batch, caps)
         return sigmoid(fake_logits(self.backend.infer(feed), self.manifest.output))
 
-    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps=None) -> None:
+    def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps: list) -> None:
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
             by_shape.setdefault(t.shape, []).append(i)
@@ -141,8 +145,7 @@ class Detector(EmbeddingAPI):
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
                 batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
-                if caps is not None:
-                    batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
+                batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
                 except Exception as e:  # a failing batch costs its items, not the run
@@ -157,6 +160,63 @@ class Detector(EmbeddingAPI):
                     preds[i].logit = float(lg)
                     preds[i].score = float(p)
                     preds[i].is_fake = bool(p >= self.threshold)
+
+    def predict_frames(self, frames, channels: str, batch_size: int | None = None, captions=None):
+        """Score uint8 HxWx3 frames; `channels` is "BGR" (OpenCV) or "RGB" (required:
+        the wrong order silently changes scores, so it is never guessed)."""
+        return self.predict(frames_to_rgb(frames, channels), batch_size=batch_size, captions=captions)
+
+    async def apredict(self, items, batch_size: int | None = None, executor: Executor | None = None, captions=None):
+        """`predict` for async code: runs in `executor` (default: the loop's default
+        thread pool) so the event loop keeps serving while images decode and infer."""
+        import asyncio  # only async hosts pay for it
+
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self.predict, list(items), batch_size, captions=captions)
+        return await loop.run_in_executor(executor, call)
+
+    async def apredict_frames(self, frames, channels: str, batch_size: int | None = None,
+                              executor: Executor | None = None):
+        """`predict_frames` for async code (see apredict)."""
+        return await self.apredict(frames_to_rgb(frames, channels), batch_size, executor)
+
+    def warmup(self, batch_sizes=(1,), rounds: int = 1) -> float:
+        """Run `rounds` inference calls per batch size on a zero tensor of the model's
+        input shape, so lazy allocations and kernel selection happen now rather than on
+        the first real request. Returns the seconds it took."""
+        from .bench.inputs import sample_shape
+
+        shape, _ = sample_shape(self.manifest)
+        fixed = self.backend.input_spec.fixed_batch()
+        sizes = [fixed] if fixed else sorted({max(1, int(b)) for b in batch_sizes})
+        t0 = time.perf_counter()
+        for b in sizes:
+            # a caption-aware model: an empty caption beside each image
+            x = self.captions.feed(self.manifest.input.name, np.zeros((b,) + tuple(shape), dtype=np.float32), [""] * b)
+            for _ in range(max(1, rounds)):
+                self.backend.infer(x)
+        return time.perf_counter() - t0
+
+    # ---- pieces for hosts that batch across callers (fakedet serve) ----------
+    def prepare(self, item) -> np.ndarray:
+        """Decode + preprocess one image (path, bytes, RGB array, PIL image) to the model's
+        input tensor. Raises fakedet.errors.ImageError for a bad image."""
+        return self._prepare(item)
+
+    def predict_prepared(self, tensors: list, names: list | None = None, captions=None) -> list:
+        """Score already prepared tensors (from `prepare`) in as few inference calls as
+        their shapes allow; one Prediction per tensor, a failing batch costs only its rows.
+        `captions` as for `predict` (a caption-aware model: an item without one fails)."""
+        names = names or [f"<tensor:{i}>" for i in range(len(tensors))]
+        preds = [Prediction(source=n) for n in names]
+        ready = dict(enumerate(tensors))
+        caps = self.captions.align(captions, len(tensors))
+        for i in list(ready):
+            preds[i].error = self.captions.problem(caps[i])  # a refused caption costs its item only
+            if preds[i].error:
+                del ready[i]
+        self._score(ready, preds, max(1, len(tensors)), caps)
+        return preds
 
     def describe(self) -> str:
         return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"

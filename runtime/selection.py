@@ -2,8 +2,10 @@
 
 `auto` order (fastest first): a TensorRT plan built for this GPU and TensorRT version,
 else ONNX Runtime's TensorRT EP, else its CUDA EP, else the CPU (INT8 QDQ if the
-package has one, then FP32). Every step it skips is recorded in `Choice.considered`,
-so `fakedet info` and `fakedet bench` can say why.
+package has one, then FP32). `choose` is a loop over the backends' records
+(backends/registry.py: rank, what each runs, its providers and precisions); every step
+it skips is recorded in `Choice.considered`, so `fakedet info` and `fakedet bench` can
+say why.
 
 Rules are pure given the environment: tests pass `providers=` (ONNX Runtime's
 execution providers) and `trt_env=` (a tensorrt_support.TrtEnvironment) instead of
@@ -16,6 +18,7 @@ import logging
 from dataclasses import dataclass, field
 
 from fakedet.errors import BackendError, BackendUnavailable
+from fakedet.artifact_kinds import ONNX_INT8_QDQ, PRECISION_OF_KIND, TRT_PLAN
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
 
@@ -25,8 +28,7 @@ from .cpu_tier import describe, int8_cpu_verdict
 log = logging.getLogger("fakedet.runtime")
 
 BACKENDS = registry.artifact_backends()  # chosen here from the package's artifacts
-PRECISIONS = ("fp32", "fp16", "int8")
-PRECISION_OF_KIND = {"onnx-fp32": "fp32", "onnx-fp16": "fp16", "onnx-int8-qdq": "int8"}
+PRECISIONS = tuple(PRECISION_OF_KIND.values())  # fp32, fp16, int8: the ONNX kinds in the artifact-kind table
 
 
 @dataclass
@@ -51,18 +53,16 @@ def ort_providers() -> set[str]:
     return set(ort.get_available_providers())
 
 
-TARGET_OF_BACKEND = {"ort-cpu": "ort-cpu", "ort-cuda": "tensorrt", "ort-trt": "tensorrt", "tensorrt": "tensorrt"}
-
-
 def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Artifact | None:
     """The package's ONNX for `precision`. For int8, `target` ("ort-cpu" or "tensorrt", or a
     backend name) picks the QDQ flavour made for it, else the other one; None: the first."""
-    target = TARGET_OF_BACKEND.get(target, target)
+    if target in registry.BUILTIN:
+        target = registry.BUILTIN[target].int8_target
     for kind, prec in PRECISION_OF_KIND.items():
         if prec != precision:
             continue
         arts = pkg.manifest.artifacts_of(kind)
-        if target is not None and kind == "onnx-int8-qdq":
+        if target is not None and kind == ONNX_INT8_QDQ:
             arts = sorted(arts, key=lambda a: a.int8_target != target)  # stable: the matching one first
         if arts:
             return arts[0]
@@ -71,16 +71,17 @@ def onnx_for(pkg: ModelPackage, precision: str, target: str | None = None) -> Ar
 
 def runnable_hint(pkg: ModelPackage, backend: str = "auto", precision: str = "auto") -> str:
     """What the package has, and the command that would give it what is missing."""
-    have = ", ".join(f"{a.file} ({a.kind}{', ' + a.attrs['precision'] if a.kind == 'trt-plan' and 'precision' in a.attrs else ''})"
+    have = ", ".join(f"{a.file} ({a.kind}{', ' + a.attrs['precision'] if a.kind == TRT_PLAN and 'precision' in a.attrs else ''})"
                      for a in pkg.manifest.artifacts) or "no artifacts"
     src = pkg.source
     fixes = []
-    if backend in ("auto", "tensorrt"):
+    runs = registry.BUILTIN[backend].runs if backend in registry.BUILTIN else "any"
+    if runs in ("any", "plan"):
         prec = precision if precision in PRECISIONS else "fp16"
         fixes.append(f"build a TensorRT plan on this device: fakedet build {src} --precision {prec}")
     if precision in ("auto", "int8"):
         fixes.append(f"calibrate an INT8 ONNX: fakedet calibrate {src} --data CALIB_DIR")
-    if precision in ("auto", "fp32", "fp16") and backend != "tensorrt":
+    if precision in ("auto", "fp32", "fp16") and runs != "plan":
         fixes.append(f"export the {precision if precision != 'auto' else 'fp32'} ONNX from the checkpoint: "
                      f"fakedet export CHECKPOINT -o {src}")
     return f"the package has {have}. To make it runnable: " + "; or ".join(fixes)
@@ -103,9 +104,9 @@ def choose(
     (torch: checkpoint=DIR)."""
     from . import tensorrt_support
 
-    extra = registry.other_backends()
-    if backend not in ("auto",) + BACKENDS + extra:
-        raise BackendUnavailable(f"unknown backend '{backend}' (known: auto, {', '.join(BACKENDS + extra)})")
+    extra, known = registry.other_backends(), registry.artifact_backends()
+    if backend not in ("auto",) + known + extra:
+        raise BackendUnavailable(f"unknown backend '{backend}' (known: auto, {', '.join(known + extra)})")
     if precision not in ("auto",) + PRECISIONS:
         raise BackendUnavailable(f"unknown precision '{precision}' (known: auto, {', '.join(PRECISIONS)})")
     if backend in extra:
@@ -125,78 +126,87 @@ def choose(
         hint = f"; {runnable_hint(pkg, name, precision)}" if package_can_fix else ""
         raise BackendUnavailable(f"{name}: {why}{hint}")
 
-    def ort_choice(name: str, precs: list[str], why: str) -> tuple[Choice | None, str]:
+    def ort_choice(rec: registry.Entry, precs: list[str]) -> tuple[Choice | None, str]:
         """(the choice, "") or (None, why not); a why-not is also noted in `considered`."""
         for prec in precs:
-            art = onnx_for(pkg, prec, target=name)
+            art = onnx_for(pkg, prec, target=rec.name)
             if art is not None:
-                return Choice(name, art, f"{why}; {prec} ONNX '{art.file}'", considered), ""
+                return Choice(rec.name, art, f"{rec.reason}; {prec} ONNX '{art.file}'", considered), ""
         why_not = f"the package has no {'/'.join(precs)} ONNX"
-        considered.append(f"{name}: {why_not}")
+        considered.append(f"{rec.name}: {why_not}")
         return None, why_not
 
-    # 1. A TensorRT plan for this GPU and TensorRT version.
-    if backend in ("auto", "tensorrt") and pkg.manifest.takes_captions:
-        why = "the native TensorRT backend runs one-input models; a caption-aware package runs on ort-trt"
-        considered.append(f"tensorrt: {why}")
-        if backend == "tensorrt":
-            refuse("tensorrt", why, package_can_fix=False)
-    elif backend in ("auto", "tensorrt"):
+    def plan_choice(rec: registry.Entry) -> Choice | None:
+        """A TensorRT plan for this GPU and TensorRT version."""
         plan, why = tensorrt_support.matching_plan(pkg, precision, env=trt_env)
         if plan is not None:
-            return Choice("tensorrt", plan, why, considered)
-        considered.append(f"tensorrt: {why}")
-        if backend == "tensorrt":
-            refuse("tensorrt", why)
+            return Choice(rec.name, plan, why, considered)
+        considered.append(f"{rec.name}: {why}")
+        if backend == rec.name:
+            refuse(rec.name, why)
+        return None
 
-    # 2./3. ONNX Runtime on the GPU.
-    for name, provider, precs in (
-        ("ort-trt", "TensorrtExecutionProvider", want or ["int8", "fp16", "fp32"]),
-        ("ort-cuda", "CUDAExecutionProvider", want or ["fp16", "fp32"]),
-    ):
-        if backend not in ("auto", name):
-            continue
-        has_provider = provider in provs()
+    def onnx_choice(rec: registry.Entry) -> Choice | None:
+        """The package's ONNX on ONNX Runtime with the record's providers."""
+        has_provider = rec.needs_provider is None or rec.needs_provider in provs()
         if has_provider:
-            c, why_not = ort_choice(name, precs, f"ONNX Runtime has the {provider}")
+            order, tier = (want or list(rec.precisions)), None
+            if rec.int8_cpu_checks:
+                order, tier = _cpu_order(pkg, want, list(rec.precisions), rec.name, cpu, considered)
+            c, why_not = ort_choice(rec, order)
             if c:
+                if tier is not None and c.precision == "int8" and tier[1]:
+                    c.reason += f" ({tier[1]})"
+                    if not tier[0]:
+                        log.warning("fakedet: INT8 on a CPU tier its accuracy guard did not validate: %s", tier[1])
                 return c
         else:
-            why_not = f"ONNX Runtime here has no {provider} (pip install onnxruntime-gpu)"
-            considered.append(f"{name}: {why_not}")
-        if backend == name:  # a missing provider is this machine's to fix, not the package's
-            refuse(name, why_not, package_can_fix=has_provider)
+            why_not = f"ONNX Runtime here has no {rec.needs_provider} ({rec.provider_install})"
+            considered.append(f"{rec.name}: {why_not}")
+        if backend == rec.name:  # a missing provider is this machine's to fix, not the package's
+            refuse(rec.name, why_not, package_can_fix=has_provider)
+        return None
 
-    # 4. CPU: INT8 (QDQ, calibrated and accuracy-guarded) is usually fastest, then FP32; FP16 is
-    # slow on CPUs. Not every network gains from INT8 on every CPU (ViTs often do not): where
-    # calibration measured INT8 slower than FP32 on the CPU, FP32 goes first.
-    cpu_order = ["int8", "fp32", "fp16"]
-    int8 = onnx_for(pkg, "int8", target="ort-cpu")
-    speedup = int8.attrs.get("cpu_speedup") if int8 is not None else None
-    if want is None and isinstance(speedup, (int, float)) and speedup < 1.0:
-        cpu_order = ["fp32", "int8", "fp16"]
-        considered.append(f"ort-cpu int8: ran at {speedup:.2f}x FP32's throughput when calibrated "
-                          f"({int8.attrs.get('cpu_speedup_measured_on', 'the calibrating CPU')}); FP32 first")
-    # INT8 kernels differ by CPU tier: the guard's figures hold here only if the artifact is
-    # tier-proof or was validated on this tier (cpu_tier.int8_cpu_verdict)
-    tier_ok, tier_why = True, ""
-    if int8 is not None and "int8" in (want or cpu_order):
-        tier_ok, tier_why = int8_cpu_verdict(int8.attrs, cpu)
-    if not tier_ok and want is None:
-        cpu_order = ["fp32", "int8", "fp16"]
-        considered.append(f"ort-cpu int8 '{int8.file}': {tier_why}; FP32 first (--precision int8 runs it anyway)")
-    c, why_not = ort_choice("ort-cpu", want or cpu_order, "CPU execution with ONNX Runtime")
-    if c:
-        if c.precision == "int8" and tier_why:
-            c.reason += f" ({tier_why})"
-            if not tier_ok:
-                log.warning("fakedet: INT8 on a CPU tier its accuracy guard did not validate: %s", tier_why)
-        return c
-    if backend == "ort-cpu":
-        refuse("ort-cpu", why_not)
+    # `auto` takes the fastest backend that can run the package here; a named one is
+    # honoured or refused with the reason
+    for rec in registry.fastest_first():
+        if backend not in ("auto", rec.name):
+            continue
+        if pkg.manifest.takes_captions and rec.no_captions:
+            considered.append(f"{rec.name}: {rec.no_captions}")
+            if backend == rec.name:
+                refuse(rec.name, rec.no_captions, package_can_fix=False)
+            continue
+        c = plan_choice(rec) if rec.runs == "plan" else onnx_choice(rec)
+        if c is not None:
+            return c
     raise BackendUnavailable(
         f"no backend can run this package here ({'; '.join(considered)}); {runnable_hint(pkg, backend, precision)}"
     )
+
+
+def _cpu_order(pkg: ModelPackage, want: list[str] | None, order: list[str], name: str, cpu: dict | None,
+               considered: list[str]) -> tuple[list[str], tuple[bool, str]]:
+    """(precisions to try, (INT8 verdict for this CPU, why)). INT8 (QDQ, calibrated and
+    accuracy-guarded) is usually fastest on a CPU, then FP32; FP16 is slow on CPUs. Not every
+    network gains from INT8 on every CPU (ViTs often do not): where calibration measured INT8
+    slower than FP32 on the CPU, FP32 goes first. INT8 kernels differ by CPU tier: the guard's
+    figures hold here only if the artifact is tier-proof or was validated on this tier
+    (cpu_tier.int8_cpu_verdict); if not, FP32 goes first too."""
+    fp32_first = ["fp32", "int8"] + [p for p in order if p not in ("fp32", "int8")]
+    int8 = onnx_for(pkg, "int8", target=name)
+    speedup = int8.attrs.get("cpu_speedup") if int8 is not None else None
+    if want is None and isinstance(speedup, (int, float)) and speedup < 1.0:
+        order = fp32_first
+        considered.append(f"{name} int8: ran at {speedup:.2f}x FP32's throughput when calibrated "
+                          f"({int8.attrs.get('cpu_speedup_measured_on', 'the calibrating CPU')}); FP32 first")
+    tier_ok, tier_why = True, ""
+    if int8 is not None and "int8" in (want or order):
+        tier_ok, tier_why = int8_cpu_verdict(int8.attrs, cpu)
+    if not tier_ok and want is None:
+        order = fp32_first
+        considered.append(f"{name} int8 '{int8.file}': {tier_why}; FP32 first (--precision int8 runs it anyway)")
+    return (want or order), (tier_ok, tier_why)
 
 
 def explain(pkg: ModelPackage, providers=None, trt_env=None, cpu: dict | None = None) -> list[str]:
@@ -215,12 +225,12 @@ def explain(pkg: ModelPackage, providers=None, trt_env=None, cpu: dict | None = 
         )
     else:
         lines.append("this machine: " + ("; ".join(env.why_absent) or "no TensorRT"))
-    for p in pkg.manifest.artifacts_of("trt-plan"):
+    for p in pkg.manifest.artifacts_of(TRT_PLAN):
         good, why = plan_runs_here(p.attrs, env)
         lines.append(f"plan {p.file} [{p.attrs.get('precision', '?')}, TensorRT {p.attrs.get('trt_version', '?')}, "
                      f"sm {p.attrs.get('compute_capability', '?')}]: {'runs here' if good else 'refused'}: {why}")
     lines.append(f"this CPU: {describe(cpu)}")
-    for a in pkg.manifest.artifacts_of("onnx-int8-qdq"):
+    for a in pkg.manifest.artifacts_of(ONNX_INT8_QDQ):
         if a.int8_target == "ort-cpu":
             ok, why = int8_cpu_verdict(a.attrs, cpu)
             lines.append(f"INT8 CPU artifact {a.file} [{a.attrs.get('weights', '8-bit')} weights]: "

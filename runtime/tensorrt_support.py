@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from fakedet.artifact_kinds import TRT_PLAN
 from fakedet.errors import first_line
 from fakedet.manifest import Artifact
 from fakedet.package import ModelPackage
@@ -147,7 +148,7 @@ def matching_plan(
     pkg: ModelPackage, precision: str = "auto", env: TrtEnvironment | None = None
 ) -> tuple[Artifact | None, str]:
     """(plan, reason): the best trt-plan artifact that runs here, or None with why not."""
-    plans = pkg.manifest.artifacts_of("trt-plan")
+    plans = pkg.manifest.artifacts_of(TRT_PLAN)
     if precision != "auto":
         other = [p for p in plans if p.attrs.get("precision") != precision]
         plans = [p for p in plans if p.attrs.get("precision") == precision]

@@ -1,5 +1,5 @@
 """Record the option keys ONNX Runtime's GPU execution providers accept, for
-tests/test_ort_provider_options.py (fakedet's provider options checked without a GPU).
+tests/runtime/test_ort_provider_options.py (fakedet's provider options checked without a GPU).
 
 An unknown key in `providers=[("TensorrtExecutionProvider", {...})]` fails session
 creation, but only on a machine where the provider loads. The keys are plain strings in

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(realpath -m "${ARM64_ROOT:-.arm64-root}")
 PY=${PYTHON:-.venv/bin/python}
-TESTS=${ARM64_TESTS:-tests/test_detector.py tests/test_selection.py tests/test_ort_backend.py tests/test_int8_cpu_tiers.py}
+TESTS=${ARM64_TESTS:-tests/runtime/test_detector.py tests/runtime/test_selection.py tests/runtime/test_ort_backend.py tests/runtime/test_int8_cpu_tiers.py}
 t0=$(date +%s)
 step() { echo "== test-arm64 [$(( $(date +%s) - t0 ))s] $*"; }
 

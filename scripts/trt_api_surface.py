@@ -1,5 +1,5 @@
 """Record the Python API surface of real TensorRT releases, for tests that check
-fakedet's TensorRT calls without a GPU (tests/test_trt_api_surface.py).
+fakedet's TensorRT calls without a GPU (tests/runtime/test_trt_api_surface.py).
 
 TensorRT's Python bindings wheels (tensorrt-bindings, tensorrt-cu12-bindings) are real
 packages on PyPI, but their module cannot be imported without libnvinfer. The names of

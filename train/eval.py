@@ -104,7 +104,7 @@ class PackageScorer(Scorer):
         return self.detector.predict_tensors(batch, captions if self.takes_captions else None)
 
     def caption_problem(self, caption) -> str | None:
-        return self.detector.captions.problem(caption) if self.takes_captions else None
+        return self.detector.captions.problem(caption)
 
     def close(self) -> None:
         self.detector.close()

@@ -31,8 +31,10 @@ What the public methods guarantee:
 Thread safety: an open backend takes `infer` / `infer_timed` / the specs from any
 number of threads at once (hooks must allow that: ONNX Runtime sessions and torch
 modules in inference mode do; the TensorRT backend keeps a pool of execution
-contexts). `open` and `close` are serialized; `close` waits for the calls in flight,
-and calls after it are refused until `open()` is called again.
+contexts: `contexts` calls run at once, the others wait for a free one). This is the one
+layer that decides inference concurrency: the Detector and the service add no lock.
+`open` and `close` are serialized; `close` waits for the calls in flight, and calls
+after it are refused until `open()` is called again.
 """
 
 from __future__ import annotations

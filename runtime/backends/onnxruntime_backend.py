@@ -19,12 +19,10 @@ from fakedet.errors import BackendUnavailable, PackageError, first_line
 
 from ..ort_session import session_options
 from .base import Backend, TensorSpec
+from .registry import BUILTIN
 
-PROVIDERS = {
-    "ort-cpu": ["CPUExecutionProvider"],
-    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+# provider set (a registry record's name) -> ONNX Runtime providers, in priority order
+PROVIDERS = {e.name: list(e.providers) for e in BUILTIN.values() if e.providers}
 
 _NP_DTYPES = {
     "tensor(float)": "float32",
@@ -98,10 +96,10 @@ class OnnxRuntimeBackend(Backend):
         attrs = choice.artifact.attrs
         if choice.backend == "ort-cpu" and attrs.get("ort_cpu_disabled_optimizers"):
             opts["disabled_optimizers"] = attrs["ort_cpu_disabled_optimizers"]
-        if choice.backend == "ort-trt":
+        if "TensorrtExecutionProvider" in PROVIDERS[choice.backend]:
             opts.update(fp16=choice.precision == "fp16", int8=choice.precision == "int8")
             if pkg.source.is_dir():
-                opts["cache_dir"] = str(pkg.root / ".cache" / "ort-trt")
+                opts["cache_dir"] = str(pkg.root / ".cache" / choice.backend)
         return path, opts
 
     def session_options(self):
@@ -134,7 +132,7 @@ class OnnxRuntimeBackend(Backend):
         self._out = self.session.get_outputs()[0]
         # IO binding: on by default for the GPU sets; on ort-cpu only when asked, binding
         # to host memory (the same code path, so the CPU test suite exercises it).
-        on_gpu = self.name != "ort-cpu"
+        on_gpu = BUILTIN[self.name].on_gpu
         self._bind_device = ("cuda" if on_gpu else "cpu") if self.options.get("io_binding", on_gpu) else None
         self._device_id = int(self.options.get("device_id", 0))
 

@@ -23,6 +23,9 @@ from fakedet.errors import BackendError, BackendUnavailable
 
 @dataclass(frozen=True)
 class Entry:
+    """Everything fakedet knows about one backend, in one place: how to build it and how
+    `selection.choose` picks it. Adding a backend is adding one of these."""
+
     name: str
     target: str  # "module:Class"
     kwargs: dict = field(default_factory=dict)  # fixed constructor arguments
@@ -30,18 +33,52 @@ class Entry:
     #: chosen from a package's artifacts by selection.choose; False: a backend that runs
     #: something else (torch runs the checkpoint) and is reached by name only
     runs_artifacts: bool = True
+    #: `auto` tries the artifact backends lowest rank first (fastest first)
+    speed_rank: int = 100
+    #: what it runs: "plan" (a TensorRT plan built for this GPU and TensorRT version) or
+    #: "onnx" (the package's ONNX of the first precision it has, in `precisions` order)
+    runs: str = "onnx"
+    #: ONNX Runtime execution providers, in priority order (ONNX backends)
+    providers: tuple[str, ...] = ()
+    #: the ONNX Runtime provider it cannot run without (None: always there, the CPU)
+    needs_provider: str | None = None
+    #: how to get that provider
+    provider_install: str = "pip install onnxruntime-gpu"
+    #: what `auto` tries, in order, when no precision is asked for
+    precisions: tuple[str, ...] = ("fp32",)
+    #: the INT8 QDQ flavour it runs (Artifact.int8_target): "tensorrt" or "ort-cpu"
+    int8_target: str = "tensorrt"
+    #: computes on a GPU (IO binding on by default)
+    on_gpu: bool = False
+    #: why `auto` ran it, said in the choice's reason
+    reason: str = ""
+    #: why it cannot run a caption-aware (two-input) package; None: it can
+    no_captions: str | None = None
+    #: INT8 goes behind FP32 where calibration measured it slower on the CPU, or the CPU's
+    #: INT8 kernel tier is not the one the accuracy guard validated (cpu_tier)
+    int8_cpu_checks: bool = False
 
 
 PLUGIN_GROUP = "fakedet.backends"
 PLUGIN_INSTALL = {"torch": "pip install 'fakedet[train]'"}  # the hint when a plugin's libraries are missing
 
 _ORT = "fakedet.runtime.backends.onnxruntime_backend:OnnxRuntimeBackend"
+_GPU_INSTALL = "pip install 'fakedet[gpu]'"
 BUILTIN: dict[str, Entry] = {e.name: e for e in (
-    Entry("ort-cpu", _ORT, {"provider_set": "ort-cpu"}),
-    Entry("ort-cuda", _ORT, {"provider_set": "ort-cuda"}, "pip install 'fakedet[gpu]'"),
-    Entry("ort-trt", _ORT, {"provider_set": "ort-trt"}, "pip install 'fakedet[gpu]'"),
-    Entry("tensorrt", "fakedet.runtime.backends.tensorrt_backend:TensorRTBackend", install="pip install 'fakedet[trt]'"),
-)}
+    Entry("ort-cpu", _ORT, {"provider_set": "ort-cpu"}, speed_rank=3, providers=("CPUExecutionProvider",),
+          precisions=("int8", "fp32", "fp16"), int8_target="ort-cpu", reason="CPU execution with ONNX Runtime",
+          int8_cpu_checks=True),
+    Entry("ort-cuda", _ORT, {"provider_set": "ort-cuda"}, _GPU_INSTALL, speed_rank=2,
+          providers=("CUDAExecutionProvider", "CPUExecutionProvider"), needs_provider="CUDAExecutionProvider",
+          precisions=("fp16", "fp32"), on_gpu=True, reason="ONNX Runtime has the CUDAExecutionProvider"),
+    Entry("ort-trt", _ORT, {"provider_set": "ort-trt"}, _GPU_INSTALL, speed_rank=1,
+          providers=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+          needs_provider="TensorrtExecutionProvider", precisions=("int8", "fp16", "fp32"), on_gpu=True,
+          reason="ONNX Runtime has the TensorrtExecutionProvider"),
+    Entry("tensorrt", "fakedet.runtime.backends.tensorrt_backend:TensorRTBackend", install="pip install 'fakedet[trt]'",
+          speed_rank=0, runs="plan", on_gpu=True,
+          no_captions="the native TensorRT backend runs one-input models; a caption-aware package runs on ort-trt"),
+)}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,6 +95,11 @@ def entries() -> dict[str, Entry]:
 
 def artifact_backends() -> tuple[str, ...]:
     return tuple(BUILTIN)  # plugins run what they find themselves
+
+
+def fastest_first() -> list[Entry]:
+    """The artifact backends in the order `auto` tries them."""
+    return sorted(BUILTIN.values(), key=lambda e: e.speed_rank)
 
 
 def other_backends() -> tuple[str, ...]:

@@ -106,7 +106,7 @@ class Service:
         t0 = time.perf_counter()
         try:
             tensor = self.detector.prepare(data)
-            ids = self.detector.captions.prepare(caption) if self.takes_captions else None
+            ids = self.detector.captions.prepare(caption)  # None for an image-only model
             return tensor, None, time.perf_counter() - t0, ids
         except ImageError as e:
             return None, e.problem, time.perf_counter() - t0, None
@@ -117,12 +117,12 @@ class Service:
 
     @property
     def takes_captions(self) -> bool:
-        return self.detector.captions is not None
+        return self.detector.takes_captions
 
     def _caption_refused(self, caption) -> str | None:
         """Why this image cannot be scored with `caption` (a caption-aware model only):
         known before decoding, so a refused image costs no decode and no queue slot."""
-        return self.detector.captions.problem(caption) if self.takes_captions else None
+        return self.detector.captions.problem(caption)
 
     async def score_one(self, name: str, data: bytes, caption: str | None = None) -> dict:
         """One image (and, for a caption-aware model, its caption; an image-only model

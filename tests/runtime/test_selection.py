@@ -15,7 +15,7 @@ CPU = {"CPUExecutionProvider"}
 CUDA = {"CUDAExecutionProvider", "CPUExecutionProvider"}
 TRT_EP = {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"}
 # these packages' INT8 has 8-bit weights and no CPU record: INT8 goes first only on a CPU whose
-# kernels are exact for it (VNNI); tests/test_int8_cpu_tiers.py covers the other tiers
+# kernels are exact for it (VNNI); tests/runtime/test_int8_cpu_tiers.py covers the other tiers
 VNNI = {"vendor": "test", "model": "VNNI CPU", "arch": "x86_64", "features": ["avx512_vnni"], "tier": "x86_64-avx512-vnni"}
 
 
@@ -159,3 +159,26 @@ def test_int8_flavour_follows_the_route(pkg_int8, tmp_path):
     only = ModelPackage.open(tmp_path / "cpu_only.fdet")
     assert onnx_for(only, "int8", target="tensorrt").file == "model.int8-cpu.onnx"
     assert onnx_for(pkg_int8, "int8", target="ort-cpu").file == "model.int8.onnx"
+
+
+def test_a_new_backend_is_one_record_that_choose_loops_over(pkg_int8, monkeypatch):
+    """choose knows backends only through their registry records: a record added with a
+    provider of its own, ranked between the CUDA EP and the CPU, is picked by `auto` where
+    that provider exists (with its precisions and reason), skipped with the reason where not,
+    and built with the ONNX Runtime backend's providers from the same record."""
+    from fakedet.runtime.backends import onnxruntime_backend, registry
+
+    rec = registry.Entry("ort-fake", registry.BUILTIN["ort-cpu"].target, {"provider_set": "ort-fake"},
+                         speed_rank=2.5, providers=("FakeExecutionProvider", "CPUExecutionProvider"),
+                         needs_provider="FakeExecutionProvider", precisions=("fp32",),
+                         reason="ONNX Runtime has the FakeExecutionProvider")
+    monkeypatch.setitem(registry.BUILTIN, "ort-fake", rec)
+    monkeypatch.setitem(onnxruntime_backend.PROVIDERS, "ort-fake", list(rec.providers))
+    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CPU | {"FakeExecutionProvider"}, cpu=VNNI)
+    assert (c.backend, c.precision) == ("ort-fake", "fp32") and c.reason.startswith(rec.reason)
+    c = choose(pkg_int8, "auto", trt_env=NO_TRT, providers=CPU, cpu=VNNI)
+    assert c.backend == "ort-cpu" and any(line.startswith("ort-fake: ONNX Runtime here has no FakeExecutionProvider")
+                                          for line in c.considered)
+    with pytest.raises(BackendUnavailable, match="ort-fake: ONNX Runtime here has no FakeExecutionProvider"):
+        choose(pkg_int8, "ort-fake", trt_env=NO_TRT, providers=CPU)
+    assert onnxruntime_backend.provider_options("ort-fake", {}) == ["FakeExecutionProvider", "CPUExecutionProvider"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
-from fakedet.calibration.guard import session
+from fakedet.calibration.ort_run import session
 from fakedet.calibration.pipeline import GuardFailed, Options, calibrate
 from fakedet.export import tensorrt_rules
 from fakedet.runtime.selection import choose, onnx_for

@@ -19,7 +19,7 @@ from fakedet.manifest import Manifest, TextInputSpec
 from fakedet.package import ModelPackage
 from fakedet.runtime import Detector
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SCHEMA1_SCORE = 0.5282784542393163  # tests/data/schema1.fdet on the image below, computed by fakedet before schema 2
 
 
@@ -307,3 +307,24 @@ def test_triton_repository_declares_the_text_input_and_ships_the_tokenizer(capti
     assert (model_dir / "tokenizer.json").read_bytes() == (pkg_dir / "tokenizer.json").read_bytes()
     with pytest.raises(FakedetError, match="--image-endpoint serves image-only models"):
         write_triton_repo(pkg_dir, tmp_path / "repo2", image_endpoint=True)
+
+
+def test_an_image_only_detector_holds_the_null_caption_input(tiny_package):
+    """An image-only package's Detector holds IMAGE_ONLY, CaptionInput's null twin: captions
+    are set aside (any number, any type), none is refused, the backend gets the images
+    themselves; scores equal those without captions on every path."""
+    from fakedet.runtime.captions import IMAGE_ONLY
+
+    path, _ = tiny_package
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8) for _ in range(3)]
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    assert IMAGE_ONLY.align(["a", 7], 3) == [None] * 3 and IMAGE_ONLY.problem(b"\xff") is None
+    assert IMAGE_ONLY.feed("input", x, [None, None]) is x and IMAGE_ONLY.prepare("anything") is None
+    with Detector.open(path) as det:
+        assert det.captions is IMAGE_ONLY and not det.takes_captions
+        want = [p.score for p in det.predict(images)]
+        assert [p.score for p in det.predict(images, captions=["x", None, "y"])] == want
+        tensors = [det.prepare(im) for im in images]
+        assert [p.score for p in det.predict_prepared(tensors, captions=[1, 2])] == pytest.approx(want, abs=1e-6)
+        np.testing.assert_allclose(det.predict_tensors(x, captions=["z"]), det.predict_tensors(x), rtol=0, atol=0)

@@ -11,7 +11,7 @@ import pytest
 
 from fakedet.runtime.bench import validate_report
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_gpu.py"
 
 
 @pytest.fixture(scope="module")

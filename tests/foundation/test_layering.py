@@ -9,7 +9,12 @@
 
 and no stage imports another stage's CLI module. Every import counts: module level,
 inside functions, relative, and module paths written as strings (import_module,
-"module:attr" registry entries)."""
+"module:attr" registry entries).
+
+No import cycles either, between any two of the project's modules, counting imports
+inside functions too (a lazy import is still a dependency: it only hides the cycle until
+the function runs). An edge goes to the module an import loads: `from pkg import sub` to
+the submodule, `from pkg import name` to the package."""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGE_DIRS = {"fakedet": "fakedet", "runtime": "fakedet.runtime", "train": "fakedet.train",
               "export": "fakedet.export", "calibration": "fakedet.calibration", "demo": "fakedet.demo"}
 ALLOWED = {
@@ -46,8 +51,8 @@ def is_cli(module: str) -> bool:
     return last == "cli" or last.endswith("_cli")
 
 
-def module_name(path: Path) -> str:
-    rel = path.relative_to(REPO)
+def module_name(path: Path, root: Path = REPO) -> str:
+    rel = path.relative_to(root)
     pkg = STAGE_DIRS[rel.parts[0]]
     rest = [p for p in rel.with_suffix("").parts[1:] if p != "__init__"]
     return ".".join([pkg, *rest])
@@ -107,8 +112,81 @@ def violations(source: str, module: str, is_package: bool = False, known: set[st
     return found
 
 
-def _sources() -> list[Path]:
-    return sorted(p for d in STAGE_DIRS for p in (REPO / d).rglob("*.py"))
+def _sources(root: Path = REPO) -> list[Path]:
+    return sorted(p for d in STAGE_DIRS for p in (root / d).rglob("*.py"))
+
+
+def import_edges(source: str, module: str, is_package: bool, known: set[str]) -> dict[str, int]:
+    """{module imported: line} for the project's modules `source` imports, anywhere in it."""
+    package = module if is_package else module.rpartition(".")[0]
+    out: dict[str, int] = {}
+    for node in ast.walk(ast.parse(source)):
+        targets = []
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                parts = a.name.split(".")
+                targets += [next((".".join(parts[:k]) for k in range(len(parts), 0, -1)
+                                  if ".".join(parts[:k]) in known), "")]  # fmt: skip
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")
+                base = ".".join(up[: len(up) - (node.level - 1)] + ([node.module] if node.module else []))
+            targets += [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        for t in targets:
+            if t in known and t != module:
+                out.setdefault(t, node.lineno)
+    return out
+
+
+def import_cycles(root: Path = REPO) -> list[str]:
+    """Each strongly connected group of modules in the import graph under `root`, as one
+    cycle through it written `a:line -> b:line -> ... -> a`."""
+    files = _sources(root)
+    known = {module_name(p, root) for p in files}
+    graph = {module_name(p, root): import_edges(p.read_text(), module_name(p, root), p.name == "__init__.py", known)
+             for p in files}  # fmt: skip
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    out = []
+    for group in groups:
+        start = min(group)
+        path, seen = [start], {start}
+        while True:  # walk inside the group until a module repeats: one concrete cycle
+            here = path[-1]
+            nxt = min(w for w in graph[here] if w in group)
+            path.append(nxt)
+            if nxt in seen:
+                path = path[path.index(nxt):]
+                break
+            seen.add(nxt)
+        out.append(" -> ".join(f"{a}:{graph[a][b]}" for a, b in zip(path, path[1:])) + f" -> {path[-1]}")
+    return out
 
 
 def test_every_import_follows_the_dependency_direction():
@@ -119,6 +197,28 @@ def test_every_import_follows_the_dependency_direction():
     for path in files:
         problems += violations(path.read_text(), module_name(path), path.name == "__init__.py", known)
     assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    cycles = import_cycles()
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_a_planted_cycle_fails_the_check(tmp_path):
+    """Negative control: two runtime modules importing each other, one of them inside a
+    function, in a throwaway tree; and `from . import sub` (an edge to the submodule, not
+    to the package) is not mistaken for one."""
+    pkg = tmp_path / "runtime"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from .alpha import run\n")
+    (pkg / "alpha.py").write_text("from . import beta\n\ndef run():\n    return beta.go()\n")
+    (pkg / "beta.py").write_text("def go():\n    from fakedet.runtime.alpha import run\n    return run\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "leaf.py").write_text("from .. import beta\n")
+    cycles = import_cycles(tmp_path)
+    assert cycles == ["fakedet.runtime.alpha:1 -> fakedet.runtime.beta:2 -> fakedet.runtime.alpha"], cycles
+    (pkg / "beta.py").write_text("def go():\n    return 1\n")  # the lazy import removed: no cycle left
+    assert import_cycles(tmp_path) == []
 
 
 @pytest.mark.parametrize("module,source,expected", [

@@ -13,7 +13,7 @@ import pytest
 
 from fakedet.runtime.backends.onnxruntime_backend import PROVIDERS, provider_options
 
-DATA = Path(__file__).parent / "data" / "ort_providers"
+DATA = Path(__file__).parents[1] / "data" / "ort_providers"
 RECORDS = [json.loads(gzip.decompress(p.read_bytes())) for p in sorted(DATA.glob("*.json.gz"))]
 OPTION_SETS = [
     {},

@@ -8,7 +8,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from fakedet.calibration.guard import session  # noqa: E402
+from fakedet.calibration.ort_run import session  # noqa: E402
 from fakedet.calibration.mse import mse_amax  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402

@@ -52,7 +52,7 @@ def test_many_threads_share_one_detector_with_sequential_results(tiny_package):
     images = _images(48)
     with Detector.open(path) as det:
         want = [p.score for p in det.predict(images, batch_size=1)]
-        probe = _Probe(det.backend.unwrapped, delay_s=0.002)
+        probe = _Probe(det.backend, delay_s=0.002)
 
         def work(i):
             kind = i % 3
@@ -64,9 +64,38 @@ def test_many_threads_share_one_detector_with_sequential_results(tiny_package):
 
         with ThreadPoolExecutor(8) as pool:
             got = dict(pool.map(work, range(48)))
-    assert [got[i] for i in range(48)] == pytest.approx(want, abs=1e-6)
-    assert probe.most == 1  # inference calls never overlapped: the guarantee in the docstring
+    assert [got[i] for i in range(48)] == pytest.approx(want, abs=1e-6)  # as if made one after another
     assert len(probe.shapes) == 48
+
+
+def test_concurrent_calls_overlap_on_a_backend_that_allows_them(tiny_package):
+    """One owner of serialization, the backend: ONNX Runtime takes concurrent runs, so two
+    threads' inference calls through one Detector run at the same time. Each real ORT run
+    is preceded by a barrier both calls must reach (a Detector-level lock would hold the
+    second call outside: the barrier times out), and their measured intervals overlap."""
+    path, w = tiny_package
+    images = _images(2, seed=5)
+    with Detector.open(path, backend="ort-cpu") as det:
+        want = [p.score for p in det.predict(images, batch_size=1)]
+        backend, run = det.backend, det.backend._run
+        meet = threading.Barrier(2, timeout=10)
+        spans = []
+
+        def timed_run(batch):
+            meet.wait()  # both calls inside the backend at once, or BrokenBarrierError
+            t0 = time.perf_counter()
+            out = run(batch)
+            time.sleep(0.05)  # still inside the call: the other run's interval must cross this one
+            spans.append((t0, time.perf_counter()))
+            return out
+
+        backend._run = timed_run
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(lambda im: det.predict([im])[0], images))
+    assert [p.error for p in got] == [None, None]
+    assert [p.score for p in got] == pytest.approx(want, abs=1e-6)
+    (a0, a1), (b0, b1) = spans
+    assert max(a0, b0) < min(a1, b1)  # the two inference intervals overlap in time
 
 
 def test_apredict_scores_concurrently_without_blocking_the_loop(tiny_package):
@@ -74,7 +103,7 @@ def test_apredict_scores_concurrently_without_blocking_the_loop(tiny_package):
     images = _images(6, seed=3)
     with Detector.open(path) as det:
         want = [p.score for p in det.predict(images)]
-        _Probe(det.backend.unwrapped, delay_s=0.1)
+        _Probe(det.backend, delay_s=0.1)
 
         async def main():
             ticks = 0
@@ -94,20 +123,20 @@ def test_apredict_scores_concurrently_without_blocking_the_loop(tiny_package):
         preds, ticks = asyncio.run(main())
     assert [p[0].score for p in preds[:-1]] == pytest.approx(want, abs=1e-6)
     assert preds[-1][0].score == pytest.approx(want[0], abs=1e-6)
-    assert ticks >= 20  # 7 x 0.1 s of inference, and the loop kept ticking through it
+    assert ticks >= 5  # >= 0.1 s of inference (7 x 0.1 s if run one at a time); the loop kept ticking through it
 
 
 def test_warmup_runs_each_batch_size_and_close_releases(tiny_package):
     path, _ = tiny_package
     det = Detector.open(path)
-    probe = _Probe(det.backend.unwrapped)
+    probe = _Probe(det.backend)
     seconds = det.warmup(batch_sizes=(1, 8, 8), rounds=2)
     assert seconds > 0
     assert probe.shapes == [(1, 3, 16, 16)] * 2 + [(8, 3, 16, 16)] * 2
     p = det.predict([flat_png(100)])[0]
     assert p.ok and 0 <= p.score <= 1
     det.close()
-    assert det.backend.unwrapped.is_open is False
+    assert det.backend.is_open is False
 
 
 def test_examples_run_as_documented(tmp_path):

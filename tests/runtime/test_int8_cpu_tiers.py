@@ -25,7 +25,7 @@ from fakedet.runtime.tensorrt_support import TrtEnvironment
 
 from fakedet.package import ModelPackage, PackageWriter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_TRT = TrtEnvironment(why_absent=["TensorRT is not installed here"])
 CPU_EP = {"CPUExecutionProvider"}
 

@@ -10,8 +10,8 @@ checked without loading anything: the registry resolves it without importing its
 library, it implements the hooks and leaves the checked public methods to the base,
 it declares its options, refuses unknown ones, and what it derives from a package is
 among the options it declares. TensorRT itself is not run here (no fake TensorRT):
-tests/test_tensorrt_backend.py runs it under `pytest -m gpu`, and
-tests/test_trt_api_surface.py checks its calls against real TensorRT APIs.
+tests/runtime/test_tensorrt_backend.py runs it under `pytest -m gpu`, and
+tests/runtime/test_trt_api_surface.py checks its calls against real TensorRT APIs.
 """
 
 import threading
@@ -290,7 +290,7 @@ def test_what_a_package_implies_is_among_each_backends_options(tiny_package, tmp
 def test_tensorrt_without_tensorrt_is_unavailable_and_stays_unopened(tmp_path):
     try:
         import tensorrt  # noqa: F401
-        pytest.skip("TensorRT is installed here: tests/test_tensorrt_backend.py runs it")
+        pytest.skip("TensorRT is installed here: tests/runtime/test_tensorrt_backend.py runs it")
     except ImportError:
         pass
     b = registry.create("tensorrt", tmp_path / "x.plan")

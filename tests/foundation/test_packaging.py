@@ -5,7 +5,7 @@ and everything it lists (packages and data-only folders) exists."""
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _setuptools() -> dict:

@@ -12,7 +12,7 @@ from PIL import Image, ImageFile
 
 from hostile_corpus import crafted_per_format, good_images, hostile_images
 from fakedet.runtime import Detector
-from fakedet.runtime.detector import NON_FINITE
+from fakedet.runtime.prediction import NON_FINITE
 from fakedet.runtime.imageio import accepted_formats
 from fakedet.runtime.serving import score_blobs
 

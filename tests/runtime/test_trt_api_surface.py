@@ -25,8 +25,8 @@ import pytest
 from fakedet.export.tensorrt_rules import PRECISIONS, BuildOptionError, TrtVersion, choose_recipe
 from fakedet.runtime.tensorrt_support import io_api
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data" / "trt_api"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).parents[1] / "data" / "trt_api"
 TRT_SOURCES = ("export/tensorrt_build.py", "runtime/backends/tensorrt_backend.py", "runtime/tensorrt_support.py")
 
 MODULE = "<module>"

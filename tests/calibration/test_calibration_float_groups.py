@@ -15,7 +15,8 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 from onnx import numpy_helper as nh  # noqa: E402
 
-from fakedet.calibration.guard import fallback, logits_of, session  # noqa: E402
+from fakedet.calibration.fallback import Budgets, fallback  # noqa: E402
+from fakedet.calibration.ort_run import logits_of, session  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402
 from fakedet.calibration.surgery import keep_float, layer_groups, quantized_groups, strip_qdq_on  # noqa: E402
@@ -198,8 +199,9 @@ def test_fallback_ends_at_fp32_and_keeps_its_best_step(nets, act):
     labels = (l32 > np.median(l32)).astype(int)  # FP32 ranks them perfectly: AUC 1
     labels[:3] = 1 - labels[:3]  # ...almost, so a step can also beat INT8 by chance
     n = len(layer_groups(fp32))
-    _, result, l8 = fallback(qdq[act], fp32, batches, labels, l32, OUT, 0.5, max_auc_drop=-1.0, max_float_groups=n,
-                             progress=False, sensitivity_budget=None, exact=(act == "int8"))  # fmt: skip
+    budgets = Budgets(max_auc_drop=-1.0, max_float_groups=n, sensitivity_seconds=None)
+    _, result, l8 = fallback(qdq[act], fp32, batches, labels, l32, OUT, 0.5, budgets, progress=False,
+                             exact=(act == "int8"))
     steps = result["steps"]
     assert len(steps) == n and not result["passed"]
     # every group in float: FP32 exactly
@@ -225,8 +227,8 @@ def test_fallback_that_never_passes_keeps_the_best_step_not_the_last(nets):
     k = next(k for k in range(1, l8.size) if set(o8[:k]) != set(o32[:k]))
     labels = np.zeros(l8.size, int)
     labels[o8[:k]] = 1
-    _, result, got = fallback(qdq["uint8"], fp32, batches, labels, l32, OUT, 0.5, max_auc_drop=-1.0,
-                              max_float_groups=3, progress=False, sensitivity_budget=None)  # fmt: skip
+    budgets = Budgets(max_auc_drop=-1.0, max_float_groups=3, sensitivity_seconds=None)
+    _, result, got = fallback(qdq["uint8"], fp32, batches, labels, l32, OUT, 0.5, budgets, progress=False)
     assert result["initial"]["int8"]["auc"] == 1.0 and result["initial"]["auc_drop"] > -1.0
     assert len(result["steps"]) == 3 and not result["passed"]
     assert result["steps"][-1]["auc_drop"] > result["initial"]["auc_drop"]  # the last step is not the best
@@ -249,3 +251,20 @@ def test_stripping_the_qdq_of_a_relu_output_keeps_the_relu(nets, act):
     # int8 keeps its ReLU after the sum's own Q/DQ: equal up to that rounding (half a step)
     step = np.abs(got["b1.add.out"]).max() / 127
     np.testing.assert_allclose(got["b1.relu2.out"], np.maximum(got["b1.add.out"], 0), atol=step if act == "int8" else 0)
+
+
+def test_budgets_are_named_and_the_options_map_each_one_to_its_field():
+    """Two budgets of one type cannot be swapped by position: Budgets takes names only, and
+    the CLI options land in the field of the same meaning."""
+    from pathlib import Path
+
+    from fakedet.calibration.pipeline import Options
+
+    with pytest.raises(TypeError):
+        Budgets(0.01, 4)  # positional: refused
+    b = Options(data=Path("."), max_auc_drop=0.01, max_score_shift=0.02, max_float_layers=3,
+                sensitivity_images=16, sensitivity_budget=7.0).budgets()
+    assert (b.max_auc_drop, b.max_score_shift, b.max_float_groups, b.sensitivity_images,
+            b.sensitivity_seconds) == (0.01, 0.02, 3, 16, 7.0)
+    assert b.auc_ok({"auc_drop": 0.01}) and not b.auc_ok({"auc_drop": 0.011})
+    assert b.shift_ok({"shift": {"mean_abs_dp": 0.02}}) and not b.shift_ok({"shift": {"mean_abs_dp": 0.03}})

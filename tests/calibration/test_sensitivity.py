@@ -6,11 +6,11 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-from fakedet.calibration.guard import logits_of, sensitivity  # noqa: E402
+from fakedet.calibration.ort_run import logits_of  # noqa: E402
 from fakedet.calibration.pipeline import Options, calibrate  # noqa: E402
 from fakedet.calibration.qdq import quantize_qdq  # noqa: E402
 from fakedet.calibration.ranges import compute_ranges, method_params  # noqa: E402
-from fakedet.calibration.sensitivity import cheap_signal, rank_layer_groups  # noqa: E402
+from fakedet.calibration.sensitivity import cheap_signal, rank_every_group, rank_layer_groups  # noqa: E402
 from fakedet.calibration.surgery import layer_groups  # noqa: E402
 from fakedet.onnx_graph import name_nodes  # noqa: E402
 from fakedet.manifest import OutputSpec  # noqa: E402
@@ -63,7 +63,7 @@ def test_cheap_signal_points_at_the_ruined_layer(models):
 
 def test_ample_budget_reproduces_the_one_by_one_ranking(models):
     qdq, named, batches, l32, labels = models
-    reference = sensitivity(qdq, named, batches, l32, labels, OUT, progress=False)  # every group, exactly
+    reference = rank_every_group(qdq, named, batches, l32, labels, OUT, progress=False)  # every group, exactly
     rows, info = rank_layer_groups(qdq, named, batches, l32, labels, OUT, progress=False, budget_s=None)
     assert [r["name"] for r in rows] == [r["name"] for r in reference]
     for got, ref in zip(rows, reference):

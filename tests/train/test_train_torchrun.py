@@ -105,7 +105,7 @@ def test_killed_two_process_run_resumes_to_the_same_result(data, two_ranks, tmp_
     assert hidden_leftovers(out) == []  # a half-built checkpoint of the killed run is swept on resume
 
 
-TINY_CNN_SCRIPT = Path(__file__).with_name("tiny_cnn_train.py")
+TINY_CNN_SCRIPT = Path(__file__).parents[1] / "tiny_cnn_train.py"  # a shared helper script
 
 
 def _image_args(data, out, arch, batch=8):
