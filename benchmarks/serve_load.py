@@ -13,7 +13,9 @@
      main      until --requests answered or --seconds passed: throughput, p50/p99 latency,
                answers by status, connection errors, resident memory sampled every 0.5 s;
      overload  --overload-seconds with max-queue + 32 clients: 503 + Retry-After expected,
-               no other 5xx.
+               no other 5xx;
+     attack    --attack-seconds per bomb kind of serve_attack.py: good clients beside as many
+               decode-bomb posters; good p99 and 504s.
    Then SIGTERM (graceful) and the exit code.
 Targets (the issue's): no 5xx except deliberate 503s; memory growth under 5% over the main
 phase (>= 10,000 requests); service throughput >= 80% of the bench's end-to-end throughput.
@@ -306,6 +308,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=300.0, help="main phase: stop after this long at most")
     ap.add_argument("--warm-requests", type=int, default=500)
     ap.add_argument("--overload-seconds", type=float, default=5.0)
+    ap.add_argument("--attack-seconds", type=float, default=0.0, help="per bomb kind (serve_attack.py); 0: none")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--precision", default="int8", help="artifact precision for both bench and serve")
     ap.add_argument("--max-delay-ms", type=float, default=5.0)
@@ -358,6 +361,13 @@ def main() -> int:
             log(f"overload: {n} clients for {args.overload_seconds:g} s")
             overload = Load(port, blobs, n, 10**9, args.overload_seconds).run()
             log(f"overload: {overload['status']}")
+        attack = None
+        if args.attack_seconds > 0:  # good clients beside as many attackers, per bomb kind
+            from serve_attack import attack_phase, bombs
+
+            attack = {kind: attack_phase(port, blobs, bomb, args.clients, args.clients, args.attack_seconds)
+                      for kind, bomb in bombs().items()}
+            log(f"attack: {({k: v['good'] for k, v in attack.items()})}")
         sampler.stop_event.set()
         proc.send_signal(signal.SIGTERM)
         sigterm_exit = proc.wait(60)
@@ -376,7 +386,7 @@ def main() -> int:
         "package": str(args.package.name),
         "settings": {"precision": args.precision, "batch": args.batch, "max_delay_ms": args.max_delay_ms, "max_queue": args.max_queue,
                      "threads": args.threads, "server_command": relative(" ".join(["fakedet"] + cmd[3:]), args.work)},
-        "bench": bench, "cold_start_s": cold, "main": main_phase, "overload": overload,
+        "bench": bench, "cold_start_s": cold, "main": main_phase, "overload": overload, "attack": attack,
         "memory": {"start_mib": rss_start / 1024, "after_warm_mib": rss_warm / 1024, "end_mib": rss_end / 1024,
                    "growth_pct": growth},
         "sigterm_exit": sigterm_exit,
@@ -393,6 +403,10 @@ def main() -> int:
             f"{(overload or {}).get('status', {}).get('503', 0)} x 503",
             bool(overload) and overload["status"].get("503", 0) > 0 and overload["retry_after_on_every_503"]),
     }
+    if attack:
+        flood = attack["scan-bomb"]["good"]
+        report["targets"]["scan-bomb flood: good p99 <= 2 s, no 504"] = (
+            f"p99 {flood['p99_ms']:.0f} ms, {flood['504']} x 504", flood["p99_ms"] <= 2000 and flood["504"] == 0)
     args.results.mkdir(parents=True, exist_ok=True)
     stem = args.results / f"serve_load-{args.machine}"
     from fakedet.atomic import atomic_write_text

@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from fakedet.atomic import atomic_output
-from fakedet.runtime.metrics import reliability_bins
+from fakedet.runtime.reliability_plot import draw_reliability
 from fakedet.runtime.scoring import sigmoid
 
 from .files import CACHE_FILE, CPU_WEIGHTS, INT8_CPU_FILE, INT8_FILE
-
-
-def _reliability(labels: np.ndarray, probs: np.ndarray, bins: int = 10):
-    rows = reliability_bins(labels, probs, bins)
-    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
 def score_figure(path: str | Path, l32: np.ndarray, l8: np.ndarray, labels: np.ndarray | None, title: str) -> None:
@@ -38,12 +33,7 @@ def score_figure(path: str | Path, l32: np.ndarray, l8: np.ndarray, labels: np.n
     ax[1].set(xlabel="P(fake)", ylabel="images", title="score histogram")
     ax[1].legend()
     if labels is not None:
-        for tag, p in (("FP32", p32), ("INT8", p8)):
-            c, a = _reliability(labels, p)
-            ax[2].plot(c, a, "o-", label=tag)
-        ax[2].plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax[2].set(xlabel="mean P(fake)", ylabel="fraction fake", title="calibration of confidence", xlim=(0, 1), ylim=(0, 1))
-        ax[2].legend()
+        draw_reliability(ax[2], labels, {"FP32": p32, "INT8": p8})
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_output(path, suffix=".png") as tmp:

@@ -13,6 +13,7 @@ from .environment import pin_threads, record
 from .photos import photos
 from .report import FLAT_DIFF, auc_table, below_target, bench_rows, psnr_pairs, read_scores
 from .stages import Runner
+from .verdict import verdict_stage
 
 AUTOENCODER = Path(__file__).resolve().parent / "autoencoder"
 
@@ -133,6 +134,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
             "bench", pkg, "--backend", "torch,ort-cpu", "--precision", ",".join(precisions), "--batch", s.bench_batches,
             "--warmup", 1, "--duration", s.bench_seconds, "--repeats", 2, "--quiet", "--csv", out / "bench.csv",
             "--plot", out / "bench.png"], artifact=out / "bench.png", figure=lambda _: _bench_figure(out / "bench.csv"))
+        verdict_stage(r, out, pkg, held)
         few = _predict_set(out, held, ho, gen)
         r.command("predict held-out photos and fakes", ["predict", pkg, *few, "--json", "--quiet"],
                   artifact=out / "logs", figure=lambda _: f"{len(few)} images scored (table below)")

@@ -3,14 +3,16 @@ when one of its commands runs (so `fakedet predict` never pays for torch)."""
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import signal
 import sys
 
 import click
 
 from . import __version__
-from .errors import FakedetError, printable
+from .errors import FakedetError, Terminated, printable
 
 # command name -> (module, attribute, one-line help shown in `fakedet --help`)
 COMMANDS = {
@@ -27,6 +29,7 @@ COMMANDS = {
     "import": ("fakedet.train.importers.cli", "import_", "Import a published detector checkpoint (CNNDetection, ...)."),
     "serve": ("fakedet.runtime.serve.cli", "serve", "HTTP service: batched scoring, limits, metrics, console."),
     "watch": ("fakedet.runtime.watch_cli", "watch", "Score video, stream or camera frames; alert on fakes."),
+    "scan": ("fakedet.runtime.scan.cli", "scan", "Score an archive into resumable Parquet shards (local or Ray Data)."),
     "demo": ("fakedet.demo.cli", "demo", "Every stage on real photographs bundled in wheels, offline, in minutes."),
 }
 
@@ -77,17 +80,13 @@ Examples:
   fakedet bench r50.fdet --backend ort-cpu --precision fp32,int8 --batch 1,8
   fakedet serve r50.fdet --port 8000
   fakedet watch r50.fdet --source rtsp://cam/stream --fps 2 --alert-frames 3
+  fakedet scan archive/ --package r50.fdet --out results/
 
 Exit codes: 0 all went well, 1 some items failed, 2 usage or input errors.""",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="fakedet")
 def cli():
     """fakedet: fake-image detectors from training to fast, calibrated engines."""
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so `finally` blocks and context managers remove
-    temporary and staging folders (the default action would kill the process on the spot)."""
 
 
 def _terminate(signum, frame):
@@ -112,6 +111,16 @@ def _run(argv) -> int:
     except Terminated:
         click.echo("fakedet: terminated", err=True)
         return 143
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        return _write_failed(e)
+    except SystemExit:
+        if type(sys.stdout).__name__ != "_PacifyFlushWrapper":
+            raise
+        # click met a closed pipe (EPIPE), muted stdout and stderr, and exits 1: say it, exit 2
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        return _write_failed(OSError(errno.EPIPE, os.strerror(errno.EPIPE)))
     except FakedetError as e:
         click.echo(f"fakedet: error: {printable(e)}", err=True)
         return e.exit_code
@@ -126,7 +135,29 @@ def _run(argv) -> int:
     except KeyboardInterrupt:
         click.echo("fakedet: interrupted", err=True)
         return 130
+    try:  # what is still buffered fails here, not in the interpreter's exit, as a traceback
+        sys.stdout.flush()
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        return _write_failed(e)
     return rv if isinstance(rv, int) else 0
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EPIPE, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _write_failed(e: OSError) -> int:
+    """A full disk or a closed pipe: one line, exit 2; stdout is pointed at /dev/null so the
+    interpreter's own flush at exit cannot fail again."""
+    where = f" {e.filename}" if e.filename else ""
+    click.echo(f"fakedet: error: cannot write the output{where}: {e.strerror or e}", err=True)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 2
 
 
 if __name__ == "__main__":

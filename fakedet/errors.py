@@ -36,6 +36,11 @@ class ImageError(FakedetError):
         super().__init__(f"{self.source}: {problem}")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so `finally` blocks and context managers remove
+    temporary and staging folders (the default action would kill the process on the spot)."""
+
+
 class BackendUnavailable(FakedetError):
     """The asked backend cannot run here (library missing, no GPU, no artifact it can run)."""
 

@@ -21,10 +21,14 @@ from .inputs import (  # noqa: F401  (the input contract, re-exported: most code
 from .artifact_kinds import ARTIFACT_KINDS, ONNX_KINDS, TOKENIZER  # noqa: F401  (ONNX_KINDS: re-exported)
 from .manifest_fields import _FlatRecord, _choice, _int, _need, _no_unknown, _num, _object, _str
 from .safe_json import MAX_JSON_DEPTH, depth, parse_json
+from .verdict_fields import OperatingPoint, ProbabilityCalibration, operating_points_from
 
 # 2: the optional `text_input` (caption-aware models). Version 1 packages (image only) open unchanged.
+# 3: the optional `calibration` (calibrated P(fake)) and `operating_points`, written only by a manifest
+# that has them (so a package without them still opens in a fakedet that reads 2).
 SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+VERDICT_SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = (1, 2, 3)
 OUTPUT_KINDS = ("logit", "two-class-logits")
 MAX_ARTIFACTS = 1000
 MAX_FILE_BYTES = 1 << 50
@@ -118,6 +122,8 @@ class Manifest:
     artifacts: list[Artifact] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     text_input: TextInputSpec | None = None  # caption-aware models only (schema 2)
+    calibration: ProbabilityCalibration | None = None  # schema 3
+    operating_points: list[OperatingPoint] = field(default_factory=list)  # schema 3
 
     @property
     def takes_captions(self) -> bool:
@@ -130,6 +136,14 @@ class Manifest:
     def artifact(self, kind: str) -> Artifact | None:
         found = self.artifacts_of(kind)
         return found[0] if found else None
+
+    def operating_point(self, name: str) -> OperatingPoint:
+        """The named operating point; ManifestError naming the known ones otherwise."""
+        for p in self.operating_points:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.operating_points) or "none (calibrate with `fakedet eval --fit-calibration`)"
+        raise ManifestError(f"operating point '{name}' is not in the package (known: {known})")
 
     def tokenizer_artifact(self) -> Artifact:
         """The caption tokenizer's artifact; ManifestError when the package lacks it."""
@@ -145,8 +159,9 @@ class Manifest:
 
     # ---- (de)serialisation ----------------------------------------------
     def to_dict(self, with_artifacts: bool = True) -> dict:
+        verdict = self.calibration is not None or bool(self.operating_points)
         d = {
-            "schema_version": self.schema_version,
+            "schema_version": max(self.schema_version, VERDICT_SCHEMA_VERSION) if verdict else self.schema_version,
             "name": self.name,
             "architecture": self.architecture,
             "input": self.input.to_dict(),
@@ -154,6 +169,8 @@ class Manifest:
             "output": self.output.to_dict(),
             "threshold": self.threshold.to_dict(),
             "provenance": self.provenance,
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
+            **({"operating_points": [p.to_dict() for p in self.operating_points]} if self.operating_points else {}),
         }
         if with_artifacts:
             d["artifacts"] = [a.to_dict() for a in self.artifacts]
@@ -182,8 +199,14 @@ class Manifest:
         if text is not None and version < 2:
             raise ManifestError(f"{where}: text_input needs schema_version 2 or later, the manifest says {version}")
         text_input = TextInputSpec.from_dict(text, f"{where}.text_input") if text is not None else None
+        for key in ("calibration", "operating_points"):
+            if key in d and version < 3:
+                raise ManifestError(f"{where}: {key} needs schema_version 3 or later, the manifest says {version}")
+        calibration = d.get("calibration")
         return cls(
             text_input=text_input,
+            calibration=ProbabilityCalibration.from_dict(calibration, f"{where}.calibration") if calibration else None,
+            operating_points=operating_points_from(d.get("operating_points", []), f"{where}.operating_points"),
             name=_str(_need(d, "name", where), where, "name"),
             architecture=_str(d.get("architecture", "unknown"), where, "architecture"),
             input=InputSpec.from_dict(_need(d, "input", where), f"{where}.input"),

@@ -10,11 +10,15 @@ from pathlib import Path
 import click
 
 from fakedet.artifact_kinds import TRT_PLAN
-from fakedet.errors import BackendUnavailable, FakedetError, PackageError, printable
+from fakedet.click_params import parsed_by
+from fakedet.errors import BackendUnavailable, FakedetError, PackageError, first_line, printable
 from fakedet.package import ModelPackage
 
 from .imageio import expand_paths
 from .selection import BACKENDS, PRECISIONS, choose, explain
+from .serve.config import parse_size
+from .verdict import verdict_lines, verdict_summary
+from .verdict_cli import operating_point_option
 
 CHUNK = 256  # images decoded and scored per step, so huge folders stream
 
@@ -27,6 +31,7 @@ Examples:
   fakedet predict model.fdet photos/ uploads/ --batch 16
   fakedet predict model.fdet photos/ --json > scores.jsonl
   fakedet predict model.onnx img.png --backend ort-cpu --threshold 0.8
+  fakedet predict model.fdet uploads/ --operating-point fpr-1% --json
   fakedet predict clip-text.fdet post.jpg --caption "sunset over the harbour"
   fakedet predict clip-text.fdet uploads/ --captions captions.csv   # path,caption
 \b
@@ -49,14 +54,19 @@ or package errors.""",
               help="Which artifact precision to run.")
 @click.option("--batch", "batch_size", default=8, show_default=True, type=click.IntRange(1, 4096), help="Images per inference call.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None, help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
+@click.option("--max-memory", default="4GB", show_default=True, callback=parsed_by(parse_size, FakedetError),
+              help="Memory this run may use: images larger than it allows the model are refused, one by one.")
 @click.option("--captions", "captions_csv", type=click.Path(path_type=Path), default=None,
               help="Caption-aware packages: a CSV of path,caption giving each image its caption.")
 @click.option("--caption", "caption_text", default=None, help="Caption-aware packages: the caption of the one image given.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image on stdout (JSON lines).")
+@click.option("--provenance/--no-provenance", default=True, show_default=True,
+              help="With --json: each image's declared origin (C2PA, XMP, EXIF/PNG text) beside its score.")
 @click.option("-q", "--quiet", is_flag=True, help="No summary line on stderr.")
-def predict(package, paths, backend, precision, batch_size, threshold, threads, captions_csv, caption_text,
-            as_json, quiet) -> int:
+def predict(package, paths, backend, precision, batch_size, threshold, operating_point, threads, max_memory,
+            captions_csv, caption_text, as_json, provenance, quiet) -> int:
     """Score images with a model package: P(fake) per image.
 
     PACKAGE is a NAME.fdet directory, a zipped package, or a bare .onnx file that
@@ -69,7 +79,9 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         raise FakedetError(f"no images found in {', '.join(map(str, paths))}")
     caption_of = _caption_source(captions_csv, caption_text, items)
     options = {"threads": threads} if threads else {}
-    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold, **options)
+    det = Detector.open(package, backend=backend, precision=precision, batch_size=batch_size, threshold=threshold,
+                        operating_point=operating_point, **options)
+    det.set_memory_budget(max_memory, "--max-memory")
     if not quiet:
         click.echo(f"fakedet: {printable(det.describe())}", err=True)
         if caption_of is not None and not det.takes_captions:
@@ -81,7 +93,7 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
             caps = [caption_of(p) for p in chunk] if caption_of is not None else None
-            for p in det.predict(chunk, captions=caps):
+            for p in det.predict(chunk, captions=caps, provenance=as_json and provenance):
                 if p.ok:
                     scored += 1
                     fakes += int(bool(p.is_fake))
@@ -98,7 +110,8 @@ def predict(package, paths, backend, precision, batch_size, threshold, threads, 
         det.close()
     if not quiet:
         click.echo(
-            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}), {failed} failed, "
+            f"fakedet: {scored} scored ({fakes} fake at threshold {det.threshold:g}"
+            f"{f', operating point {det.operating_point}' if det.operating_point else ''}), {failed} failed, "
             f"{len(items)} total",
             err=True,
         )
@@ -131,17 +144,45 @@ def json_line(p) -> str:
     return json.dumps(d, allow_nan=False)
 
 
-def _backend_lines(pkg: ModelPackage) -> list[str]:
-    lines = []
+def _cannot_open(pkg: ModelPackage, choice) -> str | None:
+    """Why `choice` fails when opened the way `predict` opens it (a custom op, an output
+    the manifest cannot read), or None when it opens."""
+    from .scoring import check_output
+    from .selection import make_backend
+
+    try:
+        runner = make_backend(choice, pkg).open()
+    except FakedetError as e:
+        return str(e)
+    except Exception as e:
+        return f"{type(e).__name__}: {first_line(e)}"
+    try:
+        check_output(runner.output_spec, pkg.manifest.output, choice.artifact.file)
+    except FakedetError as e:
+        return str(e)
+    finally:
+        runner.close()
+    return None
+
+
+def _backend_lines(pkg: ModelPackage, problems: list) -> list[str]:
+    lines, failed = [], {}
     try:
         c = choose(pkg, "auto")
-        lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
+        why_not = _cannot_open(pkg, c)
+        if why_not:
+            lines.append(f"auto -> {c.backend} with {c.artifact.file} cannot run: {why_not}")
+            problems.append(f"{c.backend} cannot run {c.artifact.file}: {why_not}")
+            failed[(c.backend, c.artifact.file)] = why_not
+        else:
+            lines.append(f"auto -> {c.backend} with {c.artifact.file} ({c.precision}): {c.reason}")
     except BackendUnavailable as e:
         lines.append(f"auto -> nothing can run it here: {e}")
     for b in BACKENDS:
         try:
             c = choose(pkg, b)
-            lines.append(f"{b:<9} yes: {c.artifact.file} ({c.precision})")
+            why_not = failed.get((c.backend, c.artifact.file))
+            lines.append(f"{b:<9} no: {why_not}" if why_not else f"{b:<9} yes: {c.artifact.file} ({c.precision})")
         except BackendUnavailable as e:
             lines.append(f"{b:<9} no: {str(e).split('; the package has')[0]}")
     lines.extend(explain(pkg))  # plan-by-plan reasoning
@@ -160,7 +201,8 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest and checks as JSON.")
 @click.option("--no-verify", is_flag=True, help="Skip re-hashing the artifacts.")
 def info(package, as_json, no_verify) -> int:
-    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here."""
+    """Show a package's manifest, its artifacts (hash-checked) and which backends can run it here
+    (the automatic choice is opened as `predict` opens it)."""
     pkg = ModelPackage.open(package)
     problems = []
     checks = {}
@@ -174,10 +216,11 @@ def info(package, as_json, no_verify) -> int:
         except PackageError as e:
             checks[art.file] = "HASH MISMATCH"
             problems.append(str(e))
-    backends = _backend_lines(pkg)
+    backends = _backend_lines(pkg, problems)
     m = pkg.manifest
     if as_json:
-        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends}, indent=2))
+        click.echo(json.dumps({"manifest": m.to_dict(), "verification": checks, "backends": backends,
+                               "verdict": verdict_summary(m)}, indent=2))
     else:
         def echo(line: str) -> None:  # manifest strings are the package author's: no raw escapes
             click.echo(printable(line))
@@ -196,6 +239,8 @@ def info(package, as_json, no_verify) -> int:
                  f"{tx.tokenizer}), truncation {tx.truncation}, empty caption: {tx.empty_caption}")
         echo(f"output       {m.output.name} ({m.output.kind})")
         echo(f"threshold    {m.threshold.value:g} ({m.threshold.method})")
+        for line in verdict_lines(m):
+            echo(line)
         for key in ("source", "checkpoint", "data_digest", "metrics", "parity"):
             if key in m.provenance:
                 val = m.provenance[key]

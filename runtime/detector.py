@@ -20,13 +20,17 @@ from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
+from .decode_pool import DEFAULT_DECODE_SECONDS, DecodePool
 from .frames import frames_to_rgb
-from .imageio import load_image, source_name
+from .imageio import source_name
+from .memory_budget import any_large, give_back_heap
 from .preprocess import preprocess_image
+from .provenance import read_provenance
 from .backends.registry import split_options
 from .prediction import NON_FINITE, Prediction
-from .scoring import check_output, fake_logits, sigmoid
+from .scoring import check_output, fake_logits
 from .selection import Choice, choose, make_backend
+from .verdict import calibrated_probability, decision_threshold
 
 
 class Detector:
@@ -54,14 +58,37 @@ class Detector:
     from OpenCV (cv2.VideoCapture, cv2.imread), "RGB" for Pillow, imageio, PyAV.
     """
 
-    def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None):
+    def __init__(self, package: ModelPackage, choice: Choice, backend, batch_size: int = 8, threshold: float | None = None,
+                 operating_point: str | None = None):
         self.package = package
         self.manifest = package.manifest
         self.choice = choice
         self.backend = backend  # thread-safe by the backend contract: the Detector adds no lock
         self.batch_size = max(1, int(batch_size))
-        self.threshold = float(threshold) if threshold is not None else self.manifest.threshold.value
+        self.threshold, self.operating_point = decision_threshold(self.manifest, threshold, operating_point)
+        self.calibration = self.manifest.calibration  # None: P(fake) = sigmoid(logit)
         self.captions = CaptionInput.for_package(package)  # ImageOnly (the null object) for an image-only model
+        self.decoder = DecodePool(DEFAULT_DECODE_SECONDS, 1)  # paths and bytes decode in an abandonable worker
+        self.pixel_budget = None  # set_memory_budget
+
+    def set_decode_budget(self, seconds: float = DEFAULT_DECODE_SECONDS, workers: int = 1) -> None:
+        """Each image (path or bytes) decodes within `seconds` or fails with "decode took longer
+        than N s"; up to `workers` decode at once (one per thread that calls `prepare`); 0:
+        in the calling thread, without a budget (trusted images only)."""
+        old, self.decoder = self.decoder, DecodePool(seconds, workers)
+        old.close()
+
+    def set_memory_budget(self, max_memory: int, option: str = "the memory budget") -> int:
+        """Refuse images larger than `max_memory` bytes allow this model (measured on this
+        machine: see memory_budget); returns the pixel limit now in force."""
+        from .memory_budget import pixel_budget
+
+        self.pixel_budget = pixel_budget(self, max_memory, option)
+        return min(self.pixel_budget.max_pixels, self.manifest.input.preprocess.max_pixels)
+
+    def warmup_tensor(self, x: np.ndarray) -> None:
+        """One inference on a ready tensor (captions, if the model takes them, left empty)."""
+        self.backend.infer(self.captions.feed(self.manifest.input.name, x, [""] * len(x)))
 
     @property
     def takes_captions(self) -> bool:
@@ -76,12 +103,15 @@ class Detector:
         precision: str = "auto",
         batch_size: int = 8,
         threshold: float | None = None,
+        operating_point: str | None = None,
         **backend_options,
     ) -> "Detector":
-        """`backend_options` go to the backend (e.g. threads=4 for ONNX Runtime); unknown ones
+        """`operating_point`: a named point of the package (its threshold decides is_fake;
+        refused with `threshold`). `backend_options` go to the backend (e.g. threads=4 for ONNX Runtime); unknown ones
         are refused. With backend="auto", an option the chosen backend does not take (threads
         on TensorRT) is left out."""
         pkg = path_or_package if isinstance(path_or_package, ModelPackage) else ModelPackage.open(path_or_package)
+        decision_threshold(pkg.manifest, threshold, operating_point)  # an unknown point fails before the backend opens
         choice = choose(pkg, backend, precision)
         if backend == "auto":
             backend_options, _ = split_options(choice.backend, backend_options)
@@ -91,15 +121,18 @@ class Detector:
         except FakedetError:
             runner.close()
             raise
-        return cls(pkg, choice, runner, batch_size, threshold)
+        return cls(pkg, choice, runner, batch_size, threshold, operating_point)
 
     # ---- prediction -------------------------------------------------------
-    def _prepare(self, item) -> np.ndarray:
+    def _prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         name = source_name(item)
-        img = load_image(item, self.manifest.input.preprocess.max_pixels)
+        limit, why = self.manifest.input.preprocess.max_pixels, "decompression-bomb guard"
+        if self.pixel_budget is not None and self.pixel_budget.max_pixels < limit:
+            limit, why = self.pixel_budget.max_pixels, self.pixel_budget.why
+        img = self.decoder.load(item, limit, deadline, cancelled, why)
         return preprocess_image(img, self.manifest.input, name)
 
-    def predict(self, items, batch_size: int | None = None, captions=None) -> list[Prediction]:
+    def predict(self, items, batch_size: int | None = None, captions=None, provenance: bool = False) -> list[Prediction]:
         """Score images (paths, bytes, uint8 arrays or PIL images). One failing item gets
         its error in its Prediction; the others are scored. Items are decoded, preprocessed
         and scored one batch-sized window at a time, so memory follows the batch size, not
@@ -107,7 +140,10 @@ class Detector:
 
         `captions`: one per image (str, or None for none), read by a caption-aware model
         (`takes_captions`); an image without one fails unless the package says an empty
-        caption is valid. An image-only model ignores them."""
+        caption is valid. An image-only model ignores them.
+
+        `provenance`: also read what each path or encoded image declares about its origin
+        (C2PA, XMP, EXIF / PNG text) into Prediction.provenance; the score is untouched."""
         items = list(items)
         caps = self.captions.align(captions, len(items))
         preds = [Prediction(source=source_name(it)) for it in items]
@@ -115,6 +151,8 @@ class Detector:
         for start in range(0, len(items), window):
             tensors: dict[int, np.ndarray] = {}
             for i in range(start, min(start + window, len(items))):
+                if provenance:
+                    preds[i].provenance = read_provenance(items[i])  # bounded; never raises
                 try:
                     self.captions.check(caps[i])
                     tensors[i] = self._prepare(items[i])
@@ -125,17 +163,24 @@ class Detector:
                 except Exception as e:  # whatever decoding or preprocessing raises costs its item only
                     preds[i].error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
             self._score(tensors, preds, window, caps)
+            large = any_large(tensors.values())
             del tensors
+            if large:
+                give_back_heap()
         return preds
 
     def predict_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
         """Preprocessed float32 batch (and, for a caption-aware model, a caption per row) ->
-        P(fake) per row."""
+        P(fake) per row (calibrated where the package has a calibration)."""
+        return calibrated_probability(self.logits_tensors(batch, captions), self.calibration)
+
+    def logits_tensors(self, batch: np.ndarray, captions=None) -> np.ndarray:
+        """The model's raw logit per row of a preprocessed batch (what a calibration is fitted on)."""
         caps = self.captions.align(captions, len(batch))
         for c in caps:
             self.captions.check(c)
         feed = self.captions.feed(self.manifest.input.name, batch, caps)
-        return sigmoid(fake_logits(self.backend.infer(feed), self.manifest.output))
+        return fake_logits(self.backend.infer(feed), self.manifest.output)
 
     def _score(self, tensors: dict[int, np.ndarray], preds: list[Prediction], batch_size: int, caps: list) -> None:
         by_shape: dict[tuple, list[int]] = {}
@@ -144,7 +189,9 @@ class Detector:
         for idx in by_shape.values():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                batch = np.stack([tensors[i] for i in chunk])  # the backend fits it to the engine's batch sizes
+                # one image: a view, not a copy (a 4000x4000 tensor is 192 MB); the backend fits
+                # the batch to the engine's batch sizes
+                batch = tensors[chunk[0]][None] if len(chunk) == 1 else np.stack([tensors[i] for i in chunk])
                 batch = self.captions.feed(self.manifest.input.name, batch, [caps[i] for i in chunk])
                 try:
                     logits = fake_logits(self.backend.infer(batch), self.manifest.output)
@@ -152,7 +199,7 @@ class Detector:
                     for i in chunk:
                         preds[i].error = f"inference failed: {first_line(e)}"
                     continue
-                probs = sigmoid(logits)
+                probs = calibrated_probability(logits, self.calibration)
                 for i, lg, p in zip(chunk, logits, probs):
                     if not np.isfinite(lg):  # NaN/inf is no verdict (NaN std, fp16 overflow, inf - inf)
                         preds[i].error = NON_FINITE
@@ -160,19 +207,21 @@ class Detector:
                     preds[i].logit = float(lg)
                     preds[i].score = float(p)
                     preds[i].is_fake = bool(p >= self.threshold)
+                    preds[i].operating_point = self.operating_point
 
     def predict_frames(self, frames, channels: str, batch_size: int | None = None, captions=None):
         """Score uint8 HxWx3 frames; `channels` is "BGR" (OpenCV) or "RGB" (required:
         the wrong order silently changes scores, so it is never guessed)."""
         return self.predict(frames_to_rgb(frames, channels), batch_size=batch_size, captions=captions)
 
-    async def apredict(self, items, batch_size: int | None = None, executor: Executor | None = None, captions=None):
+    async def apredict(self, items, batch_size: int | None = None, executor: Executor | None = None, captions=None,
+                       provenance: bool = False):
         """`predict` for async code: runs in `executor` (default: the loop's default
         thread pool) so the event loop keeps serving while images decode and infer."""
         import asyncio  # only async hosts pay for it
 
         loop = asyncio.get_running_loop()
-        call = functools.partial(self.predict, list(items), batch_size, captions=captions)
+        call = functools.partial(self.predict, list(items), batch_size, captions=captions, provenance=provenance)
         return await loop.run_in_executor(executor, call)
 
     async def apredict_frames(self, frames, channels: str, batch_size: int | None = None,
@@ -198,10 +247,11 @@ class Detector:
         return time.perf_counter() - t0
 
     # ---- pieces for hosts that batch across callers (fakedet serve) ----------
-    def prepare(self, item) -> np.ndarray:
+    def prepare(self, item, deadline: float | None = None, cancelled=None) -> np.ndarray:
         """Decode + preprocess one image (path, bytes, RGB array, PIL image) to the model's
-        input tensor. Raises fakedet.errors.ImageError for a bad image."""
-        return self._prepare(item)
+        input tensor. Raises fakedet.errors.ImageError for a bad image, or one whose decode
+        outlives the budget, `deadline` (time.monotonic()) or `cancelled` (threading.Event)."""
+        return self._prepare(item, deadline, cancelled)
 
     def predict_prepared(self, tensors: list, names: list | None = None, captions=None) -> list:
         """Score already prepared tensors (from `prepare`) in as few inference calls as
@@ -216,12 +266,15 @@ class Detector:
             if preds[i].error:
                 del ready[i]
         self._score(ready, preds, max(1, len(tensors)), caps)
+        if any_large(tensors):  # the activations are freed; the caller still holds the inputs
+            give_back_heap()
         return preds
 
     def describe(self) -> str:
         return f"{self.backend.describe()} running {self.choice.artifact.file}: {self.choice.reason}"
 
     def close(self) -> None:
+        self.decoder.close()
         self.backend.close()
         self.package.close()
 

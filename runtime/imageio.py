@@ -14,6 +14,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fakedet.errors import ImageError, first_line
 from fakedet.manifest import PIXEL_LIMIT
 
+from .jpeg_scans import MAX_JPEG_SCANS, scan_problem
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm", ".avif"}
 )
@@ -98,11 +100,20 @@ def _open(source, name: str) -> Image.Image:
     raise ImageError(name, f"cannot read an image from {type(source).__name__}")
 
 
-def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def _encoded_bytes(source) -> bytes:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).read_bytes()
+    return bytes(source)
+
+
+def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS, max_scans: int = MAX_JPEG_SCANS,
+               limit_why: str = "decompression-bomb guard") -> Image.Image:
     """Decode a path, bytes, numpy array (HxW or HxWx3/4 uint8) or PIL image to 8-bit RGB.
 
-    EXIF orientation is applied. Raises ImageError naming the source and the problem, for
-    whatever a decoder raises (Pillow's plugins raise far more than OSError on crafted files)."""
+    EXIF orientation is applied; a JPEG with more than `max_scans` scans is refused before
+    it is decoded (each scan costs a pass over the whole image). Raises ImageError naming the
+    source and the problem, for whatever a decoder raises (Pillow's plugins raise far more
+    than OSError on crafted files); `limit_why` says where `max_pixels` comes from."""
     name = source_name(source)
     max_pixels = min(int(max_pixels), RUNTIME_MAX_PIXELS)
     if isinstance(source, np.ndarray):
@@ -117,7 +128,14 @@ def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageError(name, f"cannot open: {_describe(e)}") from None
     w, h = img.size
     if w * h > max_pixels:
-        raise ImageError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (decompression-bomb guard)")
+        raise ImageError(name, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} ({limit_why})")
+    if img.format in ("JPEG", "MPO") and not isinstance(source, Image.Image):
+        try:
+            too_many = scan_problem(_encoded_bytes(source), max_scans)
+        except OSError as e:
+            raise ImageError(name, f"cannot read: {_describe(e)}") from None
+        if too_many:
+            raise ImageError(name, too_many)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

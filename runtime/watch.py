@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from fakedet.errors import FakedetError
+from fakedet.errors import FakedetError, Terminated
 
 
 @dataclass
@@ -57,7 +57,7 @@ class WatchSettings:
 @dataclass
 class Summary:
     source: str
-    ended: str = "running"  # end of stream | source lost | interrupted | max frames
+    ended: str = "running"  # end of stream | source lost | interrupted | terminated | max frames
     frames_read: int = 0
     frames_sampled: int = 0
     frames_scored: int = 0
@@ -145,10 +145,15 @@ class Watcher:
         return cap
 
     def _connect(self, after_drop: bool):
-        """Open the source, retrying with doubling back-off; None when it cannot be had."""
+        """Open the source, retrying with doubling back-off; None when it cannot be had. After
+        a drop, each success (the first, immediate try included) is a reconnection."""
         cap = self._open()
-        if cap is not None or (not after_drop and not self.s.reconnects):
+        if cap is not None:
+            if after_drop:
+                self._reconnected(0)
             return cap
+        if not after_drop and not self.s.reconnects:
+            return None
         delay = self.s.reconnect_delay_s
         for attempt in range(1, self.s.reconnects + 1):
             self.say(f"{'stream dropped' if after_drop else 'cannot open the source'}: retrying in "
@@ -157,13 +162,17 @@ class Watcher:
             cap = self._open()
             if cap is not None:
                 if after_drop:
-                    self.summary.reconnects += 1
-                    self.say(f"reconnected to {self.s.source} after {attempt} attempt(s)")
-                    self.emit({"event": "reconnected", "frame": self.summary.frames_read,
-                               "attempts": attempt, "time_s": self._elapsed()})
+                    self._reconnected(attempt)
                 return cap
             delay = min(delay * 2, self.s.max_delay_s)
         return None
+
+    def _reconnected(self, attempts: int) -> None:
+        """`attempts`: the retries it took after the drop (0: reopened at once)."""
+        self.summary.reconnects += 1
+        self.say(f"reconnected to {self.s.source} after {attempts} retr{'y' if attempts == 1 else 'ies'}")
+        self.emit({"event": "reconnected", "frame": self.summary.frames_read, "attempts": attempts,
+                   "time_s": self._elapsed()})
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._t0, 3)
@@ -270,11 +279,11 @@ class Watcher:
                         and time.monotonic() - self._pending_since >= self.s.max_wait_s):
                     self._flush()
             self._flush()
-        except KeyboardInterrupt:
-            sm.ended = "interrupted"
+        except (KeyboardInterrupt, Terminated) as stop:  # Ctrl-C or SIGTERM: score what is pending, sum up
+            sm.ended = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated"
             try:
                 self._flush()
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, Terminated):
                 pass
         finally:
             if cap is not None:
@@ -292,12 +301,21 @@ class EventLog:
         import sys
 
         self.path = path
+        self.failed = False
         self.fh = open(path, "w", encoding="utf-8") if path else sys.stdout
 
     def __call__(self, event: dict) -> None:
-        self.fh.write(json.dumps(event) + "\n")
-        self.fh.flush()
+        try:
+            self.fh.write(json.dumps(event) + "\n")
+            self.fh.flush()
+        except OSError as e:  # a full disk, a closed pipe: the CLI says so in one line
+            self.failed = True
+            raise OSError(e.errno, e.strerror, str(self.path or "<stdout>")) from None
 
     def close(self) -> None:
         if self.path:
-            self.fh.close()
+            try:
+                self.fh.close()
+            except OSError:
+                if not self.failed:
+                    raise

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .selection import BACKENDS, PRECISIONS
+from .verdict_cli import operating_point_option
 
 
 @click.command(
@@ -22,10 +23,11 @@ Events are JSON lines (stdout, or --out): one per sampled frame (frame index,
 stream time, score), an alert when --alert-frames consecutive sampled frames
 score >= --alert-threshold (once per run), disconnects and reconnects, and a
 summary last. A stream that drops is reopened with doubling back-off (--reconnect-
-delay, up to --reconnects attempts), saying so on stderr. Ctrl-C stops the watch
-and prints the summary too.
+delay, up to --reconnects attempts), saying so on stderr; each reconnection is a
+'reconnected' event. Ctrl-C and SIGTERM stop the watch and print the summary too.
 Exit codes: 0 the source ended (or --max-frames was reached), 1 the source was lost
-(reconnects used up), 2 usage errors or a source that never opened, 130 Ctrl-C.""",
+(reconnects used up), 2 usage errors, a source that never opened or output that
+cannot be written (full disk, closed pipe), 130 Ctrl-C, 143 SIGTERM.""",
 )
 @click.argument("package", type=click.Path(path_type=Path))
 @click.option("--source", required=True, help="Video file, rtsp:// or http(s):// URL, or camera index (0, 1, ...).")
@@ -50,10 +52,11 @@ Exit codes: 0 the source ended (or --max-frames was reached), 1 the source was l
               help="Which artifact precision to run.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("-q", "--quiet", is_flag=True, help="No messages on stderr except alerts and the summary.")
 def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch, reconnects, reconnect_delay,
-          max_frames, backend, precision, threshold, threads, quiet) -> int:
+          max_frames, backend, precision, threshold, operating_point, threads, quiet) -> int:
     """Score frames of a video file, an RTSP/HTTP stream or a camera with PACKAGE."""
     from .detector import Detector
     from .watch import EventLog, Watcher, WatchSettings
@@ -68,15 +71,15 @@ def watch(package, source, every, fps, out, alert_threshold, alert_frames, batch
 
     options = {"threads": threads} if threads else {}
     det = Detector.open(package, backend=backend, precision=precision, batch_size=batch, threshold=threshold,
-                        **options)
+                        operating_point=operating_point, **options)
     events = EventLog(out)
     try:
         say(det.describe())
         watcher = Watcher(det, settings, events, say)
         summary = watcher.run()
-        events({"event": "summary", **summary.to_dict()})
+        events({"event": "summary", **summary.to_dict(), "operating_point": det.operating_point})
         say(summary.line(), always=True)
     finally:
         events.close()
         det.close()
-    return {"interrupted": 130, "source lost": 1}.get(summary.ended, 0)
+    return {"interrupted": 130, "terminated": 143, "source lost": 1}.get(summary.ended, 0)

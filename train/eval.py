@@ -89,10 +89,11 @@ class CheckpointScorer(Scorer):
 class PackageScorer(Scorer):
     kind = "package"
 
-    def __init__(self, path: Path, backend: str = "auto", precision: str = "auto"):
+    def __init__(self, path: Path, backend: str = "auto", precision: str = "auto", operating_point: str | None = None):
         from fakedet.runtime import Detector
 
-        self.detector = Detector.open(path, backend=backend, precision=precision)
+        self.detector = Detector.open(path, backend=backend, precision=precision, operating_point=operating_point)
+        self.operating_point = operating_point
         self.input_spec = self.detector.manifest.input
         self.threshold = float(self.detector.threshold)
         self.info = {"kind": self.kind, "path": str(path), "name": self.detector.manifest.name,
@@ -120,17 +121,20 @@ def is_checkpoint(path: Path) -> bool:
     return True
 
 
-def open_scorer(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto") -> Scorer:
+def open_scorer(path: str | Path, backend: str = "auto", precision: str = "auto", device: str = "auto",
+                operating_point: str | None = None) -> Scorer:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such checkpoint or package")
     if is_checkpoint(path):
+        if operating_point is not None:
+            raise DataError(f"{path}: a checkpoint has no operating points (they live in a package's manifest)")
         return CheckpointScorer(path, device)
     from .checkpoint import checkpoint_dir, run_checkpoints
 
     if path.is_dir() and not (path / "manifest.json").exists() and run_checkpoints(path):
         checkpoint_dir(path)  # a training run: the error names the checkpoints inside it
-    return PackageScorer(path, backend, precision)
+    return PackageScorer(path, backend, precision, operating_point)
 
 
 # ------------------------------------------------------------ scoring ----
@@ -293,7 +297,8 @@ def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float
         "data": {"source": str(data), **summarize(samples),
                  "unreadable": {"count": len(clean.unreadable),
                                 "first": [{"path": p, "error": e} for p, e in clean.unreadable[:FIRST_NAMES]]}},
-        "threshold": {"value": thr, "source": "--threshold" if threshold is not None else f"{scorer.kind}"},
+        "threshold": {"value": thr, "source": "--threshold" if threshold is not None else f"{scorer.kind}",
+                      "operating_point": getattr(scorer, "operating_point", None)},
         "overall": overall,
         "generators": gen_rows,
         "threshold_for_target_fpr": chosen,

@@ -43,7 +43,19 @@ Single process: eval scores one dataset on one device and is not run under torch
 torchrun training wrote (<out>/best) with one plain `fakedet eval` afterwards.
 
 \b
+Verdicts (packages): --fit-calibration CAL fits temperature scaling (or, with
+--calibration-method, Platt scaling: temperature plus a shift, or an isotonic map) on the
+labelled set CAL, then measures the
+operating points fpr-1%, fpr-5% and balanced on --data (a separate held-out set: sharing an
+image is refused) with the calibrated P(fake), and writes both into the package's manifest
+(--save-to for a new package). --out gets calibration.json (ECE and AUC before/after) and
+calibration.png (the reliability diagram); the evaluation then runs on the calibrated package.
+--operating-point NAME decides at a point of the manifest instead of its threshold.
+
+\b
 Examples:
+  fakedet eval r50.fdet --data thresholds/ --fit-calibration calib/ --out eval/r50
+  fakedet eval r50.fdet --data test/ --operating-point fpr-1%
   fakedet eval runs/r50/best --data test/ --out eval/r50
   fakedet eval r50.fdet --data test/ --out eval/r50-onnx --backend ort-cpu
   fakedet eval runs/r50/best --data test.csv --robustness --target-fpr 0.01
@@ -72,9 +84,19 @@ Examples:
 @click.option("--caption-shuffles", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Caption-aware models: how many shuffles of the captions the image-only control averages "
                    "(one pass over the set each; a small set wants several).")
+@click.option("--operating-point", default=None, metavar="NAME",
+              help="Packages: decide at this named operating point of the manifest (see `fakedet info`).")
+@click.option("--fit-calibration", "calibration_data", default=None, type=click.Path(exists=True),
+              help="Packages: fit a probability calibration on this held-out labelled set, measure the operating "
+                   "points on --data, and write both into the package (see below).")
+@click.option("--calibration-method", type=click.Choice(["temperature", "platt", "isotonic"]), default="temperature",
+              show_default=True, help="With --fit-calibration: the map from logit to calibrated P(fake) "
+                                      "(platt: temperature plus a shift, for a class prior unlike training's).")
+@click.option("--save-to", type=click.Path(path_type=Path), default=None,
+              help="With --fit-calibration: write the calibrated package here (default: update it in place).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, backend, precision, device,
-          caption_shuffles, quiet):
+          caption_shuffles, operating_point, calibration_data, calibration_method, save_to, quiet):
     """Evaluate CHECKPOINT_OR_PACKAGE on labelled images: AUC, AP, accuracy at the threshold, real
     and fake accuracy, per-generator rows, the threshold for a target false-positive rate, ROC
     curves, and optionally a robustness sweep."""
@@ -92,7 +114,12 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
     conditions = parse_conditions(sweep if sweep else DEFAULT_SWEEP) if (robustness or sweep) else []
     samples = index_dataset(data)  # a bad dataset stops here, before the model loads
     out = Path(out) if out else Path(f"eval-{Path(model).name.removesuffix('.fdet')}")
-    scorer = open_scorer(model, backend=backend, precision=precision, device=device)
+    if calibration_data is not None:
+        model = fit_calibration_step(model, calibration_data, data, samples, out, calibration_method, save_to,
+                                     backend, precision, batch, quiet)
+    if threshold is not None and operating_point is not None:
+        raise click.UsageError("give --threshold or --operating-point, not both")
+    scorer = open_scorer(model, backend=backend, precision=precision, device=device, operating_point=operating_point)
     try:
         report = evaluate(scorer, data, out, threshold, target_fpr, conditions, batch, progress=not quiet,
                           samples=samples, caption_shuffles=caption_shuffles)
@@ -115,3 +142,22 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
         click.echo(f"fakedet eval: {bad['count']} unreadable image(s) skipped: {names}", err=True)
         return 1
     return 0
+
+
+def fit_calibration_step(model, calibration_data, data, samples, out, method, save_to, backend, precision, batch, quiet):
+    """--fit-calibration: fit, measure, write the package; the evaluation then runs on it."""
+    from fakedet.runtime.dataset_index import index_dataset
+
+    from .eval import is_checkpoint
+    from .eval_verdict import fit_verdict
+
+    if is_checkpoint(Path(model)):
+        raise click.UsageError("--fit-calibration writes into a model package: export the checkpoint first")
+    report = fit_verdict(model, index_dataset(calibration_data), samples, out, method, backend, precision, batch,
+                         progress=not quiet, calibration_source=calibration_data, threshold_source=data, save_to=save_to)
+    h = report["held_out"]
+    click.echo(f"calibration ({method}) fitted on {report['fitted_on']['count']} images: ECE on --data "
+               f"{h['ece_before']:.4f} -> {h['ece_after']:.4f}, AUC {h['auc_before']:.4f} -> {h['auc_after']:.4f}; "
+               f"operating points: " + ", ".join(f"{p['name']} (threshold {p['threshold']:.4g}, TPR {p['tpr']:.3f}, "
+                                                f"FPR {p['fpr']:.3f})" for p in report["operating_points"]), err=True)
+    return str(save_to or model)

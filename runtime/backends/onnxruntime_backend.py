@@ -18,6 +18,7 @@ from fakedet.errors import BackendUnavailable, PackageError, first_line
 
 
 from ..ort_session import session_options
+from ..stoppable import call_stoppably, ort_run_options
 from .base import Backend, TensorSpec
 from .registry import BUILTIN
 
@@ -79,6 +80,8 @@ class OnnxRuntimeBackend(Backend):
         "workspace_bytes": "TensorRT EP: builder workspace limit",
         "device_id": "GPU index (ort-cuda, ort-trt)",
         "io_binding": "bind inputs and outputs to the device (default: on for the GPU sets, off for ort-cpu)",
+        "cpu_arena": "False: no ONNX Runtime CPU memory arena (set for whole-image packages, whose memory "
+                     "per call follows the image size)",
         "disabled_optimizers": "graph transformers to skip (the export records NchwcTransformer for fp16 "
                                "ViTs, which crash ORT's CPU build)",
     }
@@ -94,6 +97,10 @@ class OnnxRuntimeBackend(Backend):
     def package_inputs(cls, pkg, choice) -> tuple[object, dict]:
         path, opts = super().package_inputs(pkg, choice)
         attrs = choice.artifact.attrs
+        if choice.backend == "ort-cpu" and pkg.manifest.input.preprocess.policy == "whole-image":
+            # Each image size allocates anew: an arena would keep the largest image's memory
+            # for good (a 4000x4000 image: gigabytes); without it the memory goes back after.
+            opts["cpu_arena"] = False
         if choice.backend == "ort-cpu" and attrs.get("ort_cpu_disabled_optimizers"):
             opts["disabled_optimizers"] = attrs["ort_cpu_disabled_optimizers"]
         if "TensorrtExecutionProvider" in PROVIDERS[choice.backend]:
@@ -104,7 +111,10 @@ class OnnxRuntimeBackend(Backend):
 
     def session_options(self):
         o = self.options
-        return session_options(threads=o.get("threads"), inter_threads=o.get("inter_threads"), spin=o.get("spin"))
+        so = session_options(threads=o.get("threads"), inter_threads=o.get("inter_threads"), spin=o.get("spin"))
+        if self.options.get("cpu_arena") is False:
+            so.enable_cpu_mem_arena = False
+        return so
 
     def _open(self) -> None:
         import onnxruntime as ort
@@ -154,8 +164,12 @@ class OnnxRuntimeBackend(Backend):
         """On the CPU there is no H2D/D2H: the base times the whole run as compute. With IO
         binding each step is timed on the host around ORT's synchronous copy / run / copy."""
         feed = batch if isinstance(batch, dict) else {self._in.name: batch}
-        if not self._bind_device:
-            return self.session.run([self._out.name], feed)[0]
+        with ort_run_options() as ro:
+            if not self._bind_device:
+                return call_stoppably(self.session.run, [self._out.name], feed, ro)[0]
+            return self._run_bound(feed, ro)
+
+    def _run_bound(self, feed: dict, ro):
         import onnxruntime as ort
 
         t0 = time.perf_counter()
@@ -165,7 +179,7 @@ class OnnxRuntimeBackend(Backend):
         for k, x in xs.items():
             binding.bind_ortvalue_input(k, x)
         binding.bind_output(self._out.name, self._bind_device, self._device_id)
-        self.session.run_with_iobinding(binding)
+        call_stoppably(self.session.run_with_iobinding, binding, ro)
         t2 = time.perf_counter()
         out = binding.get_outputs()[0].numpy()
         t3 = time.perf_counter()

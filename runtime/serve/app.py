@@ -7,10 +7,12 @@ import contextlib
 import hmac
 import logging
 import math
+import threading
 import time
 from importlib import resources
 
 from .body import BadBody, BodyTooLarge, CaptionTooLarge, read_upload
+from .hosts import PROBES, HostPolicy
 from .openapi import docs_html, openapi_document
 from .service import Service
 
@@ -119,14 +121,20 @@ class Handlers:
             self.s.batcher.admit(n)
         except Exception as e:
             return self.error(503, "overloaded", f"overloaded: {e}; retry later", self._retry())
+        # A 504 sets `cancelled`: the request's running decodes are killed, queued ones and
+        # its images still waiting for a batch never reach the model.
+        cancelled = threading.Event()
+        remaining = timeout - (time.perf_counter() - t0)
+        deadline = time.monotonic() + max(remaining, 0.0)
         try:
-            remaining = timeout - (time.perf_counter() - t0)
             results = await asyncio.wait_for(
-                asyncio.gather(*(self.s.score_one(p.name, p.data, c) for p, c in zip(upload.images, captions))),
+                asyncio.gather(*(self.s.score_one(p.name, p.data, c, deadline, cancelled)
+                                 for p, c in zip(upload.images, captions))),
                 max(remaining, 0.0))
         except asyncio.TimeoutError:
             return self.error(504, "timeout", f"not answered within {timeout:g} s (--timeout-s or ?timeout_s=)")
         finally:
+            cancelled.set()
             self.s.batcher.release(n)
         body = {"results": results, "model": self.s.model, "backend": self.s.backend}
         note = self._caption_note(len(upload.captions))
@@ -191,8 +199,9 @@ class Observe:
     """ASGI middleware: 401 for protected paths without the token, and per-endpoint
     request counts and latency for everything."""
 
-    def __init__(self, app, handlers: Handlers, known_paths):
-        self.app, self.h, self.known = app, handlers, set(known_paths)
+    def __init__(self, app, handlers: Handlers, known_paths, hosts: HostPolicy):
+        self.app, self.h, self.known, self.hosts = app, handlers, set(known_paths), hosts
+        self.in_progress = 0  # requests other than the probes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -200,6 +209,7 @@ class Observe:
         path = scope.get("path", "")
         endpoint = path if path in self.known else "other"
         status = {"code": 500, "started": False}
+        counted = False
         t0 = time.perf_counter()
 
         async def send_wrapper(message):
@@ -208,6 +218,18 @@ class Observe:
             await send(message)
 
         try:
+            from starlette.datastructures import Headers
+
+            refused = self.hosts.refusal(path, Headers(scope=scope))
+            if refused:
+                return await self.h.error(refused[0], "bad_host", refused[1],
+                                          {"Connection": "close"})(scope, receive, send_wrapper)
+            if path not in PROBES:
+                if self.in_progress >= self.h.cfg.max_requests:
+                    return await self.h.error(503, "overloaded", f"overloaded: {self.in_progress} requests in "
+                                              "progress; retry later", self.h._retry())(scope, receive, send_wrapper)
+                self.in_progress += 1
+                counted = True
             if path in PROTECTED:
                 from starlette.requests import Request
 
@@ -225,6 +247,8 @@ class Observe:
                     resp = self.h.error(500, "internal", f"internal error: {type(e).__name__}")
                     await resp(scope, receive, send_wrapper)
         finally:
+            if counted:
+                self.in_progress -= 1
             m = self.h.s.metrics
             m.requests.labels(endpoint, str(status["code"])).inc()
             if endpoint == "/v1/detect":
@@ -257,4 +281,11 @@ def create_app(service: Service):
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
-    return Observe(app, h, [r.path for r in routes])
+    cfg = service.config
+    inner = app
+    if cfg.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        inner = CORSMiddleware(app, allow_origins=list(cfg.cors_origins), allow_methods=["GET", "POST"],
+                               allow_headers=["Authorization", "Content-Type"])
+    return Observe(inner, h, [r.path for r in routes], HostPolicy(cfg.host, cfg.allowed_hosts, cfg.cors_origins))

@@ -47,6 +47,7 @@ class _Item:
     enqueued: float
 
 
+ABANDON_CHECK_S = 0.05
 _FLUSH = object()  # queued on drain: stop waiting for fuller batches
 
 
@@ -56,12 +57,13 @@ class Batcher:
     where an image came without one); `on_batch(size, infer_s)` (optional) after each batch."""
 
     def __init__(self, run_batch, max_batch: int, max_delay_s: float, max_queue: int, on_batch=None,
-                 executor: ThreadPoolExecutor | None = None):
+                 executor: ThreadPoolExecutor | None = None, on_abandoned=None):
         self.run_batch = run_batch
         self.max_batch = max(1, int(max_batch))
         self.max_delay_s = max(0.0, float(max_delay_s))
         self.max_queue = max(1, int(max_queue))
         self.on_batch = on_batch
+        self.on_abandoned = on_abandoned  # called once when every image of the running batch is cancelled
         self.pending = 0  # admitted, not yet released
         self.executor = executor or inference_thread()
         self._queue: asyncio.Queue | None = None
@@ -131,22 +133,37 @@ class Batcher:
             batch.append(item)
         return [it for it in batch if not it.future.done()]  # a timed-out request's items are dropped
 
+    async def _until_done_or_abandoned(self, running: asyncio.Future, batch: list[_Item]):
+        """The batch's results; if all its requests time out meanwhile, `on_abandoned` is
+        called (the service stops the model run) and the results are what the run returns."""
+        abandoned = False
+        while True:
+            done, _ = await asyncio.wait({running}, timeout=ABANDON_CHECK_S)
+            if done:
+                return running.result()
+            if not abandoned and self.on_abandoned and all(it.future.done() for it in batch):
+                abandoned = True
+                self.on_abandoned()
+
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            if not batch:
-                continue
-            started = time.perf_counter()
-            try:
-                run = functools.partial(self.run_batch, [it.tensor for it in batch],
-                                        captions=[it.caption for it in batch])
-                results = await loop.run_in_executor(self.executor, run)
-            except Exception as e:  # run_batch reports per-image failures itself; this is a last resort
-                results = [e] * len(batch)
-            infer_s = time.perf_counter() - started
-            if self.on_batch:
-                self.on_batch(len(batch), infer_s)
-            for it, res in zip(batch, results):
-                if not it.future.done():
-                    it.future.set_result(Scored(res, started - it.enqueued, infer_s, len(batch)))
+            if batch:
+                await self._dispatch(batch)
+            del batch  # its tensors (a 4000x4000 image: 192 MB) must not wait for the next request
+
+    async def _dispatch(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            run = functools.partial(self.run_batch, [it.tensor for it in batch],
+                                    captions=[it.caption for it in batch])
+            results = await self._until_done_or_abandoned(loop.run_in_executor(self.executor, run), batch)
+        except Exception as e:  # run_batch reports per-image failures itself; this is a last resort
+            results = [e] * len(batch)
+        infer_s = time.perf_counter() - started
+        if self.on_batch:
+            self.on_batch(len(batch), infer_s)
+        for it, res in zip(batch, results):
+            if not it.future.done():
+                it.future.set_result(Scored(res, started - it.enqueued, infer_s, len(batch)))

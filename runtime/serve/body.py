@@ -9,9 +9,12 @@ Captions: text parts named 'caption' of a multipart body (in their order), or
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 CAPTION_FIELD = "caption"
+# RFC 2046 section 5.1.1: 1 to 70 characters from this set, not ending in a space.
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
 class BodyTooLarge(Exception):
@@ -109,9 +112,15 @@ async def read_upload(request, max_bytes: int, raw_name: str = "body", max_capti
 async def _read_multipart(request, ctype: str, max_bytes: int, max_caption_bytes: int) -> Upload:
     from python_multipart.multipart import MultipartParser, parse_options_header
 
-    kind, params = parse_options_header(ctype)
+    try:
+        kind, params = parse_options_header(ctype)
+    except Exception as e:
+        raise BadBody(f"malformed Content-Type header: {e}") from None
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
         raise BadBody("multipart bodies must be multipart/form-data with a boundary")
+    if not _BOUNDARY.fullmatch(params[b"boundary"]):
+        raise BadBody("malformed multipart boundary: RFC 2046 allows 1 to 70 letters, digits, spaces and "
+                      f"'()+_,-./:=? (got {len(params[b'boundary'])} bytes)")
     parts: list[tuple[dict, bytearray]] = []
     header = {"field": b"", "value": b""}
     ended = []

@@ -10,6 +10,7 @@ from fakedet.click_params import parsed_by
 from fakedet.errors import FakedetError
 
 from ..selection import BACKENDS, PRECISIONS
+from ..verdict_cli import operating_point_option
 from .config import parse_size
 
 SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client", "python_multipart")
@@ -76,16 +77,35 @@ image-only model ignores them; a caption-aware one fails an image that has none
               help="Longest caption, in UTF-8 bytes (413 beyond it).")
 @click.option("--timeout-s", default=10.0, show_default=True, type=click.FloatRange(0.001, 3600),
               help="Per-request time limit, body included (504 / 408 past it).")
+@click.option("--decode-timeout-s", default=5.0, show_default=True, type=click.FloatRange(0.001, 3600),
+              help="Per-image decode budget: the decoding process is killed past it and the image fails.")
+@click.option("--header-timeout-s", default=10.0, show_default=True, type=click.FloatRange(0.001, 3600),
+              help="A connection whose request headers are not complete within this is closed.")
+@click.option("--keep-alive-s", default=5.0, show_default=True, type=click.FloatRange(0.001, 3600),
+              help="An idle kept-alive connection is closed after this.")
+@click.option("--warmup-timeout-s", default=120.0, show_default=True, type=click.FloatRange(0.001, 86400),
+              help="A model whose warm-up takes longer fails the service (exit 2, with the reason).")
+@click.option("--max-memory", default="4GB", show_default=True, callback=_size,
+              help="Memory the service may use: images larger than it allows the model get 422, one by one.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Require 'Authorization: Bearer TOKEN' with the token in this file.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold on P(fake) (default: the package's).")
+@operating_point_option
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="CPU threads for ONNX Runtime.")
 @click.option("--decode-workers", type=click.IntRange(0, 1024), default=0, show_default=True,
-              help="Threads decoding images (0: one per core).")
+              help="Images decoded at once, each in a worker process of its own (0: one per core).")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name this service answers (repeatable); default: the --host address and "
+                   "localhost (any name when bound to 0.0.0.0 or ::). Others get 400: no DNS rebinding.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="An origin (https://app.example) whose pages may call this service and read the "
+                   "answers (repeatable); default: none, no CORS headers.")
 @click.option("--access-log", is_flag=True, help="Log every request on stderr.")
 def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_queue, max_bytes,
-          max_caption_bytes, timeout_s, token_file, threshold, threads, decode_workers, access_log) -> int:
+          max_caption_bytes, timeout_s, decode_timeout_s, header_timeout_s, keep_alive_s, warmup_timeout_s,
+          max_memory, token_file, threshold, operating_point, threads, decode_workers, allowed_hosts, cors_origins,
+          access_log) -> int:
     """Serve PACKAGE over HTTP: P(fake) per image, batched across concurrent requests."""
     require_serve_extra()
     from ..detector import Detector
@@ -95,15 +115,19 @@ def serve(package, host, port, backend, precision, max_batch, max_delay_ms, max_
 
     config = ServeConfig(host=host, port=port, max_batch=max_batch, max_delay_ms=max_delay_ms,
                          max_queue=max_queue, max_bytes=max_bytes, max_caption_bytes=max_caption_bytes,
-                         timeout_s=timeout_s,
+                         timeout_s=timeout_s, decode_timeout_s=decode_timeout_s,
+                         header_timeout_s=header_timeout_s, keep_alive_s=keep_alive_s,
+                         warmup_timeout_s=warmup_timeout_s,
                          token=read_token(token_file) if token_file else None, decode_workers=decode_workers,
-                         access_log=access_log)
+                         access_log=access_log, allowed_hosts=tuple(allowed_hosts),
+                         cors_origins=tuple(cors_origins))
     warning = config.exposure_warning()
     if warning:
         click.echo(f"fakedet serve: WARNING: {warning}", err=True)
     options = {"threads": threads} if threads else {}
     infer = inference_thread()  # the model is opened, run and closed on this one thread
     det = infer.submit(Detector.open, package, backend=backend, precision=precision, batch_size=max_batch,
-                       threshold=threshold, **options).result()
+                       threshold=threshold, operating_point=operating_point, **options).result()
+    infer.submit(det.set_memory_budget, max_memory, "--max-memory").result()
     run(det, config, announce=lambda msg: click.echo(msg, err=True), infer_executor=infer)
     return 0

@@ -61,19 +61,33 @@ class ServeConfig:
     max_caption_bytes: int = 16_384  # per caption (UTF-8 bytes): the model reads ~75 tokens of it, and
     # each caption is tokenized on the inference thread (about 20 ms for 16 KiB on one core)
     timeout_s: float = 10.0  # per request, body included
+    decode_timeout_s: float = 5.0  # per image, in a worker process killed past it
+    header_timeout_s: float = 10.0  # a request's headers, from its connection's opening or first byte
+    keep_alive_s: float = 5.0  # an idle kept-alive connection is closed after it
+    warmup_timeout_s: float = 120.0  # a model whose warm-up outlasts it fails the service
+    drain_s: float = 3.0  # after SIGTERM, model runs still going this much later are stopped
     token: str | None = None
     decode_workers: int = 0  # 0: one per core
     retry_after_s: int = 1
     access_log: bool = False
+    allowed_hosts: tuple = ()  # Host names answered; empty: the bound address and localhost
+    cors_origins: tuple = ()  # origins whose pages may read the answers; empty: no CORS
 
     def __post_init__(self):
         if self.max_batch < 1 or self.max_queue < 1:
             raise FakedetError("--max-batch and --max-queue must be at least 1")
-        if self.max_delay_ms < 0 or self.timeout_s <= 0:
-            raise FakedetError("--max-delay-ms must be >= 0 and --timeout-s > 0")
+        if self.max_delay_ms < 0 or min(self.timeout_s, self.decode_timeout_s, self.header_timeout_s,
+                                        self.keep_alive_s, self.warmup_timeout_s) <= 0:
+            raise FakedetError("--max-delay-ms must be >= 0; --timeout-s, --decode-timeout-s, --header-timeout-s "
+                               "--keep-alive-s and --warmup-timeout-s > 0")
         if self.decode_workers <= 0:
             self.decode_workers = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                       else (os.cpu_count() or 1))
+
+    @property
+    def max_requests(self) -> int:
+        """Requests in progress at once (each may hold up to --max-bytes); probes not counted."""
+        return 2 * self.max_queue + 32
 
     def exposure_warning(self) -> str | None:
         """The warning to print when the service listens beyond this machine with no token."""

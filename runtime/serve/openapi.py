@@ -16,6 +16,10 @@ _RESULT = {
         "logit": {"type": ["number", "null"]},
         "decision": {"enum": ["fake", "real", "error"]},
         "threshold": {"type": "number"},
+        "operating_point": {"type": ["string", "null"], "description": "the named operating point that set the threshold"},
+        "provenance": {"type": ["object", "null"], "description": "what the image declares about its origin (C2PA, "
+                       "XMP DigitalSourceType, EXIF/PNG text): summary declared-generated | declared-composite | "
+                       "declared-capture | none, verified (valid C2PA) or a claim; never changes the score"},
         "error": {"type": ["string", "null"], "description": "why this image got no score"},
         "model": {"type": "object", "properties": {"name": {"type": "string"}, "sha256": {"type": "string"},
                                                    "artifact": {"type": "string"}}},

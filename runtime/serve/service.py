@@ -13,8 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from fakedet.errors import FakedetError, ImageError, first_line
 
 from ..captions import CaptionRefused
+from ..provenance import read_provenance
+from ..stoppable import terminate_all
+from ..verdict import verdict_summary
 from .batcher import Batcher, Scored
 from .config import ServeConfig
+from .decode_order import CheapestFirst, decode_cost
 from .metrics import ServiceMetrics
 
 
@@ -45,17 +49,23 @@ class Service:
         self.warmup_s: float | None = None
         self.startup_error: str | None = None
         self.batcher = Batcher(detector.predict_prepared, config.max_batch, config.max_delay_ms / 1e3,
-                               config.max_queue, on_batch=self._on_batch, executor=infer_executor)
+                               config.max_queue, on_batch=self._on_batch, executor=infer_executor,
+                               on_abandoned=terminate_all)
         self.metrics = ServiceMetrics(lambda: self.batcher.pending)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="fakedet-decode")
+        self.decode_order = CheapestFirst(config.decode_workers)
+        # each decode thread hands its image to a worker process that a deadline can kill
+        detector.set_decode_budget(config.decode_timeout_s, config.decode_workers)
         art = detector.choice.artifact
         m = detector.manifest
         self.model = {"name": m.name, "sha256": art.sha256, "artifact": art.file}
         self.backend = detector.choice.backend
         self._warm_task: asyncio.Task | None = None
+        self.on_fatal = lambda reason: None  # the server stops and reports `reason` (server.py)
 
     # ---- lifecycle -------------------------------------------------------------
     async def startup(self) -> None:
+        self.detector.decoder.prestart()
         self.batcher.start()
         self._warm_task = asyncio.get_running_loop().create_task(self._warm())
 
@@ -66,9 +76,15 @@ class Service:
             t0 = time.perf_counter()
             # Decode one small image too: Pillow loads its format plugins on first use.
             await loop.run_in_executor(self.decode_pool, self.detector.prepare, _tiny_png())
-            await loop.run_in_executor(self.batcher.executor, functools.partial(self.detector.warmup, sizes))
+            warm = loop.run_in_executor(self.batcher.executor, functools.partial(self.detector.warmup, sizes))
+            await asyncio.wait_for(asyncio.shield(warm), self.config.warmup_timeout_s)
             self.warmup_s = time.perf_counter() - t0
             self.ready = True
+        except asyncio.TimeoutError:  # a model that may never finish: stop it, and the service
+            terminate_all()
+            self.startup_error = (f"warm-up did not finish within {self.config.warmup_timeout_s:g} s "
+                                  "(--warmup-timeout-s): the model runs too long or never ends")
+            self.on_fatal(self.startup_error)
         except Exception as e:  # the service stays alive (healthz) and says why it is not ready
             self.startup_error = f"warm-up failed: {type(e).__name__}: {first_line(e, 300)}"
 
@@ -80,6 +96,7 @@ class Service:
     async def shutdown(self) -> None:
         if self._warm_task is not None and not self._warm_task.done():
             self._warm_task.cancel()
+            terminate_all()  # a warm-up still running would hold the inference thread
         await self.batcher.stop()
         self.decode_pool.shutdown(wait=True)
         # Closed on the thread that ran it (and, from the CLI, opened it).
@@ -100,12 +117,15 @@ class Service:
         self.metrics.batch.observe(size)
         self.metrics.latency.labels("infer").observe(infer_s)
 
-    def _prepare_timed(self, data: bytes, caption=None):
+    def _prepare_timed(self, data: bytes, caption=None, deadline: float | None = None, cancelled=None):
         """(tensor, error, seconds, token ids) in a decode worker: the image decoded and, for a
-        caption-aware model, its (checked) caption tokenized, off the inference thread."""
+        caption-aware model, its (checked) caption tokenized, off the inference thread. The
+        decode ends at `deadline` (time.monotonic()) or when `cancelled` is set."""
         t0 = time.perf_counter()
+        if (cancelled is not None and cancelled.is_set()) or (deadline is not None and time.monotonic() > deadline):
+            return None, "not decoded: the request was answered or timed out first", 0.0, None
         try:
-            tensor = self.detector.prepare(data)
+            tensor = self.detector.prepare(data, deadline, cancelled)
             ids = self.detector.captions.prepare(caption)  # None for an image-only model
             return tensor, None, time.perf_counter() - t0, ids
         except ImageError as e:
@@ -124,12 +144,15 @@ class Service:
         known before decoding, so a refused image costs no decode and no queue slot."""
         return self.detector.captions.problem(caption)
 
-    async def score_one(self, name: str, data: bytes, caption: str | None = None) -> dict:
+    async def score_one(self, name: str, data: bytes, caption: str | None = None, deadline: float | None = None,
+                        cancelled=None) -> dict:
         """One image (and, for a caption-aware model, its caption; an image-only model
-        ignores it) -> its result."""
+        ignores it) -> its result. Past `deadline` (time.monotonic()) or once `cancelled`
+        (a threading.Event) is set, its decode stops and it never reaches the model."""
         timings = {"queue": None, "decode": None, "infer": None}
         out = {"name": name, "score": None, "logit": None, "decision": "error",
-               "threshold": self.detector.threshold, "error": None, "model": self.model,
+               "threshold": self.detector.threshold, "operating_point": self.detector.operating_point,
+               "error": None, "model": self.model,
                "backend": self.backend, "timings_ms": timings}
         refused = self._caption_refused(caption)
         if refused is not None:
@@ -138,7 +161,14 @@ class Service:
             self.metrics.errors.labels("bad_caption").inc()
             return out
         loop = asyncio.get_running_loop()
-        tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data, caption)
+        declared = loop.run_in_executor(None, read_provenance, data)  # beside the score, bounded; a thread
+        async with self.decode_order.slot(decode_cost(data)):  # cheap images first: see decode_order
+            tensor, error, decode_s, ids = await loop.run_in_executor(self.decode_pool, self._prepare_timed, data,
+                                                                      caption, deadline, cancelled)
+        if tensor is not None and ((cancelled is not None and cancelled.is_set())
+                                   or (deadline is not None and time.monotonic() > deadline)):
+            tensor, error = None, "not scored: the request timed out before its turn"
+        out["provenance"] = await declared
         self.metrics.latency.labels("decode").observe(decode_s)
         timings["decode"] = round(decode_s * 1e3, 3)
         out["error"] = error
@@ -172,7 +202,8 @@ class Service:
                       "policy": pre.policy, "size": list(pre.size) if pre.size else None,
                       "max_pixels": pre.max_pixels},
             "output": {"name": m.output.name, "kind": m.output.kind},
-            "threshold": {"value": det.threshold, "method": m.threshold.method},
+            "threshold": {"value": det.threshold, "method": m.threshold.method, "operating_point": det.operating_point},
+            "verdict": verdict_summary(m),
             "artifact": {"file": det.choice.artifact.file, "kind": det.choice.artifact.kind,
                          "sha256": det.choice.artifact.sha256, "precision": det.choice.precision},
             "backend": {"name": det.choice.backend, "device": det.backend.describe(), "reason": det.choice.reason},
@@ -181,7 +212,8 @@ class Service:
             "service": {"max_batch": self.config.max_batch, "max_delay_ms": self.config.max_delay_ms,
                         "max_queue": self.config.max_queue, "max_bytes": self.config.max_bytes,
                         "max_caption_bytes": self.config.max_caption_bytes,
-                        "timeout_s": self.config.timeout_s, "decode_workers": self.config.decode_workers,
+                        "timeout_s": self.config.timeout_s, "decode_timeout_s": self.config.decode_timeout_s,
+                        "decode_workers": self.config.decode_workers,
                         "warmup_s": self.warmup_s},
         }
 

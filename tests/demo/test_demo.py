@@ -147,14 +147,17 @@ def test_quick_demo_runs_every_stage(tmp_path):
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     lines = r.stdout.splitlines()
-    assert sum(1 for ln in lines if ln.startswith("[")) == 12  # one progress line per stage
+    assert sum(1 for ln in lines if ln.startswith("[")) == 13  # one progress line per stage
     assert "Warning" not in r.stdout + r.stderr and "pretrained" not in r.stderr
     sm = json.loads((tmp_path / "d" / "summary.json").read_text())
     for tag in ("checkpoint", "fp32", "int8"):
         assert set(sm["auc"][tag]) == {"reconstructed", "generated", "all fakes"}
         assert 0.5 < sm["auc"][tag]["reconstructed"]["all"] <= 1.0
     assert abs(sm["auc"]["fp32"]["all fakes"]["all"] - sm["auc"]["int8"]["all fakes"]["all"]) <= 0.005
-    for f in ("eval-checkpoint/roc.png", "bench.png", "detector.fdet/model.int8.onnx", "detector.fdet/calibration.json"):
+    verdict = json.loads((tmp_path / "d" / "eval-verdict" / "calibration.json").read_text())["held_out"]
+    assert verdict["auc_after"] == verdict["auc_before"] and sm["predictions"][0]["operating_point"] is None
+    for f in ("eval-checkpoint/roc.png", "bench.png", "eval-verdict/calibration.png", "detector.fdet/model.int8.onnx",
+              "detector.fdet/calibration.json"):
         assert (tmp_path / "d" / f).is_file(), f
 
 
@@ -171,5 +174,5 @@ def test_a_refused_int8_leaves_the_demo_running_on_fp32(tmp_path):
     assert sm["calibration_guard"]["refused"] is True and "int8" not in sm["auc"]
     assert not (tmp_path / "d" / "detector.fdet" / "model.int8-cpu.onnx").exists()
     titles = [x["title"] for x in sm["stages"]]
-    assert len(titles) == 12 and "skipped" in sm["stages"][titles.index("evaluate the package, ONNX Runtime INT8")]["figure"]
+    assert len(titles) == 13 and "skipped" in sm["stages"][titles.index("evaluate the package, ONNX Runtime INT8")]["figure"]
     assert (tmp_path / "d" / "bench.png").is_file() and sm["predictions"]

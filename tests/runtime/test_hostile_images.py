@@ -79,6 +79,7 @@ def test_any_exception_a_decoder_raises_costs_only_its_item(tiny_package, monkey
     pkg, _ = tiny_package
     blobs = [_png(16), _png(13), _png(17), _png(14)]
     with Detector.open(pkg, backend="ort-cpu") as det:
+        det.set_decode_budget(workers=0)  # decode in this process, where the patched loader is
         preds = det.predict(blobs)
     assert [p.ok for p in preds] == [True, False, True, False]
     assert "the decoder fell over" in preds[1].error and "ArithmeticError" in preds[3].error

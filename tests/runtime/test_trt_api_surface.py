@@ -71,8 +71,9 @@ def _owner(node: ast.expr) -> str | None:
 def _gate(test: ast.expr) -> tuple | None:
     if isinstance(test, ast.Attribute) and test.attr == "tensor_api":
         return ("tensor_api",)
-    if isinstance(test, ast.Compare) and any(
-        isinstance(c, ast.Constant) and c.value == "trt-calibration-cache" for c in test.comparators
+    if isinstance(test, ast.Compare) and any(  # the kind spelt out, or the artifact-kind table's name for it
+        (isinstance(c, ast.Constant) and c.value == "trt-calibration-cache")
+        or (isinstance(c, ast.Name) and c.id == "TRT_CALIBRATION_CACHE") for c in test.comparators
     ):
         return ("calibration_cache",)
     if (isinstance(test, ast.Call) and isinstance(test.func, ast.Name) and test.func.id == "hasattr"

@@ -258,7 +258,7 @@ def _raw(port, head: bytes, body_chunks=(), read_timeout=10.0) -> bytes:
 
 def test_413_from_the_declared_length_before_any_body_is_sent(server):
     t0 = time.perf_counter()
-    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
             f"Content-Type: image/png\r\nContent-Length: {MAX_BYTES * 50}\r\nExpect: 100-continue\r\n\r\n").encode()
     answer = _raw(server.port, head)  # as curl does: no body until "100 Continue", which never comes
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -268,7 +268,7 @@ def test_413_from_the_declared_length_before_any_body_is_sent(server):
 
 
 def test_413_while_a_chunked_body_streams_in_never_finished(server):
-    head = (f"POST /v1/detect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    head = (f"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
             f"Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
     chunk = b"%x\r\n%s\r\n" % (50_000, b"\0" * 50_000)
     answer = _raw(server.port, head, [chunk] * 6)  # 300 kB > 200 kB, and no terminating chunk
