@@ -2,7 +2,8 @@
 #   make demo   create .venv and run the main job end to end, offline
 #   make test   create .venv and run the test suite
 # Re-running reuses the environment (rebuilt only when pyproject.toml or the
-# constraints change).
+# constraints change). constraints/demo.txt pins every distribution installed, so the
+# demo prints the same figures on every fresh clone (docs/demo-robustness.md).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,10 +15,12 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints/test.txt
+LOCK := -c constraints/test.txt -c constraints/demo.txt
+
+$(STAMP): pyproject.toml constraints/test.txt constraints/demo.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints/test.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
 
 test: venv
@@ -39,7 +42,7 @@ test-triton: venv
 # The screenshot lands in $(SCREENSHOT).
 SCREENSHOT ?= benchmarks/results/serve-console.png
 test-browser: venv
-	$(BIN)/python -m pip install -q -c constraints/test.txt -e '.[browser]'
+	$(BIN)/python -m pip install -q $(LOCK) -e '.[browser]'
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 	FAKEDET_SCREENSHOT=$(abspath $(SCREENSHOT)) FAKEDET_EVIDENCE_SCREENSHOT=$(abspath benchmarks/results/serve-console-evidence.png) \

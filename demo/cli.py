@@ -17,6 +17,8 @@ Examples:
   fakedet demo                       # about 4-5 minutes on 2 CPU cores
   fakedet demo --quick --out /tmp/d  # fewer crops, 6 epochs, weak AUC: {QUICK_TIME}
   fakedet demo --arch clip-mlp       # the robust-CLIP head (random ViT-S-32 backbone: slow, weak)
+  fakedet demo --seed 1 --out demo-seed1   # another training seed (a new --out: runs resume)
+  fakedet demo --robust --out demo-robust  # + resize/JPEG/WebP/blur augmentation, 20 epochs
 
 \b
 Photographs: files inside the scikit-image, scikit-learn and matplotlib wheels (15 train,
@@ -25,7 +27,10 @@ reconstructions through a small KL autoencoder trained on the training photos (w
 the fakedet wheel, scripts/train_demo_autoencoder.py rebuilds them), and images the decoder
 makes from latents no photo encodes to (two held-out latents mixed, latents plus noise).
 Stages: align -> train -> eval (ROC PNG) -> export -> calibrate -> FP32 vs INT8 -> bench ->
-predict; one line per stage, each stage's output in OUT/logs/, figures in OUT/summary.json.
+predict; one line per stage, each stage's output in OUT/logs/, figures in OUT/summary.json
+(with everything they depend on: package versions, seeds, threads, CPU and INT8 tier,
+the photographs' digests). Torch runs two threads on every machine, so a given set of
+package versions prints the same figures everywhere (docs/demo-robustness.md).
 Re-running reuses the crops and reconstructions already made and resumes training.""",
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-out"), show_default=True,
@@ -33,10 +38,15 @@ Re-running reuses the crops and reconstructions already made and resumes trainin
 @click.option("--quick", is_flag=True, help=f"Fewer crops, generated images and benchmark seconds: a smoke run ({QUICK_TIME}).")
 @click.option("--arch", default="resnet-tiny-nodown", show_default=True,
               help="Detector: resnet-tiny-nodown, or clip-mlp / clip-linear (random ViT-S-32), resnet50-nodown (slow).")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [15; --quick 6; clip heads 12].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [15, --robust 20; --quick 6; clip heads 12].")
 @click.option("--vae", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Another autoencoder folder (diffusers layout) instead of the bundled one.")
-def demo(out, quick, arch, epochs, vae):
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Training seed (sample order, augmentation draws, initial weights); crops stay the same.")
+@click.option("--robust", is_flag=True,
+              help="Train with the robustness augmentation (resize x0.5-1, JPEG, WebP, blur) for 20 epochs; "
+                   "docs/demo-robustness.md has what it measured.")
+def demo(out, quick, arch, epochs, vae, seed, robust):
     """Run the main job end to end on photographs bundled in installed wheels: align, train, evaluate,
     export, calibrate INT8, compare FP32 and INT8, benchmark and predict."""
     from fakedet.extras import require
@@ -46,7 +56,7 @@ def demo(out, quick, arch, epochs, vae):
     from .stages import StageFailed
 
     try:
-        run_demo(out, quick=quick, arch=arch, vae=vae, epochs=epochs)
+        run_demo(out, quick=quick, arch=arch, vae=vae, epochs=epochs, seed=seed, robust=robust)
     except StageFailed as e:
         click.echo(f"fakedet: error: {e}", err=True)
         return 1

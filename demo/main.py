@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import robustness
 from .data import generate, link_or_copy, photo_of, write_crops
+from .environment import pin_threads, record
 from .evidence import evidence_stage
 from .photos import photos
 from .report import FLAT_DIFF, auc_table, below_target, bench_rows, psnr_pairs, read_scores
@@ -27,12 +29,17 @@ class Settings:
     epochs: int = 15  # 3 left the detector at AUC 0.8 against the 25 dB fakes (docs/demo.md, the lever table)
     batch: int = 32  # paired: 16 reals + their 16 reconstructions
     train_crop: int = 96  # the whole crop: 64px sub-crops left flat crops too little evidence
+    # the paper's robustness ops after alignment, the same draw on a real crop and its reconstruction;
+    # off by default: in short runs they cost clean AUC (docs/demo-robustness.md), `--robust` turns them on
+    robust_augment: tuple = (("downscale", 0.0), ("jpeg", 0.0), ("webp", 0.0), ("blur", 0.0))
     calib_samples: int = 64
     bench_seconds: float = 1.0
     bench_batches: str = "1,8"
     calibrate_opts: tuple = ()  # extra `fakedet calibrate` options (tests force a refused INT8 with them)
 
 
+ROBUST_AUGMENT = (("downscale", 0.5), ("downscale_min", 0.5), ("jpeg", 0.2), ("webp", 0.1), ("blur", 0.1))
+ROBUST_EPOCHS = 20  # the augmented task learns slower
 QUICK = Settings(train_per_photo=20, heldout_per_photo=16, generated=64, epochs=6, calib_samples=32,
                  bench_seconds=0.3, bench_batches="8")
 
@@ -42,9 +49,9 @@ CLIP_EPOCHS = 12  # a head on cached features: epochs cost little
 
 
 def _augment(**opts) -> list:
-    """The alignment paper's paired augmentation less the ops that erase pixel-level traces
-    (blur, JPEG/WebP, noise) or cost time on 96px crops: colour jitter, grey, 90-degree turns,
-    flips and random crops stay, so the detector cannot lean on a photo's colours."""
+    """The alignment paper's paired augmentation: colour jitter, grey, 90-degree turns and flips
+    at its rates (the detector cannot lean on a photo's colours); resize, JPEG, WebP and blur at
+    the Settings' rates; noise, cutout and RandomResizedCrop (which upsamples 96px crops) off."""
     return [a for k, v in opts.items() for a in ("--augment", f"{k}={v}")]
 
 
@@ -53,10 +60,14 @@ def _fmt(v, spec=".3f") -> str:
 
 
 def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", vae: Path | None = None,
-             epochs: int | None = None, settings: Settings | None = None) -> dict:
+             epochs: int | None = None, settings: Settings | None = None, seed: int = 0,
+             robust: bool = False) -> dict:
     s = settings or (QUICK if quick else Settings())
+    if robust:
+        s = replace(s, robust_augment=ROBUST_AUGMENT, epochs=s.epochs if quick else ROBUST_EPOCHS)
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    pin_threads()
     vae = Path(vae or AUTOENCODER)
     clip = arch.startswith("clip")
     r = Runner(out, total=15)
@@ -95,9 +106,10 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
 
         arch_opts = CLIP_OPTS + ["--batch", 64, "--epochs", epochs or CLIP_EPOCHS] if clip else [
             "--batch", s.batch, "--epochs", epochs or s.epochs, "--lr", 2e-3, "--schedule", "cosine",
-            *_augment(crop_size=s.train_crop, resized_crop=0, blur=0, jpeg=0, webp=0, noise=0, cutout=0)]
-        r.command(f"train {arch}", ["train", "--arch", arch, "--pretrained", "none", "--data", out / "aligned-train",
-                  "--out", out / "run", "--val-fraction", 0.1, "--seed", 0, "--no-progress", *arch_opts],
+            *_augment(crop_size=s.train_crop, resized_crop=0, noise=0, cutout=0, **dict(s.robust_augment))]
+        r.command(f"train {arch} (seed {seed})", ["train", "--arch", arch, "--pretrained", "none", "--data",
+                  out / "aligned-train", "--out", out / "run", "--val-fraction", 0.1, "--seed", seed, "--no-progress",
+                  *arch_opts],
                   artifact=out / "run" / "best", figure=lambda _: _train_figure(out / "run"), progress=r"^epoch \d+/\d+:")
         r.command("evaluate the checkpoint (PyTorch)", ["eval", out / "run" / "best", "--data", held, "--out",
                   out / "eval-checkpoint", "--quiet"], artifact=out / "eval-checkpoint" / "roc.png",
@@ -117,7 +129,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
                 continue
             r.command(title, [
                 "eval", pkg, "--data", held, "--out", out / f"eval-{prec}", "--backend", "ort-cpu",
-                "--precision", prec, "--quiet"], artifact=out / f"eval-{prec}" / "roc.png",
+                "--precision", prec, "--quiet", *robustness.sweep_option()], artifact=out / f"eval-{prec}" / "roc.png",
                 figure=lambda _, p=prec: _eval_figure(out / f"eval-{p}"))
         r.command("benchmark torch vs ONNX Runtime", [
             "bench", pkg, "--backend", "torch,ort-cpu", "--precision", ",".join(precisions), "--batch", s.bench_batches,
@@ -130,6 +142,7 @@ def run_demo(out: Path, quick: bool = False, arch: str = "resnet-tiny-nodown", v
         evidence_stage(r, out, held, pkg, gen, figs)  # where: spliced crops, localisation figures, 6 overlays
 
     summary = _summarize(out, r, figs, few, time.perf_counter() - t0, quick, arch)
+    summary["environment"] = record(seed, photos())
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(r, summary)
     return summary
@@ -194,6 +207,8 @@ def _bench_figure(path: Path) -> str:
 def _summarize(out: Path, r: Runner, figs: dict, few: list[Path], seconds: float, quick: bool, arch: str) -> dict:
     tables = {tag: auc_table(read_scores(out / f"eval-{tag}" / "scores.csv")) for tag in ("checkpoint", "fp32", "int8")
               if (out / f"eval-{tag}" / "scores.csv").is_file()}
+    robust = {tag: robustness.tables(out / f"eval-{tag}") for tag in ("fp32", "int8") if tag in tables}
+    headline = {tag: robustness.headline(tables[tag], robust[tag]) for tag in robust}
     cal_file = out / "detector.fdet" / "calibration.json"
     cal = _json(cal_file) if cal_file.is_file() else {"guard": {"passed": False, "refused": True}}
     preds = []
@@ -213,6 +228,9 @@ def _summarize(out: Path, r: Runner, figs: dict, few: list[Path], seconds: float
         "auc": tables,
         "targets": TARGETS,
         "below_target": below_target(tables["fp32"], TARGETS, reals),
+        "robustness": robust,
+        "headline": {"targets": robustness.TARGETS, "figures": headline,
+                     "missed": {tag: robustness.misses(f) for tag, f in headline.items()}},
         "calibration_guard": {k: cal["guard"].get(k) for k in ("passed", "shift_passed", "sensitivity_search", "refused")},
         "stages": [{"title": x.title, "seconds": round(x.seconds, 1), "figure": x.figure, "artifact": x.artifact}
                    for x in r.results],
@@ -241,6 +259,7 @@ def _print_summary(r: Runner, sm: dict) -> None:
                if miss["flat_share"] >= 0.25 else "; docs/demo.md, 'Where it errs'")
         say(f"  below target: {miss['photo']} ({aucs}); {miss['flat_share']:.0%} of its real crops are flat "
             f"(mean neighbour difference < {FLAT_DIFF:.0f} grey level){why}")
+    robustness.print_table(say, sm["robustness"], sm["auc"])
     if sm["predictions"]:
         say("")
         say("predictions (P(fake), threshold 0.5):")

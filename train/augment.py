@@ -26,6 +26,8 @@ class AugmentConfig:
     blur: float = 0.5  # Gaussian blur sigma 0-3
     jpeg: float = 0.5  # JPEG quality 30-100
     webp: float = 0.2  # WebP quality 30-100 (not in the paper: the runtime meets WebP)
+    downscale: float = 0.0  # whole image x downscale_min-1 (a platform's resize; the model sees the smaller image)
+    downscale_min: float = 0.5
     rotate90: float = 1.0  # a random multiple of 90 degrees
     flip: float = 0.5
     crop: float = 1.0  # RandomCrop crop_size (symmetric pad when smaller): makes the batch one size
@@ -58,6 +60,17 @@ def _resized_crop(img: Image.Image, size: int, rng) -> Image.Image:
         cw, ch = min(w, h), min(w, h)
         left, top = (w - cw) // 2, (h - ch) // 2
     return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+
+
+RESIZE_FILTERS = (Image.Resampling.BILINEAR, Image.Resampling.BICUBIC, Image.Resampling.LANCZOS)
+
+
+def _downscale(img: Image.Image, smallest: float, rng) -> Image.Image:
+    """Both sides x a factor in [smallest, 1], with a filter drawn from the ones resizers use."""
+    factor = float(rng.uniform(smallest, 1.0))
+    resample = RESIZE_FILTERS[int(rng.integers(0, len(RESIZE_FILTERS)))]
+    size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
+    return img if size == img.size else img.resize(size, resample)
 
 
 def _hue_shift(img: Image.Image, shift: float) -> Image.Image:
@@ -140,6 +153,9 @@ def augment(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator, log:
     if coin(cfg.noise):
         img = _noise(img, rng)
         note("noise")
+    if cfg.downscale and coin(cfg.downscale):  # no draw when off: older configs keep their exact stream
+        img = _downscale(img, cfg.downscale_min, rng)
+        note("downscale", img.size)
     if coin(cfg.blur):
         sigma = float(rng.uniform(0.0, 3.0))
         img = img.filter(ImageFilter.GaussianBlur(sigma))

@@ -285,11 +285,12 @@ def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float
     if scorer.takes_captions:
         caption_control = shuffled_caption_control(scorer, samples, thr, overall, batch, progress, caption_shuffles)
 
-    robustness = []
+    robustness, condition_runs = [], {}
     for cond in conditions or []:
-        run = score_samples(scorer, samples, cond, batch, progress)
+        run = condition_runs[scores_file(cond)] = score_samples(scorer, samples, cond, batch, progress)
         row, _, _ = summarize_run(samples, run, thr)
-        robustness.append({"condition": cond.name, "family": cond.family, "value": cond.value, **row})
+        robustness.append({"condition": cond.name, "family": cond.family, "value": cond.value,
+                           "scores": scores_file(cond), **row})
 
     report = {
         "model": scorer.info,
@@ -310,6 +311,8 @@ def evaluate(scorer: Scorer, data: str | Path, out: str | Path, threshold: float
     }
     out.mkdir(parents=True, exist_ok=True)
     _write_scores(out / "scores.csv", samples, clean)
+    for name, run in condition_runs.items():
+        _write_scores(out / name, samples, run)
     dashed = {SHUFFLED_LABEL: caption_control["curve"]} if caption_control else {}
     plot_roc(out / "roc.png", (fpr, tpr), gen_curves, overall["auc"], scorer.info, dashed)
     if robustness:
@@ -355,6 +358,11 @@ def shuffled_caption_control(scorer: Scorer, samples: list[Sample], threshold: f
                   "the mean AUC is the image-only figure, the difference what the captions carry",
         "curve": curve,
     }
+
+
+def scores_file(cond: Condition) -> str:
+    """The per-image scores of one robustness condition: scores-jpeg-75.csv, scores-downscale-0.5.csv."""
+    return f"scores-{cond.family}-{cond.value:g}.csv"
 
 
 def _write_scores(path: Path, samples: list[Sample], run: ScoreRun) -> None:

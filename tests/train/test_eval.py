@@ -144,6 +144,9 @@ def test_eval_robustness_rows_match_recomputed_perturbations(package, dataset, t
         assert row["auc"] == pytest.approx(skm.roc_auc_score(y, s), abs=1e-6)
         assert row["accuracy"] == pytest.approx(np.mean((s >= 0.45) == np.array(y, bool)))
         assert row["unreadable"] == 1
+        # each condition's per-image scores are written beside the clean ones (the demo's per-photo table)
+        kept = {r["path"]: r["score"] for r in csv.DictReader(open(out / row["scores"], newline=""))}
+        assert [float(kept[r["path"]]) for r in rows] == pytest.approx(list(s), abs=1e-6)
     with Image.open(out / "robustness.png") as im:
         assert im.format == "PNG"
 

@@ -74,3 +74,18 @@ def test_small_images_are_padded_for_the_crop_and_config_is_checked():
         AugmentConfig.from_dict({"jpeg": 1.5})
     with pytest.raises(DataError, match="differ in size"):
         augment_pair(_img(0, (8, 8)), _img(0, (9, 8)), AugmentConfig(), 0)
+
+
+def test_downscale_shrinks_both_of_a_pair_alike_within_its_range():
+    cfg = AugmentConfig(**{**{k: 0.0 for k in ALL_ON if not k.endswith("_size")}, "downscale": 1.0,
+                           "downscale_min": 0.5})
+    real = _img(5, (96, 96))
+    sizes = set()
+    for seed in range(30):
+        logs = ([], [])
+        a, b = augment_pair(real, real.copy(), cfg, seed, logs)
+        assert np.array_equal(np.asarray(a), np.asarray(b)) and logs[0] == logs[1]
+        assert a.size[0] == a.size[1] and 48 <= a.size[0] <= 96
+        sizes.add(a.size[0])
+    assert min(sizes) < 60 and max(sizes) > 84  # the whole range is drawn
+
