@@ -1,7 +1,7 @@
 """The result folder of a scan: Parquet shards written atomically, and a manifest of the
 shards that are done. A shard is listed only after its file is whole on disk, so a scan
-killed at any moment leaves done shards (kept) and at most one unlisted file (rewritten
-by the next run). The paths of the listed shards are the images a re-run skips.
+killed at any moment leaves done shards (kept) and at most one unlisted file (removed
+when the next run opens the folder). The paths of the listed shards are the images a re-run skips.
 
     RESULTS/scan-manifest.json   {"format", "model", "package_sha256", "shards": [{file, rows, sha256}]}
     RESULTS/part-000000.parquet  ...
@@ -43,6 +43,15 @@ class ResultStore:
             else:
                 self.shards = list(found["shards"])
         self._next = 1 + max((int(s["file"][5:11]) for s in self.shards), default=-1)
+        self._drop_unlisted()
+
+    def _drop_unlisted(self) -> None:
+        """A shard file a killed scan wrote but never listed is not done: it goes now, so that the
+        folder holds exactly the listed rows and its images are scored again."""
+        listed = {s["file"] for s in self.shards}
+        for part in self.out.glob("part-*.parquet"):
+            if part.name not in listed:
+                part.unlink(missing_ok=True)
 
     # ---- reading -----------------------------------------------------------
     def _read_manifest(self) -> dict | None:
