@@ -6,6 +6,7 @@ Never pickled, so opening one never runs code."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -188,3 +189,13 @@ def load_resume_state(last: str | Path):
     meta = json.loads((last / STATE_JSON).read_text())
     old = json.loads((last / "config.json").read_text()).get("training", {}).get("config", {})
     return last, load_file(str(last / WEIGHTS)), load_file(str(last / STATE_TENSORS)), meta, old
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Hidden half-built checkpoints and logs of a run that was killed mid-write (never read)."""
+    for name in ("best", "last"):
+        for stale in out.glob(f".{name}.*.staging"):
+            shutil.rmtree(stale, ignore_errors=True)
+    for name in ("metrics.jsonl", "summary.json"):
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)

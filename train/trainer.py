@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -31,7 +30,7 @@ from fakedet.runtime.captions import read_captions_csv as read_captions
 from fakedet.runtime.metrics import validation_metrics
 
 from . import ddp
-from .checkpoint import flatten_optimizer, load_resume_state, save_checkpoint, unflatten_optimizer
+from .checkpoint import flatten_optimizer, load_resume_state, remove_stale_staging, save_checkpoint, unflatten_optimizer
 from .config import TrainConfig
 from .data import FailureLog, ImageDataset, collate, data_digest, load_samples, split_samples
 from .losses import build_loss
@@ -313,7 +312,7 @@ class Trainer:
         start = self._resume() if cfg.resume else 0
         self.out.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
-            self._remove_stale_staging()
+            remove_stale_staging(self.out)
 
         from tqdm import tqdm
 
@@ -359,23 +358,13 @@ class Trainer:
         return self.skipped
 
     def _validate(self) -> dict:
-        """Rank 0 validates; every rank gets its metrics, so every rank takes the same
-        lr-decay and early-stop decisions."""
+        """Rank 0 validates; every rank gets its metrics (the same lr-decay and early-stop decisions)."""
         metrics = self._val_metrics() if self.rank == 0 else None
         return ddp.from_rank0(metrics) if self.world > 1 else metrics
 
     def _val_metrics(self) -> dict:
         logits, labels = self._val_logits()
         return validation_metrics(labels.cpu().numpy(), logits.detach().double().cpu().numpy(), self.cfg.threshold)
-
-    def _remove_stale_staging(self) -> None:
-        """Hidden half-built checkpoints of a run that was killed mid-write (never read)."""
-        for name in ("best", "last"):
-            for stale in self.out.glob(f".{name}.*.staging"):
-                shutil.rmtree(stale, ignore_errors=True)
-        for name in ("metrics.jsonl", "summary.json"):
-            for stale in self.out.glob(f".{name}.*.tmp"):
-                stale.unlink(missing_ok=True)
 
     def _after_epoch(self, epoch: int, metrics: dict, record: dict) -> None:
         cfg = self.cfg
