@@ -50,7 +50,6 @@ def _figure(report: Path) -> str:
 
 def verdict_stage(r: Runner, out: Path, pkg: Path, held: Path) -> None:
     """Fit, measure and write the verdict fields (one stage of the demo)."""
-    r.total += 1
     calibration, thresholds = split_heldout(held, out)
     r.command("calibrate P(fake), operating points", [
         "eval", pkg, "--data", thresholds, "--fit-calibration", calibration, "--out", out / "eval-verdict",
