@@ -50,8 +50,6 @@ class CaptionFeed:
     """The token ids fed beside the images of a caption-aware model: one synthetic caption
     of `n_tokens` tokens, the same for every image."""
 
-    takes_captions = True
-
     def __init__(self, captions, n_tokens: int | None):  # captions: runtime.captions.CaptionInput
         ctx = captions.spec.context_length
         n = DEFAULT_CAPTION_TOKENS if n_tokens is None else int(n_tokens)
@@ -84,7 +82,6 @@ class CaptionFeed:
 class ImageOnlyFeed:
     """CaptionFeed's null twin for an image-only model: no caption, the images fed as they are."""
 
-    takes_captions = False
     n_tokens = None
 
     def __init__(self, n_tokens: int | None):
