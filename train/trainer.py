@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from fakedet import __version__
 from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError
-from fakedet.runtime.captions import read_captions_csv as read_captions
 from fakedet.runtime.metrics import validation_metrics
 
 from . import ddp
@@ -113,12 +112,12 @@ class Trainer:
                         "" if self.device.type == "cuda" else " (SyncBatchNorm needs GPUs)")
 
     def _setup_features(self):
-        from .features import backbone_digest, cached_features
+        from .features import backbone_digest, cached_features, caption_table
 
         cfg = self.cfg
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "feature_cache"
-        captions = read_captions(cfg.data) if getattr(self.model, "use_text", False) else None
-        val_captions = (read_captions(cfg.val_data) if cfg.val_data else captions) if captions is not None else None
+        captions = caption_table(self.model, cfg.data)  # NO_CAPTIONS (the null table) for an image-only model
+        val_captions = caption_table(self.model, cfg.val_data) if cfg.val_data else captions
         backbone_sha = backbone_digest(self.model)
         out = {}
         for part, samples, caps, digest in (("train", self.train_samples, captions, self.data_digest),
