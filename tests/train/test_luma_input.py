@@ -42,3 +42,15 @@ def test_a_luma_model_cannot_see_colour_and_keeps_its_exact_map():
     plain = create_model("resnet-tiny-nodown", width=4)
     with torch.no_grad():
         assert not torch.allclose(plain(_normalise(grey)), plain(_normalise(rgb)), atol=1e-3)
+
+
+def test_resnet50_nodown_takes_the_option_too():
+    model = create_model("resnet50-nodown", luma=True).eval()
+    rgb = np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    grey = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    with torch.no_grad():
+        a = model(_normalise(rgb))
+        b = model(_normalise(np.repeat(grey[..., None], 3, axis=2)))
+    assert torch.allclose(a, b, atol=1e-4)
+    logit, regions = evidence_maps(model, _normalise(rgb))
+    assert torch.allclose(regions.mean(dim=(2, 3)), logit, atol=5e-5)
