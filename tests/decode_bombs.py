@@ -26,8 +26,14 @@ def progressive_jpeg(size=(256, 256), value=(120, 130, 140)) -> bytes:
 
 def scan_bomb(extra_scans: int, size=(2048, 2048)) -> bytes:
     """A valid progressive JPEG of a flat image with its shortest scan repeated `extra_scans`
-    more times: each repeat is ~20 bytes, and libjpeg walks every block of the image for it."""
+    more times: each repeat is ~20 bytes, and libjpeg walks every block of the image for it.
+    The scan repeated is the shortest AC scan of the luma (component 1: full resolution), so
+    the cost grows with the pixels at any size (a chroma scan, shortest at some sizes, walks
+    a quarter of the blocks)."""
     data = progressive_jpeg(size)
-    scan = min(_sos_segments(data), key=len)
+    segments = _sos_segments(data)
+    # SOS: FFDA, length (2), component count, component id, tables, Ss (spectral start) ...
+    luma_ac = [s for s in segments if s[4] == 1 and s[5] == 1 and s[7] > 0]
+    scan = min(luma_ac or segments, key=len)
     eoi = data.rfind(b"\xff\xd9")
     return data[:eoi] + scan * extra_scans + data[eoi:]
