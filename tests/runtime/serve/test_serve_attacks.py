@@ -13,8 +13,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from appliance_helpers import ServerProcess, build_brightness_package, flat_png, request  # noqa: E402
-from decode_bombs import scan_bomb  # noqa: E402
-from fakedet.runtime.jpeg_scans import MAX_JPEG_SCANS  # noqa: E402
+from decode_bombs import scan_bomb, slow_bomb  # noqa: E402
 
 JPEG = {"Content-Type": "image/jpeg"}
 
@@ -28,37 +27,13 @@ def package(tmp_path_factory):
     return build_brightness_package(tmp_path_factory.mktemp("attack") / "pkg")
 
 
-def _decode_seconds(data: bytes) -> float:
-    import io
-
-    from PIL import Image
-
-    t0 = time.perf_counter()
-    Image.open(io.BytesIO(data)).load()
-    return time.perf_counter() - t0
-
-
-BOMB_TARGET_S = 6.0
-MAX_BOMB_SIDE = 6144  # 38 Mpx: two decodes at once cost ~0.3 GB each
-
-
-def _slow_bomb() -> tuple[bytes, float]:
-    """(a scan bomb under the scan limit, its expected decode seconds here): a small one is
-    timed first and the image grown towards BOMB_TARGET_S (a luma scan's cost is
-    proportional to the pixels), up to MAX_BOMB_SIDE."""
-    probe_side = 2048
-    per_pixel = _decode_seconds(scan_bomb(MAX_JPEG_SCANS - 10, (probe_side, probe_side))) / probe_side**2
-    side = int(min(MAX_BOMB_SIDE, max(probe_side, (BOMB_TARGET_S / per_pixel) ** 0.5))) // 16 * 16
-    return scan_bomb(MAX_JPEG_SCANS - 10, (side, side)), per_pixel * side**2
-
-
 def test_504_stops_the_decodes_and_good_requests_after_it_are_answered(package, tmp_path):
     """Slow-to-decode images (under the scan limit) fill both decode workers and time out;
     after their 504 the workers are killed, so a good request is answered long before those
     decodes would have ended. The costs are pinned to the deadline, not the machine: the
     bomb's decode is timed here and the deadline is at most a sixth of it (the estimate
     from a smaller bomb may be ~30% high)."""
-    slow, bomb_s = _slow_bomb()
+    slow, bomb_s = slow_bomb(6.0)
     deadline = round(min(1.0, bomb_s / 6), 2)
     with ServerProcess(package, tmp_path / "log", "--decode-workers", 2, "--decode-timeout-s", 60) as srv:
         with ThreadPoolExecutor(2) as pool:
