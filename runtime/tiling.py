@@ -11,7 +11,8 @@ tile, and the convolutions' zero padding falls only where the whole image has it
 (the image's own borders) or where no core cell looks.
 
 Any op on the way that is not a sliding window (Conv, pooling with a fixed kernel) or
-elementwise (activations, BatchNorm, Add with a same-stride branch, Q/DQ, Cast) makes the
+elementwise (activations, BatchNorm, Add with a same-stride branch, Q/DQ, Cast; a Concat
+of channels joins branches the same way) makes the
 model not tileable (Resize, global pooling, Reshape, MatMul, Transpose ...): the caller
 scores the whole image instead."""
 
@@ -114,8 +115,8 @@ def analyse(graph: Graph, image: str, evidence: str) -> Analysis:
             if n.inputs[:1] != ins:
                 return Analysis(None, f"{n.op_type} reads the image through its weights")
             r = _window(n, graph, known[ins[0]])
-        elif n.op_type in ELEMENTWISE:
-            r = _merge([known[t] for t in ins], n.op_type)
+        elif n.op_type in ELEMENTWISE or (n.op_type == "Concat" and n.attrs.get("axis") in (1, -3)):
+            r = _merge([known[t] for t in ins], n.op_type)  # a channel Concat joins like an Add
         else:
             return Analysis(None, f"{n.op_type} on the way from '{image}' to '{evidence}'")
         if isinstance(r, str):

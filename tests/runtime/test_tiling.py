@@ -62,6 +62,18 @@ def test_a_kernel_read_from_the_weights_and_a_valid_conv(tmp_path):
     assert a.reach == Reach((3, 3), (0, 0), (4, 4))
 
 
+@pytest.mark.parametrize("axis", [1, -3])  # -3: a negative attribute read from the protobuf's varint
+def test_a_channel_concat_joins_branches_like_an_add(tmp_path, axis):
+    nodes = [helper.make_node("Conv", ["image", "w"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["image", "w5"], ["b"], kernel_shape=[5, 5], pads=[2, 2, 2, 2]),
+             helper.make_node("Concat", ["a", "b"], ["evidence"], axis=axis)]
+    path = _model(tmp_path, nodes, [_weight("w", 1, 3, 3), _weight("w5", 1, 3, 5)])
+    assert analyse(read_graph(path), "image", "evidence").reach == Reach((1, 1), (2, 2), (2, 2))
+    spatial = [nodes[0], nodes[1], helper.make_node("Concat", ["a", "b"], ["evidence"], axis=3)]
+    path = _model(tmp_path, spatial, [_weight("w", 1, 3, 3), _weight("w5", 1, 3, 5)], "spatial.onnx")
+    assert "Concat" in analyse(read_graph(path), "image", "evidence").why_not
+
+
 @pytest.mark.parametrize("op, extra", [
     ("GlobalAveragePool", {}),
     ("Resize", {"mode": "nearest"}),
