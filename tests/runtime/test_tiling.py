@@ -4,6 +4,8 @@ whole-image one on a real exported resnet-tiny-nodown."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -162,6 +164,46 @@ def test_a_halo_short_of_the_reach_is_not_exact(evidence_packages, odd_image):
         good = det.tiler
         short = Tiler(Reach((8, 8), (8, 8), (8, 8)), good.normalize, good.run, 112)
         assert np.abs(short.evidence(pixels) - whole_map).max() > 1e-3
+
+
+PEAK = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from fakedet.runtime import Detector
+from fakedet.runtime.memory_budget import resident_bytes
+pkg, img, side = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def kib(key):
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
+with Detector.open(pkg, backend="ort-cpu", precision="fp32", threads=1) as det:
+    det.predict([np.zeros((64, 64, 3), np.uint8)])
+    if side:
+        det.tiler.set_tile_side(side)
+    else:
+        det._tiler = (None, "scored whole, for the comparison")
+    before = resident_bytes()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM from here
+    p = det.predict([img])[0]
+    print(json.dumps({"ok": p.ok, "logit": p.logit, "growth": kib("VmHWM") * 1024 - before}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_tiles_hold_a_fraction_of_the_whole_image_s_peak_memory(evidence_packages, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    img = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)).save(img)
+    runs = {}
+    for side in (256, 0):  # 256-px tiles; 0: the whole image at once (what the runtime did before)
+        out = subprocess.run([sys.executable, "-c", PEAK, str(evidence_packages[0]), str(img), str(side)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        runs[side] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs[256]["ok"] and runs[256]["logit"] == pytest.approx(runs[0]["logit"], abs=1e-4)
+    assert runs[256]["growth"] < 0.35 * runs[0]["growth"], runs
 
 
 def test_a_package_without_the_map_is_scored_whole(evidence_packages, odd_image):
