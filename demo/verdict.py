@@ -13,9 +13,10 @@ from fakedet.runtime.dataset_index import index_dataset
 from .data import photo_of
 from .stages import Runner
 
-# Platt, not plain temperature: the detector trains on balanced pairs and the held-out set holds
-# two fakes per real crop; a temperature alone keeps P = 0.5 at logit 0 and cannot move the prior.
-METHOD = "platt"
+# Isotonic: a temperature keeps P = 0.5 at logit 0 (the detector trains on balanced pairs, the
+# held-out set holds two fakes per real crop), and Platt's single S-shape only took ECE from 0.075
+# to 0.061 on the finished demo; the strictly increasing isotonic map takes it to 0.013, AUC kept.
+METHOD = "isotonic"
 
 
 def split_heldout(held: Path, out: Path) -> tuple[Path, Path]:
@@ -43,7 +44,8 @@ def _figure(report: Path) -> str:
     h = rep["held_out"]
     pts = ", ".join(f"{p['name']} TPR {p['tpr']:.3f} at FPR {p['fpr']:.3f}" for p in rep["operating_points"])
     cal = rep["calibration"]
-    how = f"T {cal['temperature']:.3g}" + (f", bias {cal['bias']:+.3g}" if "bias" in cal else "")
+    how = (f"{len(cal['x'])} knots" if cal["method"] == "isotonic" else
+           f"T {cal['temperature']:.3g}" + (f", bias {cal['bias']:+.3g}" if "bias" in cal else ""))
     return (f"{cal['method']} {how}: ECE {h['ece_before']:.3f} -> {h['ece_after']:.3f}, "
             f"AUC {h['auc_before']:.4f} -> {h['auc_after']:.4f}; {pts}")
 

@@ -115,6 +115,19 @@ def fit_isotonic(probs, labels) -> tuple[list, list]:
     return kx, ky
 
 
+def strictly_increasing(kx, ky, tie_slope: float = 1e-3) -> tuple[list, list]:
+    """The isotonic step function blended with the identity, (1 - e) * iso(p) + e * p, as knots
+    on [0, 1]. A step function ties every score inside a flat block, which reorders nothing
+    but changes AUC (ties count half); the blend is strictly increasing everywhere, so two
+    images keep their order, AUC is the raw one, and P moves by at most `tie_slope`."""
+    x = np.r_[0.0, np.asarray(kx, np.float64), 1.0]
+    y = np.r_[ky[0], np.asarray(ky, np.float64), ky[-1]]
+    keep = np.r_[True, np.diff(x) > 0]
+    x, y = x[keep], y[keep]
+    y = (1.0 - tie_slope) * y + tie_slope * x
+    return x.tolist(), np.clip(y, 0.0, 1.0).tolist()
+
+
 def fit_calibration(logits, labels, method: str = "temperature", data: dict | None = None) -> ProbabilityCalibration:
     if method == "temperature":
         cal = ProbabilityCalibration("temperature", temperature=fit_temperature(logits, labels))
@@ -122,7 +135,7 @@ def fit_calibration(logits, labels, method: str = "temperature", data: dict | No
         t, b = fit_platt(logits, labels)
         cal = ProbabilityCalibration("platt", temperature=t, bias=b)
     elif method == "isotonic":
-        kx, ky = fit_isotonic(sigmoid(np.asarray(logits, np.float64)), labels)
+        kx, ky = strictly_increasing(*fit_isotonic(sigmoid(np.asarray(logits, np.float64)), labels))
         cal = ProbabilityCalibration("isotonic", x=kx, y=ky)
     else:
         raise ValueError(f"unknown calibration method '{method}' (known: temperature, platt, isotonic)")

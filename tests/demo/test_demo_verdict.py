@@ -26,3 +26,17 @@ def test_heldout_halves_are_disjoint_and_cover_every_photo_and_kind(tmp_path):
     real0 = {r["path"].rsplit("/", 1)[1] for r in halves[0] if r["label"] == "0"}
     rec0 = {r["path"].rsplit("/", 1)[1] for r in halves[0] if r["generator"] == "reconstructed"}
     assert real0 == rec0
+
+
+def test_stage_figure_names_the_method_and_its_parameters(tmp_path):
+    import json
+
+    from fakedet.demo.verdict import _figure
+
+    held = {"ece_before": 0.0753, "ece_after": 0.0129, "auc_before": 0.96418, "auc_after": 0.96418}
+    points = [{"name": "fpr-5%", "tpr": 0.761, "fpr": 0.05}]
+    for cal, how in (({"method": "isotonic", "temperature": 1.0, "x": [0, 0.5, 1], "y": [0, 0.4, 1]}, "isotonic 3 knots"),
+                     ({"method": "platt", "temperature": 1.91, "bias": 0.479}, "platt T 1.91, bias +0.479")):
+        rep = tmp_path / f"{cal['method']}.json"
+        rep.write_text(json.dumps({"held_out": held, "operating_points": points, "calibration": cal}))
+        assert _figure(rep) == f"{how}: ECE 0.075 -> 0.013, AUC 0.9642 -> 0.9642; fpr-5% TPR 0.761 at FPR 0.050"

@@ -83,7 +83,24 @@ def test_calibration_lowers_ece_and_keeps_auc():
     assert m["ece_after"] <= 0.5 * m["ece_before"]
     assert m["auc_after"] == pytest.approx(roc_auc_score(y, z), abs=1e-12) == m["auc_before"]
     iso = fit_calibration(z_fit, y_fit, "isotonic", {"count": len(y_fit), "list_sha256": SHA})
-    assert calibration_metrics(z, y, iso)["ece_after"] < m["ece_before"]
+    m_iso = calibration_metrics(z, y, iso)
+    assert m_iso["ece_after"] < m["ece_before"]
+    assert m_iso["auc_after"] == pytest.approx(roc_auc_score(y, z), abs=1e-12)
+
+
+def test_isotonic_calibration_is_strictly_increasing_and_close_to_the_step_fit():
+    z_fit, y_fit = overconfident(300, seed=7)
+    p_fit = 1 / (1 + np.exp(-z_fit))
+    cal = fit_calibration(z_fit, y_fit, "isotonic", {"count": len(y_fit), "list_sha256": SHA})
+    assert cal.x[0] == 0.0 and cal.x[-1] == 1.0 and np.all(np.diff(cal.y) > 0)
+    ref = IsotonicRegression(out_of_bounds="clip").fit(p_fit, y_fit)
+    grid = np.linspace(0, 1, 5001)
+    out = np.interp(grid, cal.x, cal.y)
+    assert np.all(np.diff(out) > 0)  # no two distinct scores tie, so the ranking is the raw one
+    assert np.abs(out - ref.predict(grid)).max() <= 1e-3 + 1e-12
+    z, y = overconfident(seed=8)
+    step = np.interp(1 / (1 + np.exp(-z)), *fit_isotonic(p_fit, y_fit))
+    assert roc_auc_score(y, step) != pytest.approx(roc_auc_score(y, z), abs=1e-6)  # the ties the blend removes
 
 
 def test_operating_points_report_the_rates_measured_at_their_threshold():
