@@ -55,6 +55,7 @@ def _reset_peak() -> bool:
 def model_bytes_per_pixel(detector) -> float | None:
     """Peak memory per input pixel while `detector`'s model runs on a PROBE_SIDE square
     (None where the kernel cannot tell: no /proc, or no peak reset)."""
+    give_back_heap()  # free pages kept from earlier work would hide the probe's growth
     before = resident_bytes()
     if before is None or not _reset_peak():
         return None
