@@ -13,6 +13,7 @@ import numpy as np
 
 from fakedet.errors import DataError, ImageError
 from fakedet.manifest import InputSpec
+from fakedet.runtime.captions import IMAGE_ONLY, CaptionRefused
 from fakedet.runtime.dataset_index import Sample, digest, index_dataset
 from fakedet.runtime.imageio import expand_paths
 from fakedet.runtime.preprocess import preprocess
@@ -35,8 +36,9 @@ def progress_bar(items, progress: bool, **kw):
 
 @dataclass
 class TensorSet:
-    """Preprocessed tensors with their samples (one tensor per sample, same order); for a
-    caption-aware graph also each sample's caption token ids, fed beside the images."""
+    """Preprocessed tensors with their samples (one tensor per sample, same order), and the
+    model's caption input (runtime.captions: a CaptionInput feeds each sample's caption token
+    ids beside the images, IMAGE_ONLY the images alone)."""
 
     samples: list[Sample]
     tensors: list[np.ndarray]
@@ -44,8 +46,9 @@ class TensorSet:
     root: Path
     asked: int | None = None
     skipped: list[str] = field(default_factory=list)
-    tokens: np.ndarray | None = None  # int [n, context length], one row per tensor
-    input_names: tuple[str, str] | None = None  # (image input, text input) with tokens
+    captions: object = IMAGE_ONLY  # CaptionInput or IMAGE_ONLY
+    caption_rows: list = field(default_factory=list)  # one prepared caption (token ids, or None) per tensor
+    image_name: str = "image"
     caption_note: str | None = None  # where the captions came from (caption-aware sets)
 
     def __len__(self) -> int:
@@ -63,12 +66,7 @@ class TensorSet:
             j = i
             while j < len(self.tensors) and j - i < batch_size and self.tensors[j].shape == shape:
                 j += 1
-            images = np.stack(self.tensors[i:j])
-            if self.tokens is None:
-                yield images
-            else:
-                image_name, text_name = self.input_names
-                yield {image_name: images, text_name: self.tokens[i:j]}
+            yield self.captions.feed(self.image_name, np.stack(self.tensors[i:j]), self.caption_rows[i:j])
             i = j
 
     def summary(self) -> dict:
@@ -165,26 +163,29 @@ def load_set(
     require_both: bool,
     purpose: str = "calibration",
     progress: bool = True,
-    captions=None,
+    captions=IMAGE_ONLY,
 ) -> TensorSet:
     """Index, select and preprocess. Raises DataError before any model work when nothing
     usable is left (or one class only where two are needed); warns when fewer than asked.
-    `captions` (the package's fakedet.runtime.captions.CaptionInput, caption-aware packages
-    only): each sample's caption from the CSV is tokenized and fed beside its image; a
-    sample whose caption the package refuses is skipped like an unreadable image."""
+    `captions` (the package's fakedet.runtime.captions.CaptionInput, or IMAGE_ONLY): each
+    sample's caption from the CSV is tokenized and fed beside its image; a sample whose
+    caption the package refuses is skipped like an unreadable image."""
     root = Path(root)
     samples = index_any(root, require_both)
-    note = _check_captions(root, samples, captions, purpose) if captions is not None else None
+    note = _check_captions(root, samples, captions, purpose)
     chosen = select_samples(samples, n, seed)
     if n is not None and len(chosen) < n:
         log.warning("%s data %s has %d images, fewer than the %d asked; using all of them", purpose, root, len(chosen), n)
-    tensors, kept, skipped = [], [], []
+    tensors, kept, rows, skipped = [], [], [], []
     for s in progress_bar(chosen, progress, desc=f"reading {purpose} images", unit="img"):
-        problem = _caption_problem(captions, s) if captions is not None else None
         try:
-            if problem is None:
-                tensors.append(preprocess(s.path, spec))
-                kept.append(s)
+            row = captions.prepare(s.caption)  # checked and tokenized (IMAGE_ONLY: None)
+            tensors.append(preprocess(s.path, spec))
+            kept.append(s)
+            rows.append(row)
+            problem = None
+        except CaptionRefused as e:
+            problem = f"{s.path}: {e}"
         except ImageError as e:
             problem = str(e)
         if problem is not None:
@@ -194,17 +195,14 @@ def load_set(
         raise DataError(f"{root}: none of the {len(chosen)} {purpose} images could be read ({skipped[0] if skipped else ''})")
     if require_both and {s.label for s in kept} != {0, 1}:
         raise DataError(f"{root}: after skipping unreadable images only one class is left; the accuracy guard needs real and fake")
-    out = TensorSet(kept, tensors, digest(kept, root), root, n, skipped)
-    if captions is not None:
-        out.tokens = captions.tokens([s.caption for s in kept])
-        out.input_names = (spec.name, captions.spec.name)
-        out.caption_note = note
-    return out
+    return TensorSet(kept, tensors, digest(kept, root), root, n, skipped, captions, rows, spec.name, note)
 
 
-def _check_captions(root: Path, samples: list[Sample], captions, purpose: str) -> str:
-    """How the set's captions are read (for the report); DataError when a caption-aware
-    package would get none and refuses empty ones."""
+def _check_captions(root: Path, samples: list[Sample], captions, purpose: str) -> str | None:
+    """How the set's captions are read (for the report; None for an image-only model, which
+    reads none); DataError when a caption-aware package would get none and refuses empty ones."""
+    if not captions.takes_captions:
+        return None
     with_caption = sum(s.caption is not None and bool(s.caption.strip()) for s in samples)
     if with_caption:
         return f"{with_caption} of {len(samples)} samples captioned (the CSV's 'caption' column), tokenized " \
@@ -218,12 +216,3 @@ def _check_captions(root: Path, samples: list[Sample], captions, purpose: str) -
                 "scores (its empty_caption is 'score')", purpose, root, where)  # fmt: skip
     return f"none ({where}): empty captions, which the package scores (empty_caption 'score')"
 
-
-def _caption_problem(captions, s: Sample) -> str | None:
-    from fakedet.runtime.captions import CaptionRefused
-
-    try:
-        captions.check(s.caption)
-    except CaptionRefused as e:
-        return f"{s.path}: {e}"
-    return None

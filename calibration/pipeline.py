@@ -188,7 +188,7 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         return Result(dest, key, False, report)
 
 
-def _load_data(opts: Options, manifest, captions=None):
+def _load_data(opts: Options, manifest, captions):
     """(calibration set, held-out set or None); a caption-aware package's with their captions."""
     eval_set = None
     if opts.eval_data is not None:
@@ -201,9 +201,7 @@ def _load_data(opts: Options, manifest, captions=None):
 def _keys(opts: Options, src: Source, calib, eval_set, params: dict) -> tuple[str, str]:
     """(ranges key, whole-result key): a change of anything they cover recalibrates."""
     manifest = src.manifest
-    # caption-aware only (image-only keys stay as they were): the captions' tokens are data too
-    text = {"text_input": manifest.text_input.to_dict(), "tokenizer_sha256": src.tokenizer_sha256()} \
-        if src.captions is not None else {}  # fmt: skip
+    text = src.captions.key_fields()  # the captions' tokens are data too (image-only: nothing, keys unchanged)
     ranges_inputs = {
         "algo": ALGO_VERSION,
         "model_sha256": src.sha256,

@@ -11,6 +11,7 @@ from fakedet.artifact_kinds import ONNX_FP32
 from fakedet.atomic import sha256_file
 from fakedet.errors import FakedetError, PackageError
 from fakedet.package import ModelPackage
+from fakedet.runtime.captions import IMAGE_ONLY, CaptionInput
 
 from .files import FP32_FILE
 from .normalise import DEFAULT_METHOD
@@ -26,10 +27,7 @@ class Source:
     sha256: str
     base: ModelPackage | None
     dest: Path
-    captions: object = None  # fakedet.runtime.captions.CaptionInput of a caption-aware package
-
-    def tokenizer_sha256(self) -> str | None:
-        return self.manifest.tokenizer_artifact().sha256 if self.captions is not None else None
+    captions: object = IMAGE_ONLY  # the package's CaptionInput, or IMAGE_ONLY (its null twin)
 
 
 def open_source(source: Path, input_spec: Path | None, out: Path | None, work: Path,
@@ -59,9 +57,7 @@ def open_source(source: Path, input_spec: Path | None, out: Path | None, work: P
         if not pkg.source.is_dir():
             raise PackageError(source, "is not a package directory; give -o NAME.fdet for the calibrated package")
         out = pkg.source
-    from fakedet.runtime.captions import CaptionInput
-
-    return Source(pkg.manifest, fp32, art.sha256, pkg, out, CaptionInput.of(pkg))
+    return Source(pkg.manifest, fp32, art.sha256, pkg, out, CaptionInput.for_package(pkg))
 
 
 def existing_package(dest: Path) -> ModelPackage | None:

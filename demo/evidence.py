@@ -69,7 +69,8 @@ def evidence_stage(r, out: Path, held: Path, pkg: Path, gen: list[Path], figs: d
         artifact=out / SPLICE_DIR / "splice.png", figure=lambda _: _figure(out))
     sp = json.loads((out / SPLICE_DIR / "metrics.json").read_text())["splice"]
     figs["evidence"] = {k: sp[k] for k in ("pixel_auc", "mean_pixel_auc_per_image", "whole_image_missed",
-                                            "partial_caught_of_missed", "false_partial_on_real", "partial_logit")}
+                                            "partial_caught_of_missed", "false_partial_on_real", "partial_logit",
+                                            "partial_window")}
     figs["evidence"]["images"] = sp["images"]
     r.stage("evidence overlays", lambda: _overlays(out, pkg, held, gen), artifact=out / "evidence",
             figure=lambda v: f"{len(v)} overlays (real, reconstructed, generated, 3 spliced)")

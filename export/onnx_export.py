@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakedet.errors import FakedetError, first_line
-from fakedet.manifest import InputSpec, TextInputSpec
+from fakedet.manifest import InputSpec
+
+from .captions import NO_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +80,13 @@ def mha_fastpath_disabled():
         backend.set_fastpath_enabled(before)
 
 
-def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None,
-                   outputs: list[str]) -> None:
+def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text, outputs: list[str]) -> None:
     import torch
 
-    names = [spec.name] + ([text.name] if text is not None else [])
+    names = [spec.name] + text.input_names()
     axes = {spec.name: dynamic_dims(spec), OUTPUT_NAME: {0: "batch"}}
     axes.update({name: EVIDENCE_AXES for name in outputs[1:]})
-    if text is not None:
-        axes[text.name] = {0: "batch"}
+    axes.update(text.legacy_axes())
     with mha_fastpath_disabled(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -98,15 +98,14 @@ def _legacy_export(model, samples, path: Path, spec: InputSpec, opset: int, text
         )
 
 
-def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text: TextInputSpec | None,
-                   outputs: list[str]) -> None:
+def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text, outputs: list[str]) -> None:
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
     dims = {i: batch if name == "batch" else torch.export.Dim(name, min=16, max=8192)
             for i, name in dynamic_dims(spec).items()}
-    shapes = (dims,) + (({0: batch},) if text is not None else ())
-    names = [spec.name] + ([text.name] if text is not None else [])
+    shapes = (dims,) + text.dynamo_shapes(batch)
+    names = [spec.name] + text.input_names()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -118,11 +117,12 @@ def _dynamo_export(model, samples, path: Path, spec: InputSpec, opset: int, text
 
 def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto",
                 whole_image_size: tuple[int, int] = (64, 64), simplify: bool = True,
-                text: TextInputSpec | None = None, sample_tokens=None, extra_outputs: tuple[str, ...] = ()):
+                text=NO_TEXT, extra_outputs: tuple[str, ...] = ()):
     """Export `model` to `path` (an ONNX file) and return (onnx.ModelProto, OnnxExportInfo).
     The file at `path` is a working file: the caller saves the final model where it belongs.
-    With `text` (a caption-aware model taking (image, token ids)), the graph's second input
-    is the token ids, traced on `sample_tokens` (2 rows of int32 ids). `extra_outputs`: names of
+    `text`: captions.GraphText for a caption-aware model taking (image, token ids), whose
+    second input is the token ids, traced on its first 2 rows; NO_TEXT (its null twin) for an
+    image-only one. `extra_outputs`: names of
     the outputs the model returns after the logit (an evidence map: N x 1 x h x w)."""
     import onnx
     import torch
@@ -131,9 +131,7 @@ def export_onnx(model, spec: InputSpec, path: str | Path, opset: int = DEFAULT_O
         raise ExportError(f"unknown exporter '{exporter}' (known: {', '.join(EXPORTERS)})")
     path = Path(path)
     model = model.eval()
-    samples = (torch.randn(*example_input_shape(spec, 2, whole_image_size)),)
-    if text is not None:
-        samples += (torch.as_tensor(sample_tokens[:2], dtype=torch.int32),)
+    samples = (torch.randn(*example_input_shape(spec, 2, whole_image_size)),) + text.trace_args()
     order = ["legacy", "dynamo"] if exporter == "auto" else [exporter]
     notes: list[str] = []
     used = None

@@ -14,6 +14,7 @@ from fakedet.errors import FakedetError
 from fakedet.manifest import InputSpec
 from fakedet.runtime.scoring import sigmoid
 
+from .captions import NO_TEXT
 from .onnx_export import example_input_shape
 
 PARITY_BATCHES = (1, 3, 8)
@@ -62,18 +63,12 @@ class ParityInputs:
     real_source: str
     n_real_images: int
     skipped_images: list[str] = field(default_factory=list)
-    tokens: dict[int, np.ndarray] | None = None  # caption-aware models: token ids per batch, beside each image batch
-    text_name: str = "text"
+    text: object = NO_TEXT  # captions.GraphText (caption-aware: token ids beside each image batch) or NO_TEXT
 
     def feeds(self, kind: str, image_name: str) -> dict[int, dict[str, np.ndarray]]:
         """Per batch size, the ONNX inputs by name."""
         batches = self.random if kind == "random" else self.real
-        out = {}
-        for b, x in batches.items():
-            out[b] = {image_name: np.ascontiguousarray(x)}
-            if self.tokens is not None:
-                out[b][self.text_name] = np.ascontiguousarray(self.tokens[b])
-        return out
+        return {b: {image_name: np.ascontiguousarray(x), **self.text.feed(b)} for b, x in batches.items()}
 
 
 def _batches_from(tensors: list[np.ndarray]) -> dict[int, np.ndarray]:
@@ -88,10 +83,9 @@ def _batches_from(tensors: list[np.ndarray]) -> dict[int, np.ndarray]:
 
 
 def make_inputs(spec: InputSpec, whole_image_size: tuple[int, int] = (64, 64), images_dir: str | Path | None = None,
-                n_synthetic: int = 8, seed: int = 0, tokens: np.ndarray | None = None,
-                text_name: str = "text") -> ParityInputs:
+                n_synthetic: int = 8, seed: int = 0, text=NO_TEXT) -> ParityInputs:
     """Image batches of 1, 3 and 8 (random tensors, and real or synthetic images through the
-    runtime's preprocessing); with `tokens` (8 captions' ids), the captions beside them."""
+    runtime's preprocessing); with `text` (captions.GraphText), its captions beside them."""
     from fakedet.runtime.imageio import expand_paths
     from fakedet.runtime.preprocess import preprocess, preprocess_image
 
@@ -113,10 +107,7 @@ def make_inputs(spec: InputSpec, whole_image_size: tuple[int, int] = (64, 64), i
         imgs = synthetic_images(n_synthetic, synthetic_size(spec, whole_image_size), seed)
         tensors = [preprocess_image(im, spec) for im in imgs]
         source = "synthetic"
-    token_batches = None
-    if tokens is not None:
-        token_batches = {b: tokens[np.arange(b) % len(tokens)] for b in PARITY_BATCHES}
-    return ParityInputs(random, _batches_from(tensors), source, len(tensors), skipped, token_batches, text_name)
+    return ParityInputs(random, _batches_from(tensors), source, len(tensors), skipped, text)
 
 
 def torch_logits(model, inputs: ParityInputs) -> dict[str, dict[int, np.ndarray]]:
@@ -129,9 +120,7 @@ def torch_logits(model, inputs: ParityInputs) -> dict[str, dict[int, np.ndarray]
     big = max(PARITY_BATCHES)
     with torch.no_grad():
         for kind, batches in (("random", inputs.random), ("real", inputs.real)):
-            args = [torch.from_numpy(np.ascontiguousarray(batches[big]))]
-            if inputs.tokens is not None:
-                args.append(torch.from_numpy(inputs.tokens[big]))
+            args = [torch.from_numpy(np.ascontiguousarray(batches[big]))] + inputs.text.torch_args(big)
             full = model(*args).float().numpy().reshape(big, -1)
             out[kind] = {b: full[:b] for b in batches}
     return out
@@ -155,9 +144,8 @@ def onnx_logits(onnx_model: str | Path | bytes, inputs: ParityInputs,
 def compare(reference: dict, candidate: dict, threshold: float, atol: float, inputs: ParityInputs) -> dict:
     """max / mean |logit diff| per input kind and batch, score agreement at the threshold."""
     report: dict = {"atol": atol, "threshold": threshold, "batches": list(PARITY_BATCHES),
-                    "real_source": inputs.real_source, "n_real_images": inputs.n_real_images}
-    if inputs.tokens is not None:  # how long the captions beside the images were, in tokens
-        report["caption_tokens"] = [int(np.count_nonzero(r)) for r in inputs.tokens[max(PARITY_BATCHES)]]
+                    "real_source": inputs.real_source, "n_real_images": inputs.n_real_images,
+                    **inputs.text.parity_facts(max(PARITY_BATCHES))}
     all_diffs, agree, total = [], 0, 0
     for kind in ("random", "real"):
         per = {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fakedet.artifact_kinds import KINDS, ONNX_FP16, ONNX_FP32, PARITY_REPORT, TOKENIZER, default_file
+from fakedet.artifact_kinds import KINDS, ONNX_FP16, ONNX_FP32, PARITY_REPORT, default_file
 from fakedet.manifest import Manifest
 from fakedet.package import PackageWriter, embed_manifest
 
@@ -78,24 +78,22 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
     spec = manifest.input
     threshold = manifest.threshold.value
     model = source.model.eval()
-    text = tokens = tokenizer = None
+    text = captions.NO_TEXT  # the graph's text input: nothing to trace, feed or write for an image-only model
     if takes_captions(model):  # the graph takes (image, token ids); the tokenizer goes in the package
-        text = manifest.text_input = captions.text_input_spec(model, opts.empty_caption)
+        text = captions.GraphText.for_model(model, opts.empty_caption)  # open_clip's ids for the parity captions
+        manifest.text_input = text.spec
         model = CaptionAwareGraph(model).eval()
-        tokenizer = captions.tokenizer_json()
-        tokens = model.detector.token_ids(captions.PARITY_CAPTIONS, text.context_length)  # open_clip's ids
         _say(f"caption-aware model: inputs '{spec.name}' and '{text.name}' "
-             f"({text.context_length} CLIP BPE token ids, empty caption: {text.empty_caption})", echo)
+             f"({text.spec.context_length} CLIP BPE token ids, empty caption: {text.spec.empty_caption})", echo)
 
     phases = Phases(lambda m: _say(m, echo))
-    inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images, tokens=tokens,
-                         text_name=text.name if text else "text")
+    inputs = make_inputs(spec, opts.whole_image_size, opts.calib_images, text=text)
     for skipped in inputs.skipped_images:
         _say(f"parity: skipped {skipped}", echo)
     phases.start(f"PyTorch reference logits for the parity check ({manifest.architecture})")
     reference = torch_logits(model, inputs)
     graph, extra = model, ()
-    if text is None and opts.evidence and supports_evidence(model):  # second output: the per-region logits
+    if text is captions.NO_TEXT and opts.evidence and supports_evidence(model):  # the per-region logits (image-only)
         graph, extra = EvidenceGraph(model).eval(), (EVIDENCE_OUTPUT,)
 
     with PackageWriter(dest, manifest) as w:
@@ -103,7 +101,7 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
         phases.start(f"tracing the model to ONNX (opset {opts.opset}"
                      f"{', then onnxslim' if opts.simplify else ''}; large backbones take minutes)")
         proto32, info = export_onnx(graph, spec, work, opts.opset, opts.exporter, opts.whole_image_size, opts.simplify,
-                                    text=text, sample_tokens=tokens, extra_outputs=extra)
+                                    text=text, extra_outputs=extra)
         shutil.rmtree(w.stage / ".work", ignore_errors=True)
         _say(f"exported with the {info.exporter} exporter, opset {info.opset}"
              f"{', simplified with onnxslim' if info.simplified else ''}", echo)
@@ -137,13 +135,7 @@ def export_package(source: ExportSource, dest: str | Path, opts: ExportOptions |
                 + f"; the package was not written ({dest})"
             )
 
-        if text is not None:
-            check = captions.check_tokenizer(tokenizer, model.detector, text.context_length)
-            w.staged_path(text.tokenizer).write_text(tokenizer, encoding="utf-8")
-            w.add_file(None, text.tokenizer, TOKENIZER, tokenizer_kind=text.tokenizer_kind,
-                       vocabulary="open_clip bpe_simple_vocab_16e6")
-            w.manifest.provenance["tokenizer_check"] = check
-            _say(f"tokenizer: identical ids to open_clip's on {check['captions']} captions", echo)
+        text.write_tokenizer(w, model, lambda m: _say(m, echo))
         w.manifest.provenance.update({
             "export": {"exporter": info.exporter, "opset": info.opset, "simplified": info.simplified,
                        "notes": info.notes, "whole_image_sample": list(opts.whole_image_size)},

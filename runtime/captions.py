@@ -25,9 +25,10 @@ class CaptionInput:
 
     takes_captions = True
 
-    def __init__(self, spec: TextInputSpec, tokenizer):
+    def __init__(self, spec: TextInputSpec, tokenizer, tokenizer_sha256: str | None = None):
         self.spec = spec
         self.tokenizer = tokenizer
+        self.tokenizer_sha256 = tokenizer_sha256  # the package's hashed tokenizer file
 
     @classmethod
     def for_package(cls, package) -> "CaptionInput | ImageOnly":
@@ -46,7 +47,7 @@ class CaptionInput:
             art = package.manifest.tokenizer_artifact()
         except ManifestError as e:
             raise PackageError(package.source, str(e)) from None
-        return cls(spec, CaptionTokenizer.from_file(package.path_of(art), spec.context_length))
+        return cls(spec, CaptionTokenizer.from_file(package.path_of(art), spec.context_length), art.sha256)
 
     @property
     def empty_is_valid(self) -> bool:
@@ -110,6 +111,11 @@ class CaptionInput:
         """The backend's inputs for images and their (checked) captions."""
         return {image_name: images, self.spec.name: self.tokens(captions)}
 
+    def key_fields(self) -> dict:
+        """What turns captions into token ids (text input spec, tokenizer file hash), for keys
+        over a model's inputs: a change of either is a change of the data fed."""
+        return {"text_input": self.spec.to_dict(), "tokenizer_sha256": self.tokenizer_sha256}
+
 
 class ImageOnly:
     """CaptionInput's image-only twin (a null object): an image-only model reads no caption,
@@ -133,6 +139,9 @@ class ImageOnly:
 
     def feed(self, image_name: str, images: np.ndarray, captions: list) -> np.ndarray:
         return images
+
+    def key_fields(self) -> dict:
+        return {}  # no text input: keys stay those of an image-only model
 
 
 IMAGE_ONLY = ImageOnly()

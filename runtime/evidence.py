@@ -49,6 +49,11 @@ class EvidenceMap:
     def max_logit(self) -> float:
         return float(self.logits.max())
 
+    def window_logit(self, window: float = 0.0) -> float:
+        """The highest mean region logit over any window whose sides are `window` of the map's
+        (at least one region); 0 gives the single highest region."""
+        return float(window_means(self.logits, window).max())
+
     def grid(self, max_side: int = GRID_MAX_SIDE) -> list[list[float]]:
         """Probabilities on at most max_side x max_side cells (block means of the regions)."""
         return [[round(float(v), 4) for v in row] for row in block_mean(self.probs, max_side)]
@@ -75,9 +80,20 @@ def block_mean(a: np.ndarray, max_side: int) -> np.ndarray:
                      for i in range(len(ys) - 1)], dtype=np.float32)
 
 
-def is_partial(ev: EvidenceMap, whole_image_fake: bool, partial_logit: float) -> bool:
-    """Some region's logit at or over the partial threshold while the whole-image score is under its own."""
-    return (not whole_image_fake) and ev.max_logit() >= partial_logit
+def window_means(a: np.ndarray, window: float) -> np.ndarray:
+    """Means of `a` over every window of round(window * side) cells per side (>= 1), from
+    its summed-area table."""
+    h, w = a.shape
+    kh, kw = (max(1, min(n, int(round(window * n)))) for n in (h, w))
+    s = np.zeros((h + 1, w + 1), np.float64)
+    s[1:, 1:] = np.asarray(a, np.float64).cumsum(0).cumsum(1)
+    return (s[kh:, kw:] - s[:-kh, kw:] - s[kh:, :-kw] + s[:-kh, :-kw]) / (kh * kw)
+
+
+def is_partial(ev: EvidenceMap, whole_image_fake: bool, partial_logit: float, window: float = 0.0) -> bool:
+    """Some window's mean region logit at or over the partial threshold while the whole-image
+    score is under its own."""
+    return (not whole_image_fake) and ev.window_logit(window) >= partial_logit
 
 
 def logit_of(p: float) -> float:

@@ -20,6 +20,7 @@ class Explainer:
         self.exported = self.name is not None and self._backend_has(self.name)
         chosen = m.evidence.partial_logit if m.evidence is not None else None
         self.partial_logit = float(chosen) if chosen is not None else logit_of(detector.threshold)
+        self.partial_window = m.evidence.partial_window if chosen is not None else 0.0
 
     def _backend_has(self, name: str) -> bool:
         try:
@@ -52,4 +53,4 @@ class Explainer:
 
     def attach(self, pred, ev: EvidenceMap) -> None:
         pred.evidence = ev
-        pred.partial = is_partial(ev, bool(pred.is_fake), self.partial_logit)
+        pred.partial = is_partial(ev, bool(pred.is_fake), self.partial_logit, self.partial_window)

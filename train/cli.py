@@ -71,6 +71,9 @@ when it exists; writes <out>/best, <out>/last, metrics.jsonl and summary.json.""
 @click.option("--auc-eta", type=float, help="AUC loss margin eta [0.6].")
 @click.option("--auc-p", type=float, help="AUC loss power p [2].")
 @click.option("--gamma", type=float, help="Weight of CVaR in cvar-auc [0.5].")
+@click.option("--region-loss", type=float,
+              help="Weight of a per-region loss on the evidence map (each region of a real is real, of a "
+                   "reconstruction generated): maps that find spliced regions. Whole-image convnets only [0].")
 @click.option("--schedule", type=click.Choice(["plateau", "cosine", "none"]),
               help="plateau: early stopping on balanced accuracy, then lr/10 until --min-lr [plateau].")
 @click.option("--patience", type=int, help="Epochs without improvement before lr decay [10].")

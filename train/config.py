@@ -38,6 +38,7 @@ class TrainConfig:
     auc_eta: float = 0.6
     auc_p: float = 2.0
     gamma: float = 0.5
+    region_loss: float = 0.0  # > 0: weight of the per-region BCE on the evidence map (train/region_loss.py)
     schedule: str = "plateau"  # plateau: early stopping on balanced accuracy, then lr/10 (alignment paper)
     patience: int = 10
     min_delta: float = 0.001

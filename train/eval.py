@@ -21,6 +21,7 @@ from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError, FakedetError, ImageError, PackageError
 from fakedet.manifest import InputSpec
 from fakedet.runtime import metrics
+from fakedet.runtime.captions import IMAGE_ONLY
 from fakedet.runtime.dataset_index import Sample, index_dataset, summarize
 from fakedet.runtime.imageio import load_image
 from fakedet.runtime.preprocess import preprocess_image
@@ -41,14 +42,16 @@ class Scorer:
     input_spec: InputSpec
     threshold: float = 0.5
     info: dict
-    takes_captions: bool = False  # a caption-aware model: score(batch, captions) reads one caption per row
+    # The model's caption input (runtime.captions): score(batch, captions) feeds the batch through it.
+    # CaptionInput reads one caption per row; its null twin IMAGE_ONLY sets captions aside.
+    captions = IMAGE_ONLY
+
+    @property
+    def takes_captions(self) -> bool:
+        return self.captions.takes_captions
 
     def score(self, batch: np.ndarray, captions: list | None = None) -> np.ndarray:
         raise NotImplementedError
-
-    def caption_problem(self, caption) -> str | None:
-        """Why `caption` cannot be scored (None: it can)."""
-        return None
 
     def close(self) -> None:
         pass
@@ -68,15 +71,10 @@ class CheckpointScorer(Scorer):
         self.threshold = float(cfg.get("threshold", 0.5))
         self.info = {"kind": self.kind, "path": str(path), "arch": cfg["arch"],
                      "runs_on": f"pytorch {self.backend.device}"}
-        specs = self.backend.input_specs
-        self.takes_captions = len(specs) > 1
-        self._text = specs[1] if self.takes_captions else None
+        self.captions = self.backend.captions  # open_clip's tokenizer, as in training (uncaptioned rows: "")
 
     def score(self, batch: np.ndarray, captions: list | None = None) -> np.ndarray:
-        feed = batch
-        if self.takes_captions:  # open_clip's tokenizer, as in training (uncaptioned rows: "")
-            ids = self.backend.model.detector.token_ids(captions or [None] * len(batch), self._text.shape[1])
-            feed = {self.input_spec.name: batch, self._text.name: ids}
+        feed = self.captions.feed(self.input_spec.name, batch, self.captions.align(captions, len(batch)))
         logits = self.backend.infer(feed).reshape(len(batch), -1)
         if logits.shape[1] != 1:
             raise FakedetError(f"checkpoint model returned {logits.shape[1]} values per image; expected one logit")
@@ -98,14 +96,11 @@ class PackageScorer(Scorer):
         self.threshold = float(self.detector.threshold)
         self.info = {"kind": self.kind, "path": str(path), "name": self.detector.manifest.name,
                      "arch": self.detector.manifest.architecture, "runs_on": self.detector.describe()}
-        self.takes_captions = self.detector.takes_captions
+        self.captions = self.detector.captions
 
     def score(self, batch: np.ndarray, captions: list | None = None) -> np.ndarray:
         # the backend fits any batch to the engine's sizes
-        return self.detector.predict_tensors(batch, captions if self.takes_captions else None)
-
-    def caption_problem(self, caption) -> str | None:
-        return self.detector.captions.problem(caption)
+        return self.detector.predict_tensors(batch, captions)
 
     def close(self) -> None:
         self.detector.close()
@@ -156,22 +151,22 @@ def score_samples(scorer: Scorer, samples: list[Sample], condition: Condition = 
     run = ScoreRun(condition.name)
     spec = scorer.input_spec
     pending: dict[tuple, list] = {}  # shape -> [(index, tensor)]
-    if scorer.takes_captions and captions is None:
+    if captions is None:
         captions = [s.caption for s in samples]
-        if all(c is None for c in captions):
+        if scorer.takes_captions and all(c is None for c in captions):
             raise DataError("a caption-aware model: the dataset needs captions (a CSV with a 'caption' column)")
+    captions = scorer.captions.align(captions, len(samples))  # image-only: [None] * n, the captions set aside
 
     def flush(shape):
         items = pending.pop(shape)
-        caps = [captions[i] for i, _ in items] if scorer.takes_captions else None
-        probs = scorer.score(np.stack([t for _, t in items]), caps)
+        probs = scorer.score(np.stack([t for _, t in items]), [captions[i] for i, _ in items])
         for (i, _), p in zip(items, probs):
             run.scores[i] = float(p)
 
     bar = tqdm(total=len(samples), unit="img", desc=f"eval {condition.name}", disable=not progress,
                dynamic_ncols=True, leave=False)
     for i, s in enumerate(samples):
-        problem = scorer.caption_problem(captions[i]) if scorer.takes_captions else None
+        problem = scorer.captions.problem(captions[i])
         if problem:
             run.unreadable.append((str(s.path), problem))
             bar.update(1)

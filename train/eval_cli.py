@@ -108,10 +108,13 @@ Examples:
 @click.option("--splice", "splice_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               metavar="RECON_DIR", help="Also measure evidence maps on spliced images (see below).")
 @click.option("--set-partial", is_flag=True, help="With --splice: write the chosen partial threshold into the package.")
+@click.option("--partial-window", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="With --splice: `partial` compares the highest mean region logit over windows of this "
+                   "fraction of the map's side (0: single regions).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, backend, precision, device,
           caption_shuffles, operating_point, calibration_data, calibration_method, save_to, splice_dir, set_partial,
-          quiet):
+          partial_window, quiet):
     """Evaluate CHECKPOINT_OR_PACKAGE on labelled images: AUC, AP, accuracy at the threshold, real
     and fake accuracy, per-generator rows, the threshold for a target false-positive rate, ROC
     curves, and optionally a robustness sweep."""
@@ -154,12 +157,14 @@ def eval_(model, data, out, threshold, target_fpr, robustness, sweep, batch, bac
     if splice_dir is not None:
         from .splice_run import run_splice
 
-        sp = run_splice(Path(model), Path(data), splice_dir, out, backend, precision, threshold, batch, set_partial)
+        sp = run_splice(Path(model), Path(data), splice_dir, out, backend, precision, threshold, batch, set_partial,
+                        partial_window)
         caught = sp["partial_caught_of_missed"]
         click.echo(f"splice: pixel AUC {sp['pixel_auc']:.4f} ({sp['source']} map); whole-image score misses "
                    f"{sp['whole_image_missed']}/{sp['images']['spliced']}; partial catches "
                    f"{'-' if caught is None else f'{caught:.1%}'} of those at {sp['false_partial_on_real']:.1%} "
-                   f"false partials (region logit >= {sp['partial_logit']:.2f}); {out / 'splice.png'}", err=True)
+                   f"false partials (mean region logit >= {sp['partial_logit']:.2f} over windows of "
+                   f"{sp['partial_window']:g} of the side); {out / 'splice.png'}", err=True)
     bad = report["data"]["unreadable"]
     if bad["count"]:
         names = ", ".join(Path(f["path"]).name for f in bad["first"])

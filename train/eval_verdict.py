@@ -21,18 +21,17 @@ from fakedet.runtime.verdict_fit import (
     calibration_metrics, fit_calibration, list_sha256, measure_operating_points,
 )
 
-from .eval import CLEAN, PackageScorer, score_samples
+from .eval import CLEAN, PackageScorer, Scorer, score_samples
 
 
-class _LogitScorer:
+class _LogitScorer(Scorer):
     """A package scorer that returns the model's raw logits (the calibration is fitted on them)."""
 
     def __init__(self, scorer: PackageScorer):
-        self.input_spec, self.takes_captions = scorer.input_spec, scorer.takes_captions
-        self.caption_problem, self.detector = scorer.caption_problem, scorer.detector
+        self.input_spec, self.captions, self.detector = scorer.input_spec, scorer.captions, scorer.detector
 
     def score(self, batch, captions=None):
-        return self.detector.logits_tensors(batch, captions if self.takes_captions else None)
+        return self.detector.logits_tensors(batch, captions)
 
 
 def labelled_logits(scorer: PackageScorer, samples: list[Sample], batch: int, progress: bool, source: str):

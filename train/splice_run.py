@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from fakedet.atomic import atomic_write_bytes, atomic_write_text
 from fakedet.errors import DataError
 
-from .splice import Splice, make_splices, splice_report
+from .splice import DEFAULT_PARTIAL_WINDOW, Splice, make_splices, splice_report
 
 GRID_ROWS = 6
 
@@ -28,7 +28,8 @@ def real_images(data: Path) -> list[Path]:
 
 
 def run_splice(model: Path, data: Path, recon_dir: Path, out: Path, backend: str = "auto", precision: str = "auto",
-               threshold: float | None = None, batch: int = 16, set_partial: bool = False) -> dict:
+               threshold: float | None = None, batch: int = 16, set_partial: bool = False,
+               partial_window: float = DEFAULT_PARTIAL_WINDOW) -> dict:
     from fakedet.runtime.detector import Detector
 
     if (Path(model) / "config.json").is_file() and not (Path(model) / "manifest.json").is_file():
@@ -38,14 +39,14 @@ def run_splice(model: Path, data: Path, recon_dir: Path, out: Path, backend: str
     with Detector.open(model, backend=backend, precision=precision, threshold=threshold, batch_size=batch) as det:
         real_preds = det.predict(reals, explain=True)
         splice_preds = det.predict([s.pixels for s in splices], explain=True)
-        report = splice_report(real_preds, splice_preds, splices)
+        report = splice_report(real_preds, splice_preds, splices, window=partial_window)
         report["decision_threshold"] = det.threshold
     out.mkdir(parents=True, exist_ok=True)
     metrics_file = out / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     metrics["splice"] = report
     atomic_write_text(metrics_file, json.dumps(metrics, indent=2) + "\n")
-    atomic_write_bytes(out / "splice.png", example_grid(splices, splice_preds, report["partial_logit"]))
+    atomic_write_bytes(out / "splice.png", example_grid(splices, splice_preds, report["partial_logit"], partial_window))
     if set_partial:
         write_partial_threshold(Path(model), report)
     return report
@@ -63,8 +64,8 @@ def write_partial_threshold(model: Path, report: dict) -> None:
         if ev is None:
             raise DataError(f"{model}: the package has no exported evidence output; its tile maps use the "
                             "decision threshold (export again to get one)")
-        ev.partial_logit = report["partial_logit"]
-        ev.details["partial"] = {k: report[k] for k in ("partial_threshold", "partial_threshold_chosen_on", "false_partial_on_real",
+        ev.partial_logit, ev.partial_window = report["partial_logit"], report["partial_window"]
+        ev.details["partial"] = {k: report[k] for k in ("partial_threshold", "partial_window", "partial_threshold_chosen_on", "false_partial_on_real",
                                                         "partial_caught_of_missed", "pixel_auc")}
         with PackageWriter(model, manifest, base=pkg):
             pass
@@ -76,7 +77,7 @@ def _overlay(pixels: np.ndarray, probs: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def example_grid(splices: list[Splice], preds, partial_logit: float, rows: int = GRID_ROWS) -> bytes:
+def example_grid(splices: list[Splice], preds, partial_logit: float, window: float = 0.0, rows: int = GRID_ROWS) -> bytes:
     """PNG: per row, the spliced image with the true region outlined, its overlay, and the verdict."""
     from .splice import pixel_probs
 
@@ -97,7 +98,7 @@ def example_grid(splices: list[Splice], preds, partial_logit: float, rows: int =
         y = pad + r * (side + pad)
         sheet.paste(left, (pad, y))
         sheet.paste(_overlay(s.pixels, probs).resize((side, side), Image.Resampling.NEAREST), (2 * pad + side, y))
-        verdict = "FAKE" if p.is_fake else ("partial" if p.evidence.max_logit() >= partial_logit else "real")
+        verdict = "FAKE" if p.is_fake else ("partial" if p.evidence.window_logit(window) >= partial_logit else "real")
         draw.text((3 * pad + 2 * side, y + 8), f"{s.kind}\nP(fake) {p.score:.3f}\nmax region "
                   f"{p.evidence.max_region():.3f}\n-> {verdict}", fill="black")
     buf = io.BytesIO()

@@ -17,6 +17,7 @@ import numpy as np
 from fakedet.errors import BackendUnavailable
 from fakedet.manifest import Artifact
 from fakedet.runtime.backends.base import Backend, TensorSpec
+from fakedet.runtime.captions import IMAGE_ONLY, CaptionInput
 
 from .models.clip import CaptionAwareGraph, takes_captions
 
@@ -38,6 +39,21 @@ def find_checkpoint(pkg, checkpoint=None) -> Path:
         if (base / ref).exists():
             return base / ref
     raise BackendUnavailable(f"torch: the checkpoint '{ref}' named in the manifest is not here; pass --checkpoint DIR")
+
+
+class CheckpointCaptions(CaptionInput):
+    """A caption-aware checkpoint's text input: CaptionInput with open_clip's tokenizer, as
+    in training; the PyTorch reference refuses no caption (a missing one reads as "")."""
+
+    def __init__(self, spec, backend: "TorchBackend"):
+        super().__init__(spec, tokenizer=None)
+        self.backend = backend
+
+    def check(self, caption) -> None:
+        pass
+
+    def tokens(self, captions: list) -> np.ndarray:
+        return self.backend.model.detector.token_ids(captions, self.spec.context_length)
 
 
 class TorchBackend(Backend):
@@ -89,11 +105,12 @@ class TorchBackend(Backend):
         self.model = model.eval().to(self.device, self._dtype)
         spec = self.config.get("input", {})
         self._in_name = spec.get("name", "image") if isinstance(spec, dict) else "image"
-        self._text = None
+        self._text, self.captions = None, IMAGE_ONLY  # the caption input a caller feeds through
         if takes_captions(self.model):  # a caption-aware model: (image, token ids), as its package's graph
             from fakedet.manifest import TextInputSpec
 
             self._text = TextInputSpec(context_length=self.model.context_length)
+            self.captions = CheckpointCaptions(self._text, self)
             self.model = CaptionAwareGraph(self.model).eval()
         self._torch = torch
 

@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from fakedet import __version__
 from fakedet.atomic import atomic_write_text
 from fakedet.errors import DataError
-from fakedet.runtime.captions import read_captions_csv as read_captions
 from fakedet.runtime.metrics import validation_metrics
 
 from . import ddp
@@ -37,6 +36,7 @@ from .losses import build_loss
 from .models import create_model, model_input_spec
 from .models.clip import random_backbone_note
 from .progress import epoch_line
+from .region_loss import RegionGraph, region_loss
 from .sam import SAM, frozen_bn_stats
 
 log = logging.getLogger("fakedet.train")
@@ -73,6 +73,8 @@ class Trainer:
         self.spec = model_input_spec(cfg.arch, **cfg.model_kwargs)
         self.frozen = bool(getattr(self.model, "frozen_backbone", False))
         self.net = self.model.head if self.frozen else self.model
+        if cfg.region_loss > 0:  # the map's regions trained too; the image logit is unchanged
+            self.net = RegionGraph(self.model, cfg.arch)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -103,19 +105,19 @@ class Trainer:
             if self.frozen:
                 self.model.head = self.net
             else:
-                self.model = self.net
+                self.model = self.net.model if isinstance(self.net, RegionGraph) else self.net
         elif self.rank == 0:
             log.warning("BatchNorm statistics are per process (%d images each): the run is equivalent to one "
                         "process only approximately%s", self.cfg.batch // self.world,
                         "" if self.device.type == "cuda" else " (SyncBatchNorm needs GPUs)")
 
     def _setup_features(self):
-        from .features import backbone_digest, cached_features
+        from .features import backbone_digest, cached_features, caption_table
 
         cfg = self.cfg
         cache = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "feature_cache"
-        captions = read_captions(cfg.data) if getattr(self.model, "use_text", False) else None
-        val_captions = (read_captions(cfg.val_data) if cfg.val_data else captions) if captions is not None else None
+        captions = caption_table(self.model, cfg.data)  # NO_CAPTIONS (the null table) for an image-only model
+        val_captions = caption_table(self.model, cfg.val_data) if cfg.val_data else captions
         backbone_sha = backbone_digest(self.model)
         out = {}
         for part, samples, caps, digest in (("train", self.train_samples, captions, self.data_digest),
@@ -201,10 +203,12 @@ class Trainer:
 
     # ------------------------------------------------------------ one step
     def _loss(self, x, y) -> torch.Tensor:
-        logits = self.net(x)
+        logits, extra = self.net(x), 0.0
+        if isinstance(logits, tuple):
+            logits, extra = logits[0], self.cfg.region_loss * region_loss(logits[1], y)
         if self.world > 1:  # the loss of the whole global batch, in its single-process order
-            return self.loss_fn(*ddp.gather_batch(logits, y))
-        return self.loss_fn(logits, y)
+            return self.loss_fn(*ddp.gather_batch(logits, y)) + extra
+        return self.loss_fn(logits, y) + extra
 
     def _step(self, x, y) -> float:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device)
@@ -248,7 +252,7 @@ class Trainer:
         if state is None:
             return 0
         last, weights, tensors, meta, old = state
-        for key in ("arch", "model_kwargs", "batch", "seed", "loss", "optimizer", "sam_rho", "paired"):
+        for key in ("arch", "model_kwargs", "batch", "seed", "loss", "optimizer", "sam_rho", "paired", "region_loss"):
             if key in old and old[key] != getattr(self.cfg, key):
                 raise DataError(f"{last}: cannot resume: '{key}' was {old[key]!r}, now {getattr(self.cfg, key)!r} "
                                 f"(use a new --out, or --no-resume to start over)")
@@ -267,24 +271,13 @@ class Trainer:
     def _checkpoint_config(self, epoch: int, metrics: dict) -> dict:
         cfg = self.cfg
         return {
-            "arch": cfg.arch,
-            "model_kwargs": dict(cfg.model_kwargs),
-            "input": self.spec.to_dict(),
-            "threshold": cfg.threshold,
-            "fakedet_version": __version__,
-            "backbone_weights": cfg.pretrained or "none",
+            "arch": cfg.arch, "model_kwargs": dict(cfg.model_kwargs), "input": self.spec.to_dict(),
+            "threshold": cfg.threshold, "fakedet_version": __version__, "backbone_weights": cfg.pretrained or "none",
             "training": {
-                "config": cfg.to_dict(),
-                "epoch": epoch,
-                "epochs_done": epoch + 1,
-                "metrics": metrics,
-                "data": str(cfg.data),
-                "data_digest": self.data_digest,
-                "data_digest_content": self.digest_has_content,
-                "train_images": len(self.train_samples),
-                "val_images": len(self.val_samples),
-                "skipped_images": self.skipped,
-                "pretrained_init": cfg.pretrained,
+                "config": cfg.to_dict(), "epoch": epoch, "epochs_done": epoch + 1, "metrics": metrics,
+                "data": str(cfg.data), "data_digest": self.data_digest, "data_digest_content": self.digest_has_content,
+                "train_images": len(self.train_samples), "val_images": len(self.val_samples),
+                "skipped_images": self.skipped, "pretrained_init": cfg.pretrained,
             },
         }
 

@@ -61,6 +61,7 @@ class CaptionFeed:
         self.text = synthetic_caption(captions.tokenizer, n)
         self.name = captions.spec.name
         self._cache: dict[int, np.ndarray] = {}
+        self.notes = [self.describe()]
 
     def tokens(self, b: int) -> np.ndarray:
         if b not in self._cache:
@@ -71,22 +72,43 @@ class CaptionFeed:
         return (f"captions: a synthetic caption of {self.n_tokens} tokens beside every image ('{self.text}'; "
                 f"start + {self.n_tokens} + end of the {self.context_length} positions, the rest padding)")
 
+    def feed(self, image_name: str, images: np.ndarray, fresh: bool = False) -> dict:
+        """{image input: images, text input: token ids}; `fresh`: tokenized now, as a service
+        would, rather than taken from the cache."""
+        ids = self.captions.tokens([self.text] * len(images)) if fresh else self.tokens(len(images))
+        return {image_name: images, self.name: ids}
+
+
+class ImageOnlyFeed:
+    """CaptionFeed's null twin for an image-only model: no caption, the images fed as they are."""
+
+    n_tokens = None
+
+    def __init__(self, n_tokens: int | None):
+        self.notes = [] if n_tokens is None else ["--caption-tokens: this model is image-only; no captions were fed"]
+
+    def feed(self, image_name: str, images: np.ndarray, fresh: bool = False) -> np.ndarray:
+        return images
+
+
+def caption_feed(pkg: ModelPackage, n_tokens: int | None) -> "CaptionFeed | ImageOnlyFeed":
+    """What the benchmark feeds beside the images: the one place that asks what the model takes."""
+    from ..captions import CaptionInput
+
+    captions = CaptionInput.for_package(pkg)
+    return CaptionFeed(captions, n_tokens) if captions.takes_captions else ImageOnlyFeed(n_tokens)
+
 
 class BenchInputs:
     """Batches to feed: synthetic tensors, or real images decoded and preprocessed each
-    iteration; for a caption-aware model, a dict {image input: batch, text input: token ids}."""
+    iteration, fed through `caption_feed` (a caption-aware model gets a dict {image input:
+    batch, text input: token ids}, an image-only one the batch)."""
 
     def __init__(self, pkg: ModelPackage, settings):  # a run.BenchSettings
         self.spec = pkg.manifest.input
         self.shape, self.notes = sample_shape(pkg.manifest)
-        self.caption_feed = None
-        if pkg.manifest.takes_captions:
-            from ..captions import CaptionInput
-
-            self.caption_feed = CaptionFeed(CaptionInput.of(pkg), settings.caption_tokens)
-            self.notes.append(self.caption_feed.describe())
-        elif settings.caption_tokens is not None:
-            self.notes.append("--caption-tokens: this model is image-only; no captions were fed")
+        self.caption_feed = caption_feed(pkg, settings.caption_tokens)
+        self.notes += self.caption_feed.notes
         self.rng = np.random.default_rng(settings.seed)
         self.files = []
         self.failed = 0
@@ -102,18 +124,12 @@ class BenchInputs:
     @property
     def caption_tokens(self) -> int | None:
         """The caption length fed (tokens), None for an image-only model."""
-        return None if self.caption_feed is None else self.caption_feed.n_tokens
-
-    def _with_captions(self, images: np.ndarray, tokens: np.ndarray | None = None):
-        if self.caption_feed is None:
-            return images
-        ids = self.caption_feed.tokens(len(images)) if tokens is None else tokens
-        return {self.spec.name: images, self.caption_feed.name: ids}
+        return self.caption_feed.n_tokens
 
     def synthetic(self, b: int):
         if b not in self._cache:
             self._cache[b] = self.rng.standard_normal((b,) + tuple(self.shape)).astype(np.float32)
-        return self._with_captions(self._cache[b])
+        return self.caption_feed.feed(self.spec.name, self._cache[b])
 
     def real(self, b: int) -> tuple[object, float]:
         """Decode + preprocess b images (cycling through the folder), and tokenize their
@@ -137,7 +153,5 @@ class BenchInputs:
         if len(shapes) > 1:
             raise FakedetError("the --e2e images preprocess to different sizes (whole-image policy); "
                                "use same-size images to batch them")
-        tokens = None
-        if self.caption_feed is not None:  # tokenized each time, as a service would
-            tokens = self.caption_feed.captions.tokens([self.caption_feed.text] * b)
-        return self._with_captions(np.stack(tensors), tokens), (time.perf_counter() - t0) * 1e3
+        batch = self.caption_feed.feed(self.spec.name, np.stack(tensors), fresh=True)  # captions tokenized each time
+        return batch, (time.perf_counter() - t0) * 1e3

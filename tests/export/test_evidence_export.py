@@ -35,7 +35,9 @@ def test_pooled_logit_is_the_head_on_the_mean_of_the_map(arch, side):
     assert evidence.shape[:2] == (2, 1) and evidence.shape[2] * evidence.shape[3] > 1
     torch.testing.assert_close(logit, reference, atol=1e-5, rtol=0)  # the graph's logit is the model's own
     # independent reference: the head applied to the mean of the map, i.e. mean over regions
-    np.testing.assert_allclose(evidence.mean(dim=(2, 3)).numpy(), reference.numpy(), atol=1e-5)
+    # (float32: a 2048-term dot product per region, then a mean, summed in another order than the
+    # pooled path; 1.2e-5 was seen once under load, so the bound is 5e-5, still far below any real error)
+    np.testing.assert_allclose(evidence.mean(dim=(2, 3)).numpy(), reference.numpy(), atol=5e-5)
     assert float(evidence.std()) > 1e-3  # a map, not a constant
 
 

@@ -112,3 +112,26 @@ def test_predict_cli_writes_overlays_and_maps(packages, tmp_path, capsys):
     with Image.open(pngs[0]) as im:
         assert im.size == (56, 40)  # drawn on the pixels the model read
     np.testing.assert_allclose(np.load(npys[0]).mean(), rows[0]["logit"], atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [0.0, 0.25, 0.5, 1.0])
+def test_window_means_against_a_loop(window):
+    from fakedet.runtime.evidence import window_means
+
+    a = np.random.default_rng(3).normal(size=(7, 12)).astype(np.float32)
+    kh, kw = max(1, round(window * 7)), max(1, round(window * 12))
+    want = np.array([[a[i:i + kh, j:j + kw].mean() for j in range(12 - kw + 1)] for i in range(7 - kh + 1)])
+    np.testing.assert_allclose(window_means(a, window), want, rtol=1e-6, atol=1e-6)
+    ev = EvidenceMap(a, "exported", "input", (12, 7), 0.5)
+    assert ev.window_logit(window) == pytest.approx(want.max(), abs=1e-6)
+
+
+def test_a_partial_window_asks_for_an_area_not_one_region():
+    one_hot = np.full((4, 4), -3.0, np.float32)
+    one_hot[0, 0] = 9.0  # one loud region on a real-looking map
+    block = np.full((4, 4), -3.0, np.float32)
+    block[:2, :2] = 2.0  # a quarter of the image generated
+    for logits, region, quarter in ((one_hot, True, False), (block, True, True)):
+        ev = EvidenceMap(logits, "exported", "input", (16, 16), 0.5)
+        assert is_partial(ev, False, 1.5) is region
+        assert is_partial(ev, False, 1.5, window=0.5) is quarter

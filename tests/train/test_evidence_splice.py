@@ -102,3 +102,20 @@ def test_eval_splice_writes_figures_and_grid(tmp_path, evidence_packages):
 
     with ModelPackage.open(pkg) as p:
         assert p.manifest.evidence.partial_logit == pytest.approx(sp["partial_logit"])
+        assert p.manifest.evidence.partial_window == sp["partial_window"] == 0.5
+
+
+def test_the_report_uses_the_partial_window_and_names_it():
+    from fakedet.train.splice import Splice
+
+    left = np.zeros((4, 4), bool)
+    left[:, :2] = True
+    splices = [Splice("a", "left-half", np.zeros((4, 4, 3), np.uint8), left)]
+    preds = [_pred([[3.0, 3.0, -3.0, -3.0]] * 4, 0.3)]
+    # the reals each hold one loud region: single regions cannot tell them from the splice
+    reals = [_pred([[9.0, -3.0, -3.0, -3.0]] + [[-3.0] * 4] * 3, 0.1) for _ in range(40)]
+    single = splice_report(reals, preds, splices, window=0.0)
+    quarter = splice_report(reals, preds, splices, window=0.5)
+    assert single["partial_window"] == 0.0 and quarter["partial_window"] == 0.5
+    assert single["partial_caught_of_missed"] == 0.0
+    assert quarter["partial_caught_of_missed"] == 1.0 and quarter["false_partial_on_real"] == 0.0

@@ -8,6 +8,7 @@ from torchvision.models import resnet50 as tv_resnet50
 from fakedet.errors import FakedetError
 from fakedet.manifest import IMAGENET_MEAN, IMAGENET_STD, InputSpec, Preprocess
 
+from .luma import LumaInput
 from .registry import register_model
 from .weights import load_into, read_safetensors
 
@@ -41,10 +42,13 @@ def _resnet50_nodown_spec(**_) -> InputSpec:
 
 
 @register_model(name="resnet50-nodown", input_spec=_resnet50_nodown_spec)
-def resnet50_nodown(pretrained: str = "none", dropout: float = 0.5) -> nn.Module:
-    """ResNet-50 without early downsampling (conv1 and max-pool stride 1), Dropout + 1-logit head (alignment paper)."""
+def resnet50_nodown(pretrained: str = "none", dropout: float = 0.5, luma: bool = False) -> nn.Module:
+    """ResNet-50 without early downsampling (conv1 and max-pool stride 1), Dropout + 1-logit head (alignment paper).
+    luma=true: the model sees the image's luminance only (train/models/luma.py)."""
     model = _imagenet_backbone(pretrained)
     model.conv1.stride = (1, 1)
+    if luma:  # after the ImageNet weights are in: they know conv1 by its own name
+        model.conv1 = nn.Sequential(LumaInput(IMAGENET_MEAN, IMAGENET_STD), model.conv1)
     model.maxpool.stride = 1
     model.fc = nn.Sequential(nn.Dropout(dropout), _head_init(nn.Linear(2048, 1)))
     return model

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from fakedet.manifest import IMAGENET_MEAN, IMAGENET_STD
+
+from .luma import LumaInput
 from .registry import register_model
 from .resnet import _head_init, _resnet50_nodown_spec
 
@@ -32,10 +35,12 @@ class TinyNodown(nn.Module):
     the first block), four stages of one basic block each, global average pool, Dropout,
     one logit."""
 
-    def __init__(self, width: int = 16, dropout: float = 0.2):
+    def __init__(self, width: int = 16, dropout: float = 0.2, luma: bool = False):
         super().__init__()
         widths = [width, width * 2, width * 4, width * 8]
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        first = [LumaInput(IMAGENET_MEAN, IMAGENET_STD)] if luma else []
+        self.stem = nn.Sequential(*first, nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
         stages, cin = [], width
         for i, w in enumerate(widths):
             stages.append(BasicBlock(cin, w, 1 if i == 0 else 2))
@@ -53,9 +58,10 @@ class TinyNodown(nn.Module):
 
 # the same input as resnet50-nodown: whole image, any size, ImageNet mean/std
 @register_model(name="resnet-tiny-nodown", input_spec=_resnet50_nodown_spec)
-def resnet_tiny_nodown(pretrained: str = "none", width: int = 16, dropout: float = 0.2) -> nn.Module:
-    """Narrow ResNet (widths 16-128, 0.3M parameters), no early downsampling, 1-logit head; trains from scratch."""
-    model = TinyNodown(width, dropout)
+def resnet_tiny_nodown(pretrained: str = "none", width: int = 16, dropout: float = 0.2, luma: bool = False) -> nn.Module:
+    """Narrow ResNet (widths 16-128, 0.3M parameters), no early downsampling, 1-logit head; trains from scratch.
+    luma=true: the model sees the image's luminance only (train/models/luma.py)."""
+    model = TinyNodown(width, dropout, luma)
     if pretrained != "none":
         from .weights import load_into, read_safetensors
 
