@@ -20,16 +20,18 @@ from fakedet.errors import FakedetError, ImageError, first_line
 from fakedet.package import ModelPackage
 
 from .captions import CaptionInput
+from .evidence import exported_map
 from .decode_pool import DEFAULT_DECODE_SECONDS, DecodePool
 from .frames import frames_to_rgb
 from .imageio import source_name
 from .memory_budget import any_large, give_back_heap
-from .preprocess import preprocess_image
+from .preprocess import geometry, normalize
 from .provenance import read_provenance
 from .backends.registry import split_options
 from .prediction import NON_FINITE, Prediction
 from .scoring import check_output, fake_logits
 from .selection import Choice, choose, make_backend
+from .tiled_scoring import TiledImage, tiler_for
 from .verdict import calibrated_probability, decision_threshold
 
 
@@ -70,6 +72,7 @@ class Detector:
         self.captions = CaptionInput.for_package(package)  # ImageOnly (the null object) for an image-only model
         self.decoder = DecodePool(DEFAULT_DECODE_SECONDS, 1)  # paths and bytes decode in an abandonable worker
         self.pixel_budget = None  # set_memory_budget
+        self._tiler = None  # (Tiler or None, why), found on first use: runtime.tiled_scoring
 
     def set_decode_budget(self, seconds: float = DEFAULT_DECODE_SECONDS, workers: int = 1) -> None:
         """Each image (path or bytes) decodes within `seconds` or fails with "decode took longer
@@ -83,8 +86,22 @@ class Detector:
         machine: see memory_budget); returns the pixel limit now in force."""
         from .memory_budget import pixel_budget
 
-        self.pixel_budget = pixel_budget(self, max_memory, option)
+        self.pixel_budget = pixel_budget(self, max_memory, option, self.tiler)
         return min(self.pixel_budget.max_pixels, self.manifest.input.preprocess.max_pixels)
+
+    @property
+    def tiler(self):
+        """How large images are scored in exact tiles (runtime.tiled_scoring.Tiler), or None
+        where the model cannot be tiled (`tiling_note` says why)."""
+        if self._tiler is None:
+            self._tiler = tiler_for(self)
+        return self._tiler[0]
+
+    @property
+    def tiling_note(self) -> str:
+        """"tiled", or why this model's images are scored whole."""
+        self.tiler  # noqa: B018  (found on first use)
+        return self._tiler[1]
 
     def warmup_tensor(self, x: np.ndarray) -> None:
         """One inference on a ready tensor (captions, if the model takes them, left empty)."""
@@ -130,7 +147,11 @@ class Detector:
         if self.pixel_budget is not None and self.pixel_budget.max_pixels < limit:
             limit, why = self.pixel_budget.max_pixels, self.pixel_budget.why
         img = self.decoder.load(item, limit, deadline, cancelled, why)
-        return preprocess_image(img, self.manifest.input, name)
+        arr = geometry(img, self.manifest.input.preprocess, name)
+        del img
+        if self.tiler is not None and self.tiler.wants_tiles(*arr.shape[:2]):
+            return TiledImage(arr)  # uint8 until each tile is cut
+        return normalize(arr, self.manifest.input)
 
     def explainer(self):
         """How this detector makes evidence maps (runtime.explain.Explainer), made once."""
@@ -209,6 +230,9 @@ class Detector:
         exported = explain and self.explainer().exported
         by_shape: dict[tuple, list[int]] = {}
         for i, t in tensors.items():
+            if isinstance(t, TiledImage):
+                self._score_tiled(t, preds[i], exported)
+                continue
             by_shape.setdefault(t.shape, []).append(i)
         for idx in by_shape.values():
             for start in range(0, len(idx), batch_size):
@@ -230,17 +254,31 @@ class Detector:
                     continue
                 probs = calibrated_probability(logits, self.calibration)
                 for i, lg, p in zip(chunk, logits, probs):
-                    if not np.isfinite(lg):  # NaN/inf is no verdict (NaN std, fp16 overflow, inf - inf)
-                        preds[i].error = NON_FINITE
-                        continue
-                    preds[i].logit = float(lg)
-                    preds[i].score = float(p)
-                    preds[i].is_fake = bool(p >= self.threshold)
-                    preds[i].operating_point = self.operating_point
+                    self._record(preds[i], lg, p)
                 if maps is not None:
                     for i, ev in zip(chunk, maps):
                         if preds[i].ok:
                             self.explainer().attach(preds[i], ev)
+
+    def _record(self, pred: Prediction, logit, prob) -> None:
+        if not np.isfinite(logit):  # NaN/inf is no verdict (NaN std, fp16 overflow, inf - inf)
+            pred.error = NON_FINITE
+            return
+        pred.logit = float(logit)
+        pred.score = float(prob)
+        pred.is_fake = bool(prob >= self.threshold)
+        pred.operating_point = self.operating_point
+
+    def _score_tiled(self, image: TiledImage, pred: Prediction, explain: bool) -> None:
+        """One large image in exact tiles: the stitched map's mean is its logit, the map its evidence."""
+        try:
+            logit, cells = self.tiler.score(image.pixels)
+        except Exception as e:  # a failing image costs itself only
+            pred.error = f"inference failed: {first_line(e)}"
+            return
+        self._record(pred, logit, calibrated_probability(np.array([logit]), self.calibration)[0])
+        if explain and pred.ok:
+            self.explainer().attach(pred, exported_map(cells, image.shape[:2], self.threshold))
 
     def predict_frames(self, frames, channels: str, batch_size: int | None = None, captions=None):
         """Score uint8 HxWx3 frames; `channels` is "BGR" (OpenCV) or "RGB" (required:

@@ -5,7 +5,9 @@ resnet-tiny-nodown: ~200 bytes per pixel) plus the decoded pixels and the float3
 tensor. The cost per pixel is measured once, on this machine and backend: the process's
 peak resident memory (VmHWM, reset through /proc/self/clear_refs) while the model runs on
 a probe image. Models of a fixed input size cost the same for any image once resized, so
-only their decode counts (a few bytes per pixel)."""
+only their decode counts (a few bytes per pixel). A model scored in exact tiles
+(runtime.tiled_scoring) holds one tile's activations whatever the image: its limit is the
+uint8 image's (~13 bytes per pixel), and the tile's side comes from the budget."""
 
 from __future__ import annotations
 
@@ -14,10 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
+from .tiled_scoring import side_for_bytes
+
 DEFAULT_MAX_MEMORY = 4 * 2**30  # predict's budget; serve takes --max-memory
 DECODE_BYTES_PER_PIXEL = 3 + 3 + 3  # the worker's RGB, the bytes it sends, the image rebuilt from them
 TENSOR_BYTES_PER_PIXEL = 3 * 4  # the float32 input
 PROBE_SIDE = 384
+# tiled scoring (runtime.tiled_scoring): the image stays uint8, one tile's activations at a time
+GEOMETRY_BYTES_PER_PIXEL = 3  # the uint8 array the tiles are cut from
+MAP_BYTES_PER_PIXEL = 1  # the stitched evidence map (4 bytes a cell, a cell per 8x8 pixels or more) and slack
+DEFAULT_TILE_BYTES = 256 * 2**20
+TILE_SHARE = 0.25  # of the free budget, at most DEFAULT_TILE_BYTES
 
 
 def _status_kb(key: str) -> int | None:
@@ -46,6 +55,7 @@ def _reset_peak() -> bool:
 def model_bytes_per_pixel(detector) -> float | None:
     """Peak memory per input pixel while `detector`'s model runs on a PROBE_SIDE square
     (None where the kernel cannot tell: no /proc, or no peak reset)."""
+    give_back_heap()  # free pages kept from earlier work would hide the probe's growth
     before = resident_bytes()
     if before is None or not _reset_peak():
         return None
@@ -64,18 +74,30 @@ class PixelBudget:
     why: str  # the words an error uses: which budget, at how many bytes per pixel
 
 
-def pixel_budget(detector, max_memory: int, option: str = "the memory budget") -> PixelBudget:
-    """The pixel limit `max_memory` bytes allow `detector` (its resident memory now counted)."""
+def pixel_budget(detector, max_memory: int, option: str = "the memory budget", tiler=None) -> PixelBudget:
+    """The pixel limit `max_memory` bytes allow `detector` (its resident memory now counted).
+    With a `tiler` (runtime.tiled_scoring) the model's activations are one tile's: the tile
+    side is set from the budget here, and the limit is the uint8 image's."""
     whole_image = detector.manifest.input.preprocess.policy == "whole-image"
     per_pixel = DECODE_BYTES_PER_PIXEL
+    model = 0.0
     if whole_image:
         measured = model_bytes_per_pixel(detector)
-        per_pixel += TENSOR_BYTES_PER_PIXEL + (measured if measured is not None else 256.0)
+        model = TENSOR_BYTES_PER_PIXEL + (measured if measured is not None else 256.0)
     in_use = resident_bytes() or 0
-    limit = max(1, int((max_memory - in_use) / per_pixel))
-    why = (f"{option} {_gb(max_memory)} with {_gb(in_use)} in use, at ~{per_pixel:.0f} bytes per pixel "
-           "for this model")
-    return PixelBudget(limit, why)
+    free = max_memory - in_use
+    if tiler is not None:
+        tile_bytes = min(DEFAULT_TILE_BYTES, max(free, 0) * TILE_SHARE)
+        tiler.set_tile_side(side_for_bytes(tile_bytes, model))
+        per_pixel += GEOMETRY_BYTES_PER_PIXEL + MAP_BYTES_PER_PIXEL
+        free -= tiler.tile_side ** 2 * model
+        how = (f"~{per_pixel:.0f} bytes per pixel for the image and {_gb(tiler.tile_side ** 2 * model)} for one "
+               f"{tiler.tile_side}-pixel tile")
+    else:
+        per_pixel += model
+        how = f"~{per_pixel:.0f} bytes per pixel for this model"
+    limit = max(1, int(free / per_pixel))
+    return PixelBudget(limit, f"{option} {_gb(max_memory)} with {_gb(in_use)} in use, at {how}")
 
 
 LARGE_TENSOR_BYTES = 8 * 2**20

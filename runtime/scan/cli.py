@@ -61,6 +61,8 @@ package or source errors.""",
               help="Rows per Parquet shard: the unit of resumption.")
 @click.option("--workers", default=None, type=click.IntRange(0, 256),
               help="local: decode processes (default: one per core; 0 decodes in the scoring process).")
+@click.option("--decode-timeout-s", default=20.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="local: an image whose decode takes longer fails its row (its decode process is killed).")
 @click.option("--backend", default="auto", show_default=True, type=click.Choice(("auto",) + BACKENDS),
               help="Inference backend (on every worker, for ray).")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(("auto",) + PRECISIONS),
@@ -79,8 +81,8 @@ package or source errors.""",
 @click.option("--ship", default="auto", show_default=True, type=click.Choice(SHIP_MODES),
               help="ray: the package travels by path (shared storage) or as bytes (object store).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line and no summary on stderr.")
-def scan(source, package, out, engine, rescore, batch_size, shard_size, workers, backend, precision, threads,
-         threshold, path_column, address, concurrency, decode_batch, num_cpus, ship, quiet) -> int:
+def scan(source, package, out, engine, rescore, batch_size, shard_size, workers, decode_timeout_s, backend, precision,
+         threads, threshold, path_column, address, concurrency, decode_batch, num_cpus, ship, quiet) -> int:
     """Score an archive of images into Parquet result shards, resumably.
 
     Runs on this machine (--engine local) or on Ray Data (--engine ray), on one machine
@@ -91,7 +93,8 @@ def scan(source, package, out, engine, rescore, batch_size, shard_size, workers,
     except ImportError:
         raise click.ClickException("fakedet scan writes Parquet with pyarrow: pip install 'fakedet[scan]'") from None
     opts = ScanOptions(source=source, package=package, out=out, engine=engine, rescore=rescore,
-                       batch_size=batch_size, shard_size=shard_size, workers=workers, backend=backend,
+                       batch_size=batch_size, shard_size=shard_size, workers=workers,
+                       decode_timeout_s=decode_timeout_s, backend=backend,
                        precision=precision, threads=threads, threshold=threshold, path_column=path_column,
                        address=address, concurrency=concurrency, decode_batch=decode_batch, num_cpus=num_cpus,
                        ship=ship, progress=not quiet)

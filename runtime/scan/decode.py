@@ -3,8 +3,8 @@ as stored), and the model's input tensor, or the error that costs this image onl
 
 The runtime's own decoder (imageio.load_image: format allow-list, pixel limit, EXIF
 orientation, mode conversion) and preprocessing run here, so a scan decodes exactly as
-`fakedet predict` and the service do. Used by the local engine's worker processes and by
-the Ray engine's decode tasks."""
+`fakedet predict` and the service do. Used by the local engine (through its Detector's
+budgeted decode workers) and by the Ray engine's decode tasks."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Prepared:
     path: str
     size: int | None = None
     sha256: str | None = None
-    tensor: np.ndarray | None = None
+    tensor: np.ndarray | None = None  # or a runtime.tiled_scoring.TiledImage (local engine)
     error: str | None = None
     seconds: float = 0.0  # reading, hashing, decoding and preprocessing
 
@@ -51,15 +51,20 @@ def read_bytes(path: str) -> bytes:
         raise ImageError(path, f"cannot read: {first_line(e)}") from None
 
 
-def prepare_path(path: str, input_spec) -> Prepared:
+def prepare_path(path: str, input_spec, to_tensor=None) -> Prepared:
+    """`to_tensor(data, path)`: bytes -> the model's input (default: decoded and
+    preprocessed here; the local engine passes its Detector's budgeted `prepare`)."""
     t0 = time.perf_counter()
     out = Prepared(path=str(path))
     try:
         data = read_bytes(out.path)
         out.size = len(data)
         out.sha256 = hashlib.sha256(data).hexdigest()
-        img = load_image(data, input_spec.preprocess.max_pixels)
-        out.tensor = preprocess_image(img, input_spec, out.path)
+        if to_tensor is None:
+            img = load_image(data, input_spec.preprocess.max_pixels)
+            out.tensor = preprocess_image(img, input_spec, out.path)
+        else:
+            out.tensor = to_tensor(data, out.path)
     except ImageError as e:
         out.error = e.problem
     except FakedetError as e:
@@ -68,8 +73,3 @@ def prepare_path(path: str, input_spec) -> Prepared:
         out.error = f"cannot prepare the image: {type(e).__name__}: {first_line(e)}"
     out.seconds = time.perf_counter() - t0
     return out
-
-
-def prepare_many(paths: list[str], input_spec) -> list[Prepared]:
-    """A worker's unit of work (several images per task keeps the hand-over cheap)."""
-    return [prepare_path(p, input_spec) for p in paths]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fakedet.errors import FakedetError
 
+from ..decode_pool import DEFAULT_DECODE_SECONDS
 from .package_ship import package_sha256
 from .progress import Progress
 from .rows import failure_kind
@@ -30,6 +31,7 @@ class ScanOptions:
     batch_size: int = 32
     shard_size: int = 4096
     workers: int | None = None  # local: decode processes (None: one per core); ray: unused
+    decode_timeout_s: float = DEFAULT_DECODE_SECONDS  # local: per image, its worker killed past it
     backend: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -122,23 +124,16 @@ def _model_name(package) -> str:
 
 def _run_local(opts: ScanOptions, pkg_sha: str, pending: list[str], writer: ShardWriter):
     from ..detector import Detector
-    from .local import decode_pool, scan_local
+    from .local import scan_local, use_decode_budget
     from .rows import ModelIdentity
 
     options = {"threads": opts.threads} if opts.threads else {}
     workers = (os.cpu_count() or 1) if opts.workers is None else opts.workers
-    pool = decode_pool(workers)
-    try:
-        det = Detector.open(opts.package, backend=opts.backend, precision=opts.precision,
-                            batch_size=opts.batch_size, threshold=opts.threshold, **options)
-        try:
-            identity = ModelIdentity.of(det, pkg_sha)
-            scan_local(pending, det, identity, writer.emit, opts.batch_size, pool, workers)
-        finally:
-            det.close()
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    with Detector.open(opts.package, backend=opts.backend, precision=opts.precision,
+                       batch_size=opts.batch_size, threshold=opts.threshold, **options) as det:
+        use_decode_budget(det, workers, opts.decode_timeout_s)
+        identity = ModelIdentity.of(det, pkg_sha)
+        scan_local(pending, det, identity, writer.emit, opts.batch_size, workers)
     return identity
 
 

@@ -269,3 +269,28 @@ def test_a_shard_written_but_never_listed_is_removed_and_rescored(tmp_path, tiny
     assert scan(tmp_path / "a", *args) in (0, 1)
     rows = rows_of(out)
     assert len(rows) == len({r["path"] for r in rows}) == sum(s["rows"] for s in manifest["shards"]) + last["rows"]
+
+
+def test_a_slow_to_decode_image_fails_its_row_and_the_scan_finishes(tmp_path, tiny_package):
+    """The scan's decodes run under the runtime's per-image budget (runtime.decode_pool):
+    an image decoding for ~4x the budget has its decode process killed and gets a row
+    with the reason; the images after it are scored."""
+    from decode_bombs import slow_bomb
+
+    pkg, _ = tiny_package
+    arch = make_archive(tmp_path / "archive")
+    bomb, bomb_s = slow_bomb(3.0, max_side=4096)
+    budget = round(max(0.1, bomb_s / 6), 2)  # pinned to the bomb's cost here, not the machine's speed
+    (tmp_path / "archive" / "slow.jpg").write_bytes(bomb)
+    out = tmp_path / "results"
+    t0 = time.perf_counter()
+    assert scan(tmp_path / "archive", "--package", pkg, "--out", out, "--workers", "2",
+                "--decode-timeout-s", budget) == 1
+    took = time.perf_counter() - t0
+    got = by_path(rows_of(out))
+    slow = got[str(tmp_path / "archive" / "slow.jpg")]
+    assert slow["p_fake"] is None and slow["error"] == f"decode took longer than {budget:g} s", slow
+    assert slow["sha256"] == hashlib.sha256(bomb).hexdigest()
+    assert all(got[str(p)]["error"] is None for p in arch["good"])
+    assert len(got) == arch["total"] + 1
+    assert took < 60, took
