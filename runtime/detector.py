@@ -278,7 +278,8 @@ class Detector:
             return
         self._record(pred, logit, calibrated_probability(np.array([logit]), self.calibration)[0])
         if explain and pred.ok:
-            self.explainer().attach(pred, exported_map(cells, image.shape[:2], self.threshold))
+            ex = self.explainer()
+            ex.attach(pred, exported_map(cells, image.shape[:2], self.threshold, ex.anchor))
 
     def predict_frames(self, frames, channels: str, batch_size: int | None = None, captions=None):
         """Score uint8 HxWx3 frames; `channels` is "BGR" (OpenCV) or "RGB" (required:

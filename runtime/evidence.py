@@ -34,6 +34,10 @@ class EvidenceMap:
     covers: str  # "input" (the preprocessed pixels the model read) or "image" (the decoded image)
     size: tuple[int, int]  # (width, height) in pixels of what the map covers
     threshold: float  # P(fake) over which a region counts
+    # where each cell looks, when the graph says (runtime.tiling): per axis (height, width),
+    # (stride, centre of cell 0) in pixels; cell j's receptive field is centred on
+    # centre + stride * j. None: cells spread evenly over the covered size.
+    anchor: tuple | None = None
 
     @property
     def probs(self) -> np.ndarray:
@@ -59,16 +63,44 @@ class EvidenceMap:
         return [[round(float(v), 4) for v in row] for row in block_mean(self.probs, max_side)]
 
     def upsampled(self, width: int | None = None, height: int | None = None) -> np.ndarray:
-        """P(fake) per pixel (height x width; default: the covered size), bilinear."""
+        """P(fake) per pixel (height x width; default: the covered size), bilinear between the
+        cells' centres (the anchor's where known, else evenly spread ones)."""
         w, h = width or self.size[0], height or self.size[1]
-        img = Image.fromarray(self.probs, mode="F").resize((w, h), Image.Resampling.BILINEAR)
-        return np.asarray(img, dtype=np.float32)
+        if self.anchor is None:
+            img = Image.fromarray(self.probs, mode="F").resize((w, h), Image.Resampling.BILINEAR)
+            return np.asarray(img, dtype=np.float32)
+        rows = _cell_coordinates(h, self.size[1], self.logits.shape[0], *self.anchor[0])
+        cols = _cell_coordinates(w, self.size[0], self.logits.shape[1], *self.anchor[1])
+        return _bilinear(self.probs, rows, cols)
 
     def summary(self) -> dict:
         """The JSON form: small grid, area share over the threshold, where it came from."""
         return {"source": self.source, "covers": self.covers, "shape": list(self.logits.shape),
                 "threshold": self.threshold, "area_over_threshold": round(self.area_over(), 4),
                 "max_region": round(self.max_region(), 4), "grid": self.grid()}
+
+
+def _cell_coordinates(n: int, covered: int, cells: int, stride: float, centre: float) -> np.ndarray:
+    """The fractional cell index under each of n output pixels spanning `covered` input pixels."""
+    pixel = (np.arange(n, dtype=np.float64) + 0.5) * (covered / n) - 0.5  # output pixel centres, input pixels
+    return np.clip((pixel - centre) / stride, 0.0, cells - 1.0)
+
+
+def _bilinear(a: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    r1, c1 = np.minimum(r0 + 1, a.shape[0] - 1), np.minimum(c0 + 1, a.shape[1] - 1)
+    fr, fc = (rows - r0)[:, None], (cols - c0)[None, :]
+    top = a[r0][:, c0] * (1 - fc) + a[r0][:, c1] * fc
+    bottom = a[r1][:, c0] * (1 - fc) + a[r1][:, c1] * fc
+    return (top * (1 - fr) + bottom * fr).astype(np.float32)
+
+
+def anchor_of(reach) -> tuple | None:
+    """(stride, centre of cell 0) per axis from a runtime.tiling.Reach: cell j reads input
+    pixels [S*j - before, S*j + after], so its centre is S*j + (after - before) / 2."""
+    if reach is None:
+        return None
+    return tuple((float(reach.stride[a]), (reach.after[a] - reach.before[a]) / 2.0) for a in (0, 1))
 
 
 def block_mean(a: np.ndarray, max_side: int) -> np.ndarray:
@@ -158,8 +190,9 @@ def tile_map(img: Image.Image, spec: InputSpec, score_tensors, threshold: float,
     return EvidenceMap(cells, "tiles", "image", (w, h), threshold)
 
 
-def exported_map(evidence: np.ndarray, input_hw: tuple[int, int], threshold: float) -> EvidenceMap:
+def exported_map(evidence: np.ndarray, input_hw: tuple[int, int], threshold: float,
+                 anchor: tuple | None = None) -> EvidenceMap:
     """One image's exported map (1 x h x w or h x w logits) over an input of input_hw pixels."""
     a = np.asarray(evidence, dtype=np.float32)
     a = a.reshape(a.shape[-2], a.shape[-1])
-    return EvidenceMap(a, "exported", "input", (int(input_hw[1]), int(input_hw[0])), threshold)
+    return EvidenceMap(a, "exported", "input", (int(input_hw[1]), int(input_hw[0])), threshold, anchor)

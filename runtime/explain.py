@@ -7,7 +7,7 @@ import numpy as np
 
 from fakedet.errors import FakedetError
 
-from .evidence import EvidenceMap, exported_map, is_partial, logit_of, tile_map
+from .evidence import EvidenceMap, anchor_of, exported_map, is_partial, logit_of, tile_map
 from .imageio import load_image
 from .scoring import fake_logits
 
@@ -38,7 +38,13 @@ class Explainer:
         lead = batch if isinstance(batch, np.ndarray) else batch[self.detector.manifest.input.name]
         h_axis, w_axis = self.detector.manifest.input.hw_axes()
         hw = (lead.shape[h_axis], lead.shape[w_axis])
-        return out, [exported_map(m, hw, self.detector.threshold) for m in maps]
+        return out, [exported_map(m, hw, self.detector.threshold, self.anchor) for m in maps]
+
+    @property
+    def anchor(self) -> tuple | None:
+        """Where the exported map's cells look (from the graph, when the runtime can read it)."""
+        tiler = self.detector.tiler
+        return anchor_of(tiler.reach) if tiler is not None else None
 
     def tiles(self, item, caption=None) -> EvidenceMap:
         """The tile map of one item (decoded again: the window keeps tensors, not images)."""
