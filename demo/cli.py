@@ -18,7 +18,7 @@ Examples:
   fakedet demo --quick --out /tmp/d  # fewer crops, 6 epochs, weak AUC: {QUICK_TIME}
   fakedet demo --arch clip-mlp       # the robust-CLIP head (random ViT-S-32 backbone: slow, weak)
   fakedet demo --seed 1 --out demo-seed1   # another training seed (a new --out: runs resume)
-  fakedet demo --robust --out demo-robust  # + resize/JPEG/WebP/blur augmentation, 20 epochs
+  fakedet demo --no-robust --out demo-plain  # without the resize/JPEG/WebP/blur augmentation, 15 epochs
 
 \b
 Photographs: files inside the scikit-image, scikit-learn and matplotlib wheels (15 train,
@@ -38,14 +38,14 @@ Re-running reuses the crops and reconstructions already made and resumes trainin
 @click.option("--quick", is_flag=True, help=f"Fewer crops, generated images and benchmark seconds: a smoke run ({QUICK_TIME}).")
 @click.option("--arch", default="resnet-tiny-nodown", show_default=True,
               help="Detector: resnet-tiny-nodown, or clip-mlp / clip-linear (random ViT-S-32), resnet50-nodown (slow).")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [15, --robust 20; --quick 6; clip heads 12].")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs [20, --no-robust 15; --quick 6; clip heads 12].")
 @click.option("--vae", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Another autoencoder folder (diffusers layout) instead of the bundled one.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Training seed (sample order, augmentation draws, initial weights); crops stay the same.")
-@click.option("--robust", is_flag=True,
-              help="Train with the robustness augmentation (resize x0.5-1, JPEG, WebP, blur) for 20 epochs; "
-                   "docs/demo-robustness.md has what it measured.")
+@click.option("--robust/--no-robust", default=True, show_default=True,
+              help="Train with the robustness augmentation (resize x0.5-1, JPEG, WebP, blur; 20 epochs) or "
+                   "without (15 epochs); docs/demo-robustness.md has what each measured.")
 def demo(out, quick, arch, epochs, vae, seed, robust):
     """Run the main job end to end on photographs bundled in installed wheels: align, train, evaluate,
     export, calibrate INT8, compare FP32 and INT8, benchmark and predict."""
