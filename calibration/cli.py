@@ -70,7 +70,11 @@ empty captions; a row whose caption the package refuses is skipped and counted."
 @click.option("--max-score-shift", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Largest mean |P_int8 - P_fp32| on the held-out data; above it the fallback engages too, and "
                    "if it stays above, calibration warns (or fails with --strict).")
-@click.option("--strict", is_flag=True, help="A missed --max-score-shift fails (exit 1, nothing written) instead of warning.")
+@click.option("--max-map-shift", type=click.FloatRange(0, 1), default=0.02, show_default=True,
+              help="Packages with an evidence map: largest mean |delta P| per map region, INT8 against FP32; "
+                   "judged with --max-score-shift.")
+@click.option("--strict", is_flag=True,
+              help="A missed --max-score-shift or --max-map-shift fails (exit 1, nothing written) instead of warning.")
 @click.option("--max-float-layers", type=click.IntRange(0), default=8, show_default=True,
               help="Most layer groups the fallback may keep in float.")
 @click.option("--sensitivity", is_flag=True, help="Run the per-layer sensitivity analysis even when the guard passes.")
@@ -105,7 +109,7 @@ empty captions; a row whose caption the package refuses is skipped and counted."
 @click.option("--force", is_flag=True, help="Recalibrate even if an identical calibration is in the package.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def calibrate(package, data, method, samples, per_channel, eval_data, eval_samples, max_auc_drop, max_score_shift,
-              strict, max_float_layers,
+              max_map_shift, strict, max_float_layers,
               sensitivity, sensitivity_budget, seed, num_bins, percentile, trt_version, trt_calibrator, input_spec, out, text_tower,
               normalise_method, force, quiet):  # fmt: skip
     """Calibrate INT8 for PACKAGE (or a bare ONNX with --input-spec): QDQ ONNX, TensorRT
@@ -120,7 +124,7 @@ def calibrate(package, data, method, samples, per_channel, eval_data, eval_sampl
     logging.basicConfig(level=logging.WARNING, format="fakedet: %(message)s")
     opts = Options(
         data=data, method=method, samples=samples, per_channel=per_channel, eval_data=eval_data,
-        eval_samples=eval_samples, max_auc_drop=max_auc_drop, max_score_shift=max_score_shift, strict=strict, max_float_layers=max_float_layers,
+        eval_samples=eval_samples, max_auc_drop=max_auc_drop, max_score_shift=max_score_shift, max_map_shift=max_map_shift, strict=strict, max_float_layers=max_float_layers,
         sensitivity=sensitivity, sensitivity_budget=sensitivity_budget, seed=seed, num_bins=num_bins, percentile=percentile, trt_version=trt_version,
         trt_calibrator=trt_calibrator, force=force, progress=not quiet, text_tower=text_tower, normalise=normalise_method,
     )  # fmt: skip

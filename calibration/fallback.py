@@ -1,5 +1,6 @@
 """The mixed-precision fallback: keep the most sensitive layer groups in float, one more at
-a time, until the AUC drop and the score shift (mean |P_int8 - P_fp32|) are both within budget."""
+a time, until the AUC drop, the score shift (mean |P_int8 - P_fp32|) and, for a package with
+an evidence map, the map shift (mean |delta P| per region) are all within budget."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Budgets:
     max_auc_drop: float  # largest FP32 -> INT8 AUC drop accepted
     max_float_groups: int  # most layer groups kept in float
     max_score_shift: float | None = None  # largest mean |P_int8 - P_fp32|; None: not judged
+    max_map_shift: float | None = None  # largest mean |delta P| per evidence-map region; None: not judged
     sensitivity_images: int | None = 32  # held-out images the per-layer ranking runs on
     sensitivity_seconds: float | None = DEFAULT_BUDGET_S  # exact per-layer measurement time
 
@@ -33,7 +35,9 @@ class Budgets:
         return result["auc_drop"] <= self.max_auc_drop
 
     def shift_ok(self, result: dict) -> bool:
-        return self.max_score_shift is None or result["shift"]["mean_abs_dp"] <= self.max_score_shift
+        score = self.max_score_shift is None or result["shift"]["mean_abs_dp"] <= self.max_score_shift
+        region = result.get("map_shift")
+        return score and (self.max_map_shift is None or region is None or region <= self.max_map_shift)
 
 
 def spread_subset(batches, l32: np.ndarray, labels, max_images: int | None):
@@ -50,7 +54,7 @@ def spread_subset(batches, l32: np.ndarray, labels, max_images: int | None):
 
 
 def fallback(qdq_model, fp32_model, batches, labels: np.ndarray, l32: np.ndarray, output: OutputSpec,
-             threshold: float, budgets: Budgets, progress: bool = True, exact: bool = False):
+             threshold: float, budgets: Budgets, progress: bool = True, exact: bool = False, map_shift=None):
     """Greedy mixed precision. Returns (model, result dict, that model's logits on `batches`).
     The ranking (one INT8 run per layer group) uses up to `budgets.sensitivity_images` held-out
     images spread over the set: it orders layers by logit error, which a few dozen images
@@ -59,18 +63,28 @@ def fallback(qdq_model, fp32_model, batches, labels: np.ndarray, l32: np.ndarray
     score-shift one. When the shift budget cannot be met, the model kept is the first step
     that meets the AUC budget (no layer is left in float for a shift it does not cure); when
     no step meets the AUC budget, the one with the smallest AUC drop.
-    `exact`: judge the exact quantization arithmetic instead of this CPU's INT8 kernels."""
+    `exact`: judge the exact quantization arithmetic instead of this CPU's INT8 kernels.
+    `map_shift(model)`: the mean |delta P| of the evidence map's regions against FP32 (None:
+    the model has no map), judged against `budgets.max_map_shift` with the score shift."""
     auc_ok, shift_ok = budgets.auc_ok, budgets.shift_ok
+
+    def judged(model, l8):
+        out = compare(labels, l32, l8, threshold)
+        if map_shift is not None:
+            out["map_shift"] = map_shift(model)
+        return out
+
     l8 = logits_of(qdq_model, batches, output, exact)
-    first = compare(labels, l32, l8, threshold)
+    first = judged(qdq_model, l8)
     result = {"initial": first, "max_auc_drop": budgets.max_auc_drop, "max_score_shift": budgets.max_score_shift,
-              "kept_float": [], "sensitivity": [], "steps": []}  # fmt: skip
+              "max_map_shift": budgets.max_map_shift, "kept_float": [], "sensitivity": [], "steps": []}  # fmt: skip
     if auc_ok(first) and shift_ok(first):
         result.update(final=first, passed=True, shift_passed=True)
         return qdq_model, result, l8
     log.warning(
-        "INT8 AUC drop %.4f (budget %.4f), mean |dP| %.4f (budget %s): running per-layer sensitivity",
-        first["auc_drop"], budgets.max_auc_drop, first["shift"]["mean_abs_dp"], budgets.max_score_shift,
+        "INT8 AUC drop %.4f (budget %.4f), mean |dP| %.4f (budget %s), map mean |dP| %s (budget %s): running "
+        "per-layer sensitivity", first["auc_drop"], budgets.max_auc_drop, first["shift"]["mean_abs_dp"],
+        budgets.max_score_shift, first.get("map_shift"), budgets.max_map_shift,
     )  # fmt: skip
     sub, l32_sub, labels_sub = spread_subset(batches, l32, labels, budgets.sensitivity_images)
     ranking, result["sensitivity_search"] = rank_layer_groups(
@@ -83,10 +97,10 @@ def fallback(qdq_model, fp32_model, batches, labels: np.ndarray, l32: np.ndarray
         kept.append(row)
         model = keep_float(qdq_model, fp32_model, [n for r in kept for n in r["nodes"]])
         l8 = logits_of(model, batches, output, exact)
-        final = compare(labels, l32, l8, threshold)
+        final = judged(model, l8)
         tried.append((list(kept), model, final, l8))
         result["steps"].append({"kept_float": [r["name"] for r in kept], "auc_drop": final["auc_drop"],
-                                "mean_abs_dp": final["shift"]["mean_abs_dp"]})  # fmt: skip
+                                "mean_abs_dp": final["shift"]["mean_abs_dp"], "map_shift": final.get("map_shift")})  # fmt: skip
         log.info("keeping %s in float: AUC drop %.4f, mean |dP| %.4f", row["name"], final["auc_drop"],
                  final["shift"]["mean_abs_dp"])  # fmt: skip
         if auc_ok(final) and shift_ok(final):

@@ -55,3 +55,32 @@ def test_int8_artifacts_carry_the_map_and_the_guard_measures_it(tmp_path, eviden
         assert d8.explainer().source == "exported"
         (p,) = d8.predict([sorted((tmp_path / "held").rglob("*.png"))[0]], explain=True)
         assert p.ok and p.evidence.logits.shape == (6, 6)
+
+
+def test_a_map_over_its_budget_engages_the_fallback_on_its_own(tmp_path, evidence_packages):
+    import shutil
+
+    from fakedet.calibration.pipeline import Options, calibrate
+
+    _images(tmp_path / "calib", 8, 1)
+    _images(tmp_path / "held", 8, 2)
+
+    def run(name, **budget):
+        pkg = shutil.copytree(evidence_packages[0], tmp_path / name)
+        calibrate(pkg, Options(data=tmp_path / "calib", eval_data=tmp_path / "held", method="minmax", samples=16,
+                               progress=False, cpu_bench_seconds=0, max_auc_drop=1.0, max_score_shift=1.0,
+                               max_float_layers=20, **budget))
+        rep = json.loads((pkg / "calibration.json").read_text())
+        return {a["guard"]["arithmetic"]: a["guard"] for a in rep["artifacts"].values()}
+
+    loose = run("loose.fdet", max_map_shift=1.0)
+    for g in loose.values():  # AUC and score budgets wide open, the map within 1.0: INT8 as it is
+        assert g["kept_float"] == [] and g["steps"] == [] and g["final"]["map_shift"] > 0
+    start = min(g["final"]["map_shift"] for g in loose.values())
+    tight = run("tight.fdet", max_map_shift=start / 2)
+    for kind, g in tight.items():
+        assert g["initial"]["map_shift"] == pytest.approx(loose[kind]["final"]["map_shift"], rel=1e-6)
+        assert g["kept_float"], kind  # the map alone made it keep layers in float
+        assert g["shift_passed"] and g["final"]["map_shift"] <= start / 2
+        assert g["evidence_map"]["mean_abs_dp"] == pytest.approx(g["final"]["map_shift"], rel=1e-6)
+        assert [s["map_shift"] for s in g["steps"]][-1] == pytest.approx(g["final"]["map_shift"])
