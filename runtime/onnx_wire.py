@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fakedet.errors import FakedetError
+from fakedet.protobuf_wire import Malformed, varint
+from fakedet.protobuf_wire import fields as wire_fields
 
 # field numbers, from onnx.proto
 _MODEL_GRAPH = 7
@@ -43,21 +45,6 @@ class WireError(FakedetError):
     pass
 
 
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise WireError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
-
-
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
@@ -65,24 +52,8 @@ def _signed(v: int) -> int:
 def fields(buf):
     """(field number, wire type, value) of each field of one message: an int for varints
     and fixed-size fields, a memoryview for length-delimited ones."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        tag, pos = _varint(buf, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            if pos + size > end:
-                raise WireError("a field runs past the end of its message")
-            value, pos = buf[pos:pos + size], pos + size
-        elif wire == 5:
-            value, pos = int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
-        else:
-            raise WireError(f"unsupported wire type {wire}")
-        yield number, wire, value
+    for number, wire, value in wire_fields(buf):
+        yield number, wire, (buf[value[0]:value[1]] if wire == 2 else value)
 
 
 def _ints(wire: int, value) -> list[int]:
@@ -90,7 +61,7 @@ def _ints(wire: int, value) -> list[int]:
         return [_signed(value)]
     out, pos = [], 0
     while pos < len(value):  # packed
-        v, pos = _varint(value, pos)
+        v, pos = varint(value, pos, len(value))
         out.append(_signed(v))
     return out
 
@@ -169,5 +140,7 @@ def read_graph(path: str | Path) -> Graph:
         view = memoryview(mm)
         try:
             return parse_graph(view)
+        except Malformed as e:
+            raise WireError(str(e)) from None
         finally:
             view.release()
