@@ -29,7 +29,7 @@ from . import cpu_speed
 from . import ranges as ranges_mod
 from .dataset import load_set
 from .files import CACHE_FILE, FIGURE_FILE, FP32_FILE, INT8_FILE, REPORT_FILE, TARGETS
-from .evidence_guard import evidence_delta
+from .evidence_guard import EvidenceDelta
 from .fallback import Budgets, fallback
 from .guard import compare
 from .ort_run import logits_of
@@ -164,13 +164,13 @@ def calibrate(source: str | Path, opts: Options, input_spec: str | Path | None =
         _warn_no_range(rng, tower)
         gs = _guard_set(calib, eval_set, opts)
         l32 = logits_of(rng.path, gs.batches, manifest.output)
-        built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work, tower)
+        maps = EvidenceDelta(rng.path, gs.batches, manifest.evidence.name) if manifest.evidence is not None else None
+        built = {target: _build_target(target, file, act, weights, rng, gs, l32, manifest, opts, work, tower, maps)
                  for target, file, act, weights in TARGETS}
         _enforce_budgets(built, opts, manifest.threshold.value)
-        if manifest.evidence is not None:  # how far each final INT8 map moves from FP32 (the fallback judged it)
+        if maps is not None:  # how far each final INT8 map moves from FP32 (the fallback judged it)
             for target, b in built.items():
-                b.guard["evidence_map"] = evidence_delta(fp32_path, b.model, gs.batches, manifest.evidence.name,
-                                                         exact=target == "tensorrt")
+                b.guard["evidence_map"] = maps(b.model, exact=target == "tensorrt")
         speed = cpu_speed.measure(rng.named, built["ort-cpu"].model, gs.batches[0], opts.cpu_bench_seconds) \
             if opts.cpu_bench_seconds > 0 else None
         cpu = _cpu_facts(built["ort-cpu"], gs.batches)
@@ -281,7 +281,8 @@ def _guard_set(calib, eval_set, opts: Options) -> _GuardSet:
 
 
 def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, gs: _GuardSet, l32, manifest,
-                  opts: Options, work: Path, tower: TextTower | None = None) -> Built:
+                  opts: Options, work: Path, tower: TextTower | None = None,
+                  maps: EvidenceDelta | None = None) -> Built:
     """One QDQ model from the shared ranges, guarded (with the mixed-precision fallback) on held-out data."""
     thr = manifest.threshold.value
     # tensors without a range get a placeholder (ORT insists on one), then lose their Q/DQ
@@ -292,9 +293,9 @@ def _build_target(target: str, file: str, act: str, weights: str, rng: _Ranges, 
     exact = target == "tensorrt"
     if gs.labels is not None:
         map_shift = None
-        if manifest.evidence is not None:
+        if maps is not None:
             def map_shift(model):
-                delta = evidence_delta(rng.path, model, gs.batches, manifest.evidence.name, exact=exact)
+                delta = maps(model, exact=exact)
                 return None if delta is None else delta["mean_abs_dp"]
         model, guard, l8 = fallback(qdq, rng.named, gs.batches, gs.labels, l32, manifest.output, thr, opts.budgets(),
                                     opts.progress, exact=exact, map_shift=map_shift)  # fmt: skip

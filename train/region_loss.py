@@ -16,26 +16,15 @@ from torch import nn
 
 from fakedet.errors import DataError
 
-from .models.evidence import _features_fn, _linear_of
+from .models.evidence import EvidenceGraph, supports_evidence
 
 
-class RegionGraph(nn.Module):
-    """(N,3,H,W) -> (logit (N,1) through the model's own head, Dropout included; map (N,1,h,w))."""
-
-    def __init__(self, model: nn.Module, arch: str):
-        super().__init__()
-        features, linear = _features_fn(model), _linear_of(getattr(model, "fc", None) or nn.Identity())
-        if features is None or linear is None:
-            raise DataError(f"--region-loss needs an architecture with an exact evidence map (global average "
-                            f"pooling and a linear one-logit head); '{arch}' has none")
-        self.model = model
-        self._features, self._linear = features, linear
-
-    def forward(self, x):
-        f = self._features(x)
-        logit = self.model.fc(f.mean(dim=(2, 3)))
-        regions = nn.functional.conv2d(f, self._linear.weight.reshape(1, -1, 1, 1), self._linear.bias)
-        return logit, regions
+def region_graph(model: nn.Module, arch: str) -> EvidenceGraph:
+    """The model as (logit, map) for training; refused for an architecture without an exact map."""
+    if not supports_evidence(model):
+        raise DataError(f"--region-loss needs an architecture with an exact evidence map (global average "
+                        f"pooling and a linear one-logit head); '{arch}' has none")
+    return EvidenceGraph(model)
 
 
 def region_loss(regions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,8 @@ from .losses import build_loss
 from .models import create_model, model_input_spec
 from .models.clip import random_backbone_note
 from .progress import epoch_line
-from .region_loss import RegionGraph, region_loss
+from .models.evidence import EvidenceGraph
+from .region_loss import region_graph, region_loss
 from .sam import SAM, frozen_bn_stats
 
 log = logging.getLogger("fakedet.train")
@@ -74,7 +75,7 @@ class Trainer:
         self.frozen = bool(getattr(self.model, "frozen_backbone", False))
         self.net = self.model.head if self.frozen else self.model
         if cfg.region_loss > 0:  # the map's regions trained too; the image logit is unchanged
-            self.net = RegionGraph(self.model, cfg.arch)
+            self.net = region_graph(self.model, cfg.arch)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -105,7 +106,7 @@ class Trainer:
             if self.frozen:
                 self.model.head = self.net
             else:
-                self.model = self.net.model if isinstance(self.net, RegionGraph) else self.net
+                self.model = self.net.model if isinstance(self.net, EvidenceGraph) else self.net
         elif self.rank == 0:
             log.warning("BatchNorm statistics are per process (%d images each): the run is equivalent to one "
                         "process only approximately%s", self.cfg.batch // self.world,

@@ -9,7 +9,7 @@ from fakedet.errors import DataError
 from fakedet.train.config import make_config
 from fakedet.train.models import create_model
 from fakedet.train.models.evidence import evidence_maps
-from fakedet.train.region_loss import RegionGraph, region_loss
+from fakedet.train.region_loss import region_graph, region_loss
 from fakedet.train.trainer import Trainer
 from test_train_trainer import make_dataset
 
@@ -33,7 +33,7 @@ def test_region_graph_keeps_the_model_logit_and_its_map_mean():
     model = create_model("resnet-tiny-nodown", width=4).eval()
     x = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
-        logit, regions = RegionGraph(model, "resnet-tiny-nodown").eval()(x)
+        logit, regions = region_graph(model, "resnet-tiny-nodown").eval()(x)
         assert torch.allclose(logit, model(x), atol=1e-6)
     ref_logit, ref_map = evidence_maps(model, x)
     assert torch.allclose(regions, ref_map, atol=1e-6)

@@ -64,7 +64,7 @@ class EvidenceGraph(nn.Module):
         f = self._features(x)
         weight = self._linear.weight.reshape(1, -1, 1, 1)
         evidence = nn.functional.conv2d(f, weight, self._linear.bias)  # the head as a 1x1 convolution
-        logit = self._linear(f.mean(dim=(2, 3)))
+        logit = self.model.fc(f.mean(dim=(2, 3)))  # the model's own head (its Dropout acts in training)
         return logit, evidence
 
 
